@@ -1,0 +1,167 @@
+"""Annotate inputs in a batch: discover, load, predict, post-process, write; one bad input never stops the rest.
+
+An *annotator* is either a trained bundle (``--model``) or a training-free classical
+method (``--method``). Both produce a label image on the input's own grid.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from medannot.annotations import Annotation, LabelMap, Provenance, write_case
+from medannot.data import Image
+from medannot.errors import InputError, MedannotError
+
+
+@dataclass
+class Labelled:
+    """What an annotator returns for one image."""
+
+    labels: Image
+    instance_maps: dict[int, np.ndarray] | None = None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    label_map: LabelMap | None = None
+
+
+class Annotator(Protocol):
+    """A trained model or classical method turned into a common interface."""
+
+    label_map: LabelMap
+
+    def provenance(self, input_info: dict[str, Any]) -> Provenance: ...
+
+    def __call__(self, image: Image) -> Labelled: ...
+
+
+class ModelAnnotator:
+    """Annotator backed by a trained bundle and :class:`medannot.inference.Predictor`.
+
+    Args:
+        model: Bundled model name or bundle folder.
+        tta: Flip test-time augmentation (None: the bundle's default).
+        progress: Show the sliding-window progress bar.
+    """
+
+    def __init__(self, model: str | Path, tta: bool | None = None, progress: bool = False) -> None:
+        from medannot.inference import Predictor
+
+        self.predictor = Predictor.from_bundle(model, tta=tta, progress=progress)
+        self.bundle = self.predictor.bundle
+        self.label_map = LabelMap.parse(self.bundle.labels)
+        self.tta = tta
+
+    def provenance(self, input_info: dict[str, Any]) -> Provenance:
+        return Provenance(
+            source="model",
+            name=self.bundle.name,
+            version=str(self.bundle.version),
+            sha256=str(getattr(self.bundle, "sha256", "") or ""),
+            parameters={
+                "tta": self.predictor.tta,
+                "inference": dict(self.bundle.inference),
+                "preprocessing": list(self.bundle.preprocessing),
+                "postprocessing": dict(self.bundle.postprocessing or {}),
+            },
+            input=input_info,
+        )
+
+    def __call__(self, image: Image) -> Labelled:
+        prediction = self.predictor.predict(image)
+        return Labelled(prediction.labels, getattr(prediction, "instances", None), dict(prediction.timings or {}))
+
+
+class ClassicalAnnotator:
+    """Annotator backed by a classical method of :mod:`medannot.classical` (no training).
+
+    Args:
+        method: Method name (``medannot methods`` lists them).
+        params: Keyword parameters of the method (e.g. ``seed``, ``classes``).
+    """
+
+    def __init__(self, method: str, params: dict[str, Any] | None = None) -> None:
+        from medannot import classical
+
+        if method not in classical.list_methods():
+            raise InputError(f"unknown method {method!r}; expected one of: {', '.join(classical.list_methods())}")
+        self.method = method
+        self.params = dict(params or {})
+        self.label_map = LabelMap()
+
+    def provenance(self, input_info: dict[str, Any]) -> Provenance:
+        return Provenance(source="classical", name=str(self.method), parameters=self.params, input=input_info)
+
+    def __call__(self, image: Image) -> Labelled:
+        from medannot import classical
+
+        start = time.perf_counter()
+        labels = classical.run_method(self.method, image, **self.params)
+        values = [int(v) for v in np.unique(labels.array) if v != 0]
+        label_map = LabelMap.parse({v: f"{self.method}_{v}" for v in values})
+        return Labelled(labels, None, {"method": time.perf_counter() - start}, label_map)
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one input in a batch."""
+
+    name: str
+    ok: bool
+    reason: str = ""
+    folder: Path | None = None
+    annotation: Annotation | None = None
+    seconds: float = 0.0
+
+
+def annotate_inputs(
+    input_path: str | Path,
+    annotator: Annotator,
+    out_dir: str | Path,
+    on_case: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
+
+    Args:
+        input_path: A file, a DICOM series folder, a folder of files, or a dataset folder.
+        annotator: :class:`ModelAnnotator` or :class:`ClassicalAnnotator`.
+        out_dir: Output root.
+        on_case: Called after each case (for progress display).
+
+    Returns:
+        One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
+
+    Raises:
+        InputError: If ``input_path`` does not exist or holds no readable input at all.
+    """
+    from medannot.io import discover_inputs
+
+    items = discover_inputs(Path(input_path))
+    if not items:
+        raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
+    results: list[CaseResult] = []
+    for item in items:
+        start = time.perf_counter()
+        try:
+            case = item.load()
+            image = case.image
+            labelled = annotator(image)
+            info = {"path": str(getattr(item, "paths", [input_path])[0]) if getattr(item, "paths", None) else str(input_path)}
+            info.update({k: str(v) for k, v in case.identifiers.items()})
+            annotation = write_case(
+                Path(out_dir), item.name, image, labelled.labels, labelled.label_map or annotator.label_map,
+                annotator.provenance(info), labelled.instance_maps, labelled.timings_s,
+            )
+            result = CaseResult(item.name, True, folder=Path(out_dir) / item.name, annotation=annotation)
+        except MedannotError as exc:
+            result = CaseResult(item.name, False, reason=str(exc))
+        except (MemoryError, RuntimeError, ValueError, OSError) as exc:  # a bug or resource limit: report, go on
+            result = CaseResult(item.name, False, reason=f"{item.name}: {type(exc).__name__}: {exc}".splitlines()[0])
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+        if on_case is not None:
+            on_case(result)
+    return results

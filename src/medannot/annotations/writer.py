@@ -1,0 +1,134 @@
+"""Write one case's annotation folder: labels, instances, overlays and ``annotation.json``.
+
+For an input named ``X`` the folder ``OUT/X/`` holds:
+
+- ``labels.nii.gz``: the label map on the input's own grid (uint8, or uint16 past 255 labels);
+  2D inputs are stored as a NIfTI volume with one slice;
+- ``labels.png`` (2D only): the same label values as a PNG;
+- ``instances.nii.gz`` (and ``instances.png`` in 2D): instance ids matching ``annotation.json``;
+- ``overlay.png`` (2D) or ``overlay_{axial,coronal,sagittal}.png`` (3D);
+- ``annotation.json``: provenance, label sizes, instances with boxes.
+
+The folder is assembled under a hidden temporary name and renamed into place,
+so an interrupted run never leaves a half-written case folder.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from medannot.annotations.labelmap import LabelMap
+from medannot.annotations.overlay import write_overlays
+from medannot.annotations.schema import Annotation, Provenance
+from medannot.annotations.summary import summarise
+from medannot.data import Geometry, Image, ImageKind
+from medannot.errors import OutputError
+from medannot.io import write_image
+
+
+def as_volume(image: Image) -> Image:
+    """A 2D image as a 3D image with one slice (z spacing 1 mm, origin z 0); 3D images unchanged."""
+    if image.ndim == 3:
+        return image
+    g = image.geometry
+    direction = np.eye(3)
+    direction[:2, :2] = g.direction
+    geometry = Geometry(spacing=(*g.spacing, 1.0), origin=(*g.origin, 0.0), direction=direction)
+    return Image(image.array[..., None], geometry, image.kind, dict(image.meta))
+
+
+def label_dtype(max_value: int) -> type[np.unsignedinteger]:
+    """Smallest unsigned dtype (uint8 or uint16 or uint32) holding ``max_value``."""
+    if max_value <= np.iinfo(np.uint8).max:
+        return np.uint8
+    return np.uint16 if max_value <= np.iinfo(np.uint16).max else np.uint32
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
+        final.rename(old)
+    staging.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def write_case(
+    out_dir: Path,
+    case_name: str,
+    image: Image,
+    labels: Image,
+    label_map: LabelMap,
+    provenance: Provenance,
+    instance_maps: dict[int, np.ndarray] | None = None,
+    timings_s: dict[str, float] | None = None,
+) -> Annotation:
+    """Write ``out_dir/case_name/`` atomically and return the annotation it records.
+
+    Args:
+        out_dir: Output root; created if missing.
+        case_name: Folder name (a plain file name).
+        image: The input image (for overlays and geometry).
+        labels: Label image on the input's own grid.
+        label_map: Names and colours of the labels.
+        provenance: What made the labels.
+        instance_maps: Optional model-made instance ids per label value.
+        timings_s: Optional timings to record (seconds).
+
+    Raises:
+        GeometryError: If ``labels`` is not on ``image``'s grid.
+        OutputError: If the folder cannot be written.
+    """
+    image.check_same_grid(labels, what=f"input and labels of case {case_name!r}")
+    out_dir = Path(out_dir)
+    final = out_dir / case_name
+    staging = out_dir / f".{case_name}.tmp-{secrets.token_hex(4)}"
+    lab = labels.array[0]
+    summaries, instances, instance_map = summarise(lab, labels.geometry, label_map, instance_maps)
+    lab = lab.astype(label_dtype(int(lab.max()) if lab.size else 0), copy=False)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        files: dict[str, str] = {}
+        lab_img = labels.with_array(lab[None], kind=ImageKind.LABEL)
+        inst_img = labels.with_array(instance_map[None], kind=ImageKind.LABEL)
+        write_image(as_volume(lab_img), staging / "labels.nii.gz")
+        files["labels"] = "labels.nii.gz"
+        write_image(as_volume(inst_img), staging / "instances.nii.gz")
+        files["instances"] = "instances.nii.gz"
+        if image.ndim == 2:
+            write_image(lab_img, staging / "labels.png")
+            files["labels_png"] = "labels.png"
+            if instance_map.max() <= np.iinfo(np.uint16).max:
+                write_image(inst_img.with_array(instance_map.astype(np.uint16)[None]), staging / "instances.png")
+                files["instances_png"] = "instances.png"
+        for path in write_overlays(image, lab, label_map, staging):
+            files[path.stem] = path.name
+        annotation = Annotation(
+            case=case_name,
+            ndim=image.ndim,
+            shape=list(image.spatial_shape),
+            spacing=[float(s) for s in image.spacing],
+            affine=[[round(float(v), 6) for v in row] for row in image.affine],
+            size_unit="mm3" if image.ndim == 3 else "mm2",
+            labels=summaries,
+            instances=instances,
+            provenance=provenance,
+            files=files,
+            timings_s={k: round(float(v), 3) for k, v in (timings_s or {}).items()},
+        )
+        (staging / "annotation.json").write_text(json.dumps(annotation.to_dict(), indent=2))
+        _swap_into_place(staging, final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot write the annotation folder: {exc.strerror or exc}", final) from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return annotation

@@ -1,0 +1,201 @@
+"""The ``medannot`` command line. Heavy imports live inside commands so ``medannot --help`` is instant.
+
+Every expected failure (bad input, unknown model, grid mismatch) prints one line
+``medannot: error: <file>: <reason>`` on stderr and exits with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+
+from medannot import __version__
+from medannot.errors import MedannotError
+
+app = typer.Typer(
+    name="medannot",
+    help="Annotate medical images automatically; experts review and correct instead of drawing from scratch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_INPUT = 2
+
+
+def fail(message: str) -> None:
+    """Print a one-line error and exit with code 2."""
+    typer.echo(f"medannot: error: {message}".splitlines()[0], err=True)
+    raise typer.Exit(EXIT_INPUT)
+
+
+def friendly_errors(func: F) -> F:
+    """Turn :class:`MedannotError` into a one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MedannotError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            typer.echo("medannot: interrupted; finished cases are kept, the current one was not written", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medannot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """medannot: automatic annotation of medical images, with evaluation built in."""
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """Parse ``key=value`` options; values are read as JSON when they parse (numbers, lists), else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            fail(f"--param expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+@app.command()
+@friendly_errors
+def annotate(
+    input: Path = typer.Argument(..., help="A file, a DICOM series folder, a folder of images, or a dataset folder."),
+    out: Path = typer.Option(Path("medannot_out"), "--out", "-o", help="Output folder; one sub-folder per case."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name or bundle folder."),
+    method: Optional[str] = typer.Option(None, "--method", help="Classical method instead of a model (see `medannot methods`)."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable), e.g. seed=[120,80]."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip test-time augmentation (default: the bundle's)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary table."),
+) -> None:
+    """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json."""
+    from medannot.annotate import ClassicalAnnotator, ModelAnnotator, annotate_inputs
+    from medannot.reporting import print_annotation_summary
+
+    if (model is None) == (method is None):
+        fail("give exactly one of --model NAME_OR_BUNDLE or --method NAME (see `medannot models` and `medannot methods`)")
+    if not input.exists():
+        fail(f"{input}: no such file or folder")
+    annotator = (
+        ModelAnnotator(model, tta=tta, progress=not quiet) if model is not None else ClassicalAnnotator(method, parse_params(param))
+    )
+
+    def show(result: Any) -> None:
+        if not result.ok:
+            typer.echo(f"medannot: skipped {result.reason}", err=True)
+        elif not quiet:
+            typer.echo(f"annotated {result.name} -> {result.folder} ({result.seconds:.1f} s)")
+
+    results = annotate_inputs(input, annotator, out, on_case=show)
+    if not quiet:
+        print_annotation_summary(results)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        typer.echo(f"medannot: {len(failed)} of {len(results)} inputs failed and were skipped", err=True)
+        raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    pred: Path = typer.Argument(..., help="Predicted label file or folder (e.g. the --out of annotate)."),
+    truth: Path = typer.Argument(..., help="Ground-truth label file or folder, matched by case name."),
+    out: Path = typer.Option(Path("medannot_eval"), "--out", "-o", help="Folder for metrics.csv, metrics.json, report.html."),
+    resample: bool = typer.Option(False, "--resample", help="Resample predictions onto the truth grid when grids differ."),
+    labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "grey matter"}\'.'),
+    output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines)."),
+) -> None:
+    """Compare predicted labels with ground truth: Dice, IoU, precision, recall, HD95, ASSD; CSV, JSON and HTML report."""
+    from medannot.evaluation import evaluate_paths
+    from medannot.reporting import print_evaluation_summary
+
+    if output_format not in {"table", "json"}:
+        fail(f"--format must be 'table' or 'json', got {output_format!r}")
+    label_names = None
+    if labels:
+        try:
+            label_names = {int(k): str(v) for k, v in json.loads(labels).items()}
+        except (json.JSONDecodeError, ValueError, AttributeError):
+            fail(f"--labels must be a JSON object of label value to name, got {labels!r}")
+    result = evaluate_paths(pred, truth, out, labels=label_names, resample=resample)
+    if output_format == "json":
+        typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result.summary, indent=2, default=str))
+    else:
+        print_evaluation_summary(result, out)
+
+
+@app.command()
+@friendly_errors
+def train(
+    config: Path = typer.Argument(..., help="Training config (YAML or JSON), e.g. configs/nuclei.yaml."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config field: key=value (dotted keys allowed)."),
+) -> None:
+    """Train a model from CONFIG and write a bundle (weights, config, label map, model card)."""
+    from medannot.training import train as run_training
+
+    if not config.exists():
+        fail(f"{config}: no such config file")
+    bundle = run_training(config, overrides=parse_params(set_) or None)
+    typer.echo(f"bundle written: {bundle}")
+
+
+@app.command()
+@friendly_errors
+def models(name: Optional[str] = typer.Argument(None, help="Show this model's card.")) -> None:
+    """List the bundled models, or print one model's card."""
+    from medannot.models.bundle import Bundle, list_bundles
+    from medannot.reporting import print_models
+
+    if name is not None:
+        bundle = Bundle.load(name)
+        card = Path(bundle.path) / "MODEL_CARD.md"
+        typer.echo(card.read_text() if card.exists() else f"{bundle.name} {bundle.version}: no model card")
+        return
+    print_models(list_bundles())
+
+
+@app.command()
+@friendly_errors
+def methods() -> None:
+    """List the classical (training-free) annotation methods."""
+    from medannot import classical
+
+    for name in classical.list_methods():
+        doc = (classical.describe_method(name) if hasattr(classical, "describe_method") else "")
+        typer.echo(f"{name:16s} {doc}")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder."),
+) -> None:
+    """Annotate the bundled real samples with the bundled models, evaluate, and print a summary."""
+    from medannot.demo import run_demo
+
+    run_demo(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
