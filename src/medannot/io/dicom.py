@@ -1,0 +1,445 @@
+"""DICOM reading with pydicom: single files and series folders, LPS -> RAS at the edge.
+
+A single-frame file becomes a 2D image ``(C, rows, columns)`` with spacing from
+PixelSpacing (or ImagerPixelSpacing, else 1 mm); when the file has a patient position,
+``meta["plane_affine_ras"]`` (4x4) maps ``(row, column, 0)`` to RAS mm. A multi-frame
+file becomes a 3D image when every frame has a position (enhanced multi-frame, or
+GridFrameOffsetVector as in RT dose), otherwise it is refused.
+
+A series (a folder, or a list of files) becomes a 3D image ``(1, columns, rows, slices)``:
+array index ``(i, j, k)`` = (column, row, slice), slices sorted along the slice normal
+(row cosine x column cosine) by the projection of ImagePositionPatient. This is the layout
+of dcm2niix and of ITK (whose ``GetArrayFromImage`` returns the transpose).
+RescaleSlope/Intercept are applied (HU for CT): int16 when the result is exact in int16,
+float32 otherwise. Identifiers (PatientID, StudyInstanceUID, SeriesInstanceUID, Modality,
+SeriesDescription, SeriesNumber) go into ``Image.meta``.
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from medannot.data.geometry import Geometry
+from medannot.data.image import Image, ImageKind
+from medannot.errors import GeometryError, InputError
+from medannot.io._common import check_allocation, check_readable_file, is_hidden, parse_kind, to_label_array
+from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, assemble
+
+__all__ = ["DicomFolder", "read_dicom_file", "read_dicom_series", "scan_dicom_folder"]
+
+IDENTIFIERS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber")
+_ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
+_DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
+                  EOFError, IndexError, struct.error)  # fmt: skip
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _dcmread(path: Path, header_only: bool, notes: list[str] | None = None):
+    """pydicom.dcmread with errors as InputError and pydicom's warnings collected into ``notes``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path, stop_before_pixels=header_only)
+    except InvalidDicomError:
+        raise InputError("not a DICOM file (no 'DICM' preamble)", path) from None
+    except _DECODE_ERRORS as exc:
+        raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({_one_line(exc)})", path) from None
+    if notes is not None:
+        notes.extend(f"{path.name}: {_one_line(w.message)}" for w in caught)
+    return ds
+
+
+def _floats(ds, keyword: str, n: int, path: Path) -> np.ndarray | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else list(value)
+        arr = np.asarray([float(v) for v in items])
+    except (TypeError, ValueError):
+        raise InputError(f"{keyword} is not numeric: {value!r}", path) from None
+    if arr.size != n or not np.all(np.isfinite(arr)):
+        raise InputError(f"{keyword} must have {n} finite numbers, got {list(value)!r}", path)
+    return arr
+
+
+def _number(ds, keyword: str, default: float) -> float:
+    value = ds.get(keyword)
+    try:
+        return default if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _pixel_spacing(ds, path: Path) -> np.ndarray | None:
+    sp = _floats(ds, "PixelSpacing", 2, path)
+    if sp is None:
+        sp = _floats(ds, "ImagerPixelSpacing", 2, path)
+    if sp is not None and np.any(sp <= 0):
+        raise GeometryError(f"PixelSpacing must be positive, got {sp.tolist()}", path)
+    return sp
+
+
+def _identifiers(ds) -> dict[str, str]:
+    out = {}
+    for key in IDENTIFIERS:
+        value = ds.get(key)
+        if value is not None and str(value) != "":
+            out[key] = str(value)
+    return out
+
+
+def _decode(ds, path: Path, notes: list[str]) -> np.ndarray:
+    """Decoded pixel array after checking the declared size against the stored bytes."""
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if ds.get("Rows") and ds.get("Columns"):
+            raise InputError("DICOM file declares an image but holds no pixel data; the file is probably truncated", path)
+        raise InputError("DICOM file has no pixel data (not an image: a report, structure set, DICOMDIR, or a truncated file)", path)
+    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    if rows < 1 or cols < 1:
+        raise InputError(f"DICOM image declares {rows} rows x {cols} columns; expected at least 1 x 1", path)
+    frames = max(1, int(_number(ds, "NumberOfFrames", 1)))
+    spp = int(ds.get("SamplesPerPixel") or 1)
+    bits = int(ds.get("BitsAllocated") or 16)
+    expected = rows * cols * frames * spp * bits // 8
+    check_allocation(path, rows * cols * frames * spp * max(8, bits) // 8 * 2, "DICOM image")
+    if "PixelData" in ds:
+        stored = len(ds.PixelData)
+        if ds.file_meta is not None and ds.file_meta.get("TransferSyntaxUID") is not None and ds.file_meta.TransferSyntaxUID.is_compressed:
+            if expected > max(stored, 1) * _ENCAPSULATED_MAX_RATIO:
+                raise InputError(
+                    f"declared size {rows}x{cols}x{frames} frames ({expected} bytes) is impossible for {stored} bytes of "
+                    "compressed pixel data; the header is corrupt",
+                    path,
+                )
+        elif stored < expected:
+            raise InputError(
+                f"pixel data shorter than declared: {stored} bytes stored, {expected} needed for {rows}x{cols}"
+                f"x{frames} frames x {spp} samples at {bits} bits; the file is truncated",
+                path,
+            )
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            arr = ds.pixel_array
+    except _DECODE_ERRORS as exc:
+        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta is not None else "unknown"
+        raise InputError(
+            f"cannot decode the pixel data (transfer syntax {getattr(ts, 'name', ts)}): {_one_line(exc)}; "
+            "install a decoder plugin (pylibjpeg, gdcm) or convert the file (dcmdjpeg)",
+            path,
+        ) from None
+    notes.extend(f"{path.name}: {_one_line(w.message)}" for w in caught)
+    return np.asarray(arr)
+
+
+def _rescale_pair(item) -> tuple[float, float]:
+    return _number(item, "RescaleSlope", 1.0), _number(item, "RescaleIntercept", 0.0)
+
+
+def _plane_from(iop: np.ndarray | None, ipp: np.ndarray | None, path: Path, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row cosine, column cosine, position) in LPS, checked."""
+    if iop is None or ipp is None:
+        raise GeometryError(f"{where} lacks ImageOrientationPatient/ImagePositionPatient; cannot place it in 3D", path)
+    r, c = iop[:3], iop[3:]
+    if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(r @ c) > 1e-2:
+        raise GeometryError(f"ImageOrientationPatient is not two orthogonal unit vectors: {iop.tolist()}", path)
+    return r / np.linalg.norm(r), c / np.linalg.norm(c), ipp
+
+
+def _plane_of(ds, path: Path, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return _plane_from(_floats(ds, "ImageOrientationPatient", 6, path), _floats(ds, "ImagePositionPatient", 3, path), path, where)
+
+
+def _frame_item(ds, frame: int, sequence: str, keyword: str):
+    """Look ``sequence[0].keyword`` up in the per-frame group of ``frame`` then in the shared group."""
+    for groups in (ds.get("PerFrameFunctionalGroupsSequence"), ds.get("SharedFunctionalGroupsSequence")):
+        if not groups:
+            continue
+        group = groups[frame] if groups is ds.get("PerFrameFunctionalGroupsSequence") else groups[0]
+        seq = group.get(sequence)
+        if seq and keyword in seq[0]:
+            return seq[0]
+    return None
+
+
+def _multiframe_slices(ds, path: Path, arr: np.ndarray) -> list[Slice]:
+    frames = arr.shape[0]
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    slices: list[Slice] = []
+    if per_frame and len(per_frame) == frames and _frame_item(ds, 0, "PlanePositionSequence", "ImagePositionPatient"):
+        for f in range(frames):
+            pos_item = _frame_item(ds, f, "PlanePositionSequence", "ImagePositionPatient")
+            ori_item = _frame_item(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient")
+            sp_item = _frame_item(ds, f, "PixelMeasuresSequence", "PixelSpacing")
+            if pos_item is None or ori_item is None or sp_item is None:
+                raise GeometryError(f"frame {f + 1} lacks its position, orientation or pixel spacing", path)
+            iop = _floats(ori_item, "ImageOrientationPatient", 6, path)
+            r, c, ipp = _plane_from(iop, _floats(pos_item, "ImagePositionPatient", 3, path), path, f"frame {f + 1}")
+            resc = _frame_item(ds, f, "PixelValueTransformationSequence", "RescaleSlope")
+            slope, icpt = _rescale_pair(resc) if resc is not None else _rescale_pair(ds)
+            sp = _floats(sp_item, "PixelSpacing", 2, path)
+            slices.append(Slice(ipp, r, c, sp, arr.shape[1:3], slope, icpt, f"{path.name} frame {f + 1}", lambda f=f: arr[f]))
+        return slices
+    offsets = ds.get("GridFrameOffsetVector")
+    if offsets is not None and len(offsets) == frames:
+        r, c, ipp = _plane_of(ds, path, path.name)
+        sp = _pixel_spacing(ds, path)
+        if sp is None:
+            raise GeometryError("multi-frame DICOM lacks PixelSpacing", path)
+        normal = np.cross(r, c)
+        slope, icpt = _number(ds, "DoseGridScaling", 1.0) * _rescale_pair(ds)[0], _rescale_pair(ds)[1]
+        for f, off in enumerate(offsets):
+            slices.append(
+                Slice(ipp + float(off) * normal, r, c, sp, arr.shape[1:3], slope, icpt, f"{path.name} frame {f + 1}", lambda f=f: arr[f])
+            )
+        return slices
+    raise InputError(
+        f"multi-frame DICOM ({frames} frames) has no per-frame positions (e.g. a cine loop or ultrasound clip); "
+        "cannot build a 3D grid: extract single frames first",
+        path,
+    )
+
+
+# ----------------------------------------------------------------------------- public: files
+
+
+def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Image:
+    """Read one DICOM file: single frame -> 2D image, multi-frame with positions -> 3D image.
+
+    Args:
+        path: The file.
+        kind: ``"intensity"`` (default) or ``"label"``.
+
+    Returns:
+        2D image ``(C, rows, columns)`` (C = 3 for colour) or 3D image ``(1, columns, rows, frames)`` in RAS mm;
+        Modality LUT (RescaleSlope/Intercept) applied to grey images.
+
+    Raises:
+        InputError: Not DICOM, no pixel data, truncated pixel data, undecodable compression,
+            multi-frame without per-frame positions.
+        GeometryError: Inconsistent frame geometry.
+    """
+    kind = parse_kind(kind)
+    p, _ = check_readable_file(path)
+    notes: list[str] = []
+    ds = _dcmread(p, header_only=False, notes=notes)
+    arr = _decode(ds, p, notes)
+    frames = max(1, int(_number(ds, "NumberOfFrames", 1)))
+    spp = int(ds.get("SamplesPerPixel") or 1)
+    meta: dict[str, Any] = {"source": str(p), "format": "dicom", **_identifiers(ds)}
+    meta["photometric"] = str(ds.get("PhotometricInterpretation", ""))
+    if notes:
+        meta["warnings"] = notes
+    if frames > 1:
+        if spp != 1:
+            raise InputError(f"multi-frame colour DICOM ({frames} frames, {spp} samples) is not a 3D grey volume", p)
+        slices = _multiframe_slices(ds, p, arr)
+        vol, affine = assemble(slices, kind, p, default_thickness=_number(ds, "SliceThickness", 1.0) or 1.0)
+        try:
+            geometry = Geometry.from_affine(affine)
+        except GeometryError as exc:
+            raise GeometryError(exc.reason, p) from None
+        return Image(vol, geometry, kind, meta)
+    if spp == 1:
+        slope, icpt = _rescale_pair(ds)
+        values = apply_rescale(arr[None], np.array([slope]), np.array([icpt]))
+    else:
+        values = np.moveaxis(arr, -1, 0)  # (rows, cols, samples) -> (samples, rows, cols)
+    if kind is ImageKind.LABEL:
+        if values.shape[0] != 1:
+            raise InputError(f"expected a grey label image, received {values.shape[0]} samples per pixel", p)
+        values = to_label_array(values, p)
+    sp = _pixel_spacing(ds, p)
+    spacing = (1.0, 1.0) if sp is None else (float(sp[0]), float(sp[1]))
+    if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
+        r, c, ipp = _plane_of(ds, p, p.name)
+        aff = np.eye(4)
+        aff[:3, 0] = c * spacing[0]
+        aff[:3, 1] = r * spacing[1]
+        aff[:3, 2] = np.cross(r, c) * (_number(ds, "SliceThickness", 1.0) or 1.0)
+        aff[:3, 3] = ipp
+        meta["plane_affine_ras"] = (LPS_TO_RAS @ aff).tolist()
+    return Image(np.ascontiguousarray(values), Geometry(spacing=spacing), kind, meta)
+
+
+# ----------------------------------------------------------------------------- public: folders
+
+
+@dataclass
+class DicomFolder:
+    """Result of scanning a folder: image files grouped by SeriesInstanceUID, plus skipped files.
+
+    Attributes:
+        root: The scanned folder.
+        series: ``{SeriesInstanceUID: [(path, header dataset), ...]}`` in path order.
+        skipped: ``[(path, reason)]`` for hidden files, non-DICOM files and DICOM files without pixels.
+    """
+
+    root: Path
+    series: dict[str, list[tuple[Path, Any]]] = field(default_factory=dict)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def describe(self, uid: str) -> str:
+        """One-line description: ``uid (Modality, 'SeriesDescription' #number, N files)``."""
+        files = self.series[uid]
+        ds = files[0][1]
+        desc = str(ds.get("SeriesDescription", "") or "")
+        num = ds.get("SeriesNumber")
+        parts = [str(ds.get("Modality", "") or "?")]
+        if desc:
+            parts.append(repr(desc))
+        if num is not None and str(num) != "":
+            parts.append(f"#{num}")
+        return f"{uid} ({', '.join(parts)}, {len(files)} files)"
+
+
+def _list_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    files, skipped = [], []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).parts
+        if any(part.startswith(".") for part in rel[:-1]):
+            continue  # inside a hidden folder
+        if not p.is_file():
+            continue
+        if p.name.startswith("._"):
+            skipped.append((p, "macOS resource fork ('._' file)"))
+        elif is_hidden(p):
+            skipped.append((p, "hidden file"))
+        elif p.name.upper() == "DICOMDIR":
+            skipped.append((p, "DICOMDIR index (not an image)"))
+        else:
+            files.append(p)
+    return files, skipped
+
+
+def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
+    """Read the headers of every file in a folder (recursively) or of a list of files.
+
+    Args:
+        source: A folder, or a list of DICOM file paths.
+
+    Returns:
+        :class:`DicomFolder` grouping image files by SeriesInstanceUID; other files are listed in ``skipped``.
+
+    Raises:
+        InputError: The folder does not exist or is not a folder.
+    """
+    if isinstance(source, (str, Path)):
+        root = Path(source)
+        if not root.exists():
+            raise InputError("folder not found; check the path", root)
+        if not root.is_dir():
+            raise InputError("expected a folder of DICOM files, received a file", root)
+        files, skipped = _list_files(root)
+    else:
+        files = [Path(f) for f in source]
+        root = files[0].parent if files else Path(".")
+        skipped = []
+    out = DicomFolder(root=root, skipped=skipped)
+    for p in files:
+        try:
+            check_readable_file(p)
+            ds = _dcmread(p, header_only=True)
+        except InputError as exc:
+            out.skipped.append((p, exc.reason))
+            continue
+        if not ds.get("Rows") or not ds.get("Columns"):
+            sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown SOP class"))
+            out.skipped.append((p, f"DICOM without an image ({sop})"))
+            continue
+        uid = str(ds.get("SeriesInstanceUID", "") or "unknown-series")
+        out.series.setdefault(uid, []).append((p, ds))
+    return out
+
+
+def _series_slices(files: list[tuple[Path, Any]], where: Path, notes: list[str]) -> list[Slice]:
+    slices = []
+    for p, hdr in files:
+        if int(_number(hdr, "NumberOfFrames", 1)) > 1:
+            raise InputError(f"series mixes a multi-frame file ({p.name}) with other files; read it alone with read_image", where)
+        r, c, ipp = _plane_of(hdr, p, p.name)
+        sp = _pixel_spacing(hdr, p)
+        if sp is None:
+            raise GeometryError(f"{p.name} lacks PixelSpacing; cannot build a 3D grid", where)
+        if int(hdr.get("SamplesPerPixel") or 1) != 1:
+            raise InputError(f"{p.name} is a colour image; a 3D series must be grey", where)
+        slope, icpt = _rescale_pair(hdr)
+
+        def pixels(p: Path = p) -> np.ndarray:
+            ds = _dcmread(p, header_only=False, notes=notes)
+            return _decode(ds, p, notes)
+
+        slices.append(Slice(ipp, r, c, sp, (int(hdr.Rows), int(hdr.Columns)), slope, icpt, p.name, pixels))
+    return slices
+
+
+def read_dicom_series(
+    source: str | Path | Sequence[str | Path],
+    kind: ImageKind | str | None = None,
+    series_uid: str | None = None,
+) -> Image:
+    """Read one DICOM series (a folder, searched recursively, or a list of files) as a 3D image.
+
+    Args:
+        source: Folder or list of files.
+        kind: ``"intensity"`` (default) or ``"label"``.
+        series_uid: SeriesInstanceUID to read when the folder holds several series.
+
+    Returns:
+        3D image ``(1, columns, rows, slices)`` in RAS mm, RescaleSlope/Intercept applied; meta holds the identifiers,
+        ``"dicom_files"`` (count) and ``"skipped"`` (``[path, reason]`` pairs).
+
+    Raises:
+        InputError: No DICOM image, several series without ``series_uid``, unknown ``series_uid``, unreadable slices.
+        GeometryError: Duplicate or missing slices, irregular spacing, mixed orientation / pixel spacing /
+            matrix size, gantry tilt.
+    """
+    kind = parse_kind(kind)
+    scan = scan_dicom_folder(source)
+    where = scan.root
+    if not scan.series:
+        why = "; ".join(f"{p.name}: {r}" for p, r in scan.skipped[:3])
+        raise InputError(f"no DICOM image found ({len(scan.skipped)} file(s) skipped{': ' + why if why else ''})", where)
+    if series_uid is not None:
+        if series_uid not in scan.series:
+            have = "; ".join(scan.describe(u) for u in scan.series)
+            raise InputError(f"series_uid {series_uid} not found; the folder holds: {have}", where)
+        uid = series_uid
+    elif len(scan.series) > 1:
+        have = "; ".join(scan.describe(u) for u in scan.series)
+        raise InputError(f"folder holds {len(scan.series)} series: {have}; pass series_uid=... to choose one", where)
+    else:
+        uid = next(iter(scan.series))
+    files = scan.series[uid]
+    if len(files) == 1 and int(_number(files[0][1], "NumberOfFrames", 1)) > 1:
+        image = read_dicom_file(files[0][0], kind)
+        image.meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
+        return image
+    notes: list[str] = []
+    slices = _series_slices(files, where, notes)
+    first = files[0][1]
+    thickness = _number(first, "SpacingBetweenSlices", 0.0) or _number(first, "SliceThickness", 1.0) or 1.0
+    vol, affine = assemble(slices, kind, where, default_thickness=thickness)
+    try:
+        geometry = Geometry.from_affine(affine)
+    except GeometryError as exc:
+        raise GeometryError(exc.reason, where) from None
+    meta: dict[str, Any] = {"source": str(where), "format": "dicom-series", **_identifiers(first)}
+    meta["dicom_files"] = len(files)
+    meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
+    if notes:
+        meta["warnings"] = notes
+    return Image(vol, geometry, kind, meta)
