@@ -1,0 +1,107 @@
+"""Threshold annotators: Otsu, multi-level Otsu, fixed intensity range (e.g. HU).
+
+Each takes a single-channel intensity :class:`Image` and returns a label :class:`Image` on the
+same grid (uint8). Optional Gaussian pre-smoothing is given in mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters
+
+from medannot.data.image import Image, ImageKind
+from medannot.errors import ConfigError, InputError
+
+__all__ = ["fixed_threshold", "multiotsu", "otsu"]
+
+
+def scalar_array(image: Image, what: str, sigma_mm: float = 0.0) -> np.ndarray:
+    """The single channel as float32, optionally Gaussian-smoothed with ``sigma_mm`` (mm)."""
+    if image.channels != 1:
+        raise InputError(f"{what} needs a single-channel image, got {image.channels} channels; select or average channels first")
+    if sigma_mm < 0:
+        raise ConfigError(f"{what}: sigma_mm must be >= 0 mm, got {sigma_mm}")
+    arr = image.array[0].astype(np.float32, copy=False)
+    if sigma_mm > 0:
+        arr = ndi.gaussian_filter(arr, [sigma_mm / s for s in image.spacing], mode="nearest", output=np.float32)
+    return arr
+
+
+def label_image(image: Image, labels: np.ndarray, meta: dict | None = None) -> Image:
+    """Wrap a label array (uint8 if it fits, else uint16) on ``image``'s grid."""
+    top = int(labels.max()) if labels.size else 0
+    if top > np.iinfo(np.uint16).max:
+        raise InputError(f"{top} labels do not fit uint16")
+    dtype = np.uint8 if top <= np.iinfo(np.uint8).max else np.uint16
+    return Image(labels.astype(dtype, copy=False)[None], image.geometry, ImageKind.LABEL, dict(meta or {}))
+
+
+def otsu(image: Image, sigma_mm: float = 0.0, nbins: int = 256) -> Image:
+    """Otsu threshold: label 1 for voxels above the threshold, 0 below.
+
+    Args:
+        image: Single-channel intensity image.
+        sigma_mm: Gaussian pre-smoothing in mm (0 = none).
+        nbins: Histogram bins.
+
+    Returns:
+        uint8 labels {0, 1}; ``meta["threshold"]`` holds the threshold (image units).
+        A constant image gives all 0.
+    """
+    arr = scalar_array(image, "otsu", sigma_mm)
+    if arr.min() == arr.max():
+        return label_image(image, np.zeros(arr.shape, np.uint8), {"threshold": float(arr.min())})
+    t = float(filters.threshold_otsu(arr, nbins=nbins))
+    return label_image(image, (arr > t).astype(np.uint8), {"threshold": t})
+
+
+def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int = 256) -> Image:
+    """Multi-level Otsu (skimage ``threshold_multiotsu``) into ``classes`` intensity classes.
+
+    Args:
+        image: Single-channel intensity image.
+        classes: Number of classes k (2..10).
+        sigma_mm: Gaussian pre-smoothing in mm.
+        nbins: Histogram bins.
+
+    Returns:
+        uint8 labels: 0 for the darkest class (background), 1..k-1 for the brighter classes in
+        order of intensity; ``meta["thresholds"]`` lists the k-1 thresholds.
+
+    Raises:
+        InputError: If the image has fewer distinct values than classes.
+    """
+    if not 2 <= classes <= 10:
+        raise ConfigError(f"multiotsu: classes must be 2..10, got {classes}")
+    arr = scalar_array(image, "multiotsu", sigma_mm)
+    try:
+        ts = filters.threshold_multiotsu(arr, classes=classes, nbins=nbins)
+    except ValueError as exc:
+        raise InputError(f"multiotsu: cannot split the image into {classes} classes ({exc}); use fewer classes") from None
+    return label_image(image, np.digitize(arr, ts).astype(np.uint8), {"thresholds": [float(t) for t in ts]})
+
+
+def fixed_threshold(image: Image, lower: float | None = None, upper: float | None = None, sigma_mm: float = 0.0) -> Image:
+    """Label 1 where ``lower <= value <= upper`` (image units, e.g. HU for CT: bone 300..3000).
+
+    Args:
+        image: Single-channel intensity image.
+        lower: Inclusive lower bound (None = no bound).
+        upper: Inclusive upper bound (None = no bound).
+        sigma_mm: Gaussian pre-smoothing in mm.
+
+    Returns:
+        uint8 labels {0, 1}.
+    """
+    if lower is None and upper is None:
+        raise ConfigError("threshold: give lower and/or upper (image units, e.g. HU)")
+    if lower is not None and upper is not None and lower > upper:
+        raise ConfigError(f"threshold: lower ({lower}) must be <= upper ({upper})")
+    arr = scalar_array(image, "threshold", sigma_mm)
+    sel = np.ones(arr.shape, bool)
+    if lower is not None:
+        sel &= arr >= lower
+    if upper is not None:
+        sel &= arr <= upper
+    return label_image(image, sel.astype(np.uint8), {"lower": lower, "upper": upper})

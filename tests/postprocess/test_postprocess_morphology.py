@@ -1,0 +1,89 @@
+"""Morphology vs scikit-image / scipy, anisotropic elements, and the spec pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage import morphology
+
+from medannot.errors import ConfigError
+from medannot.postprocess import (
+    apply_postprocessing,
+    binary_close,
+    binary_open,
+    fill_holes,
+    structuring_element,
+)
+
+
+def test_open_close_match_skimage_isotropic(nuclei_mask: np.ndarray, wm_slab: np.ndarray) -> None:
+    fg = nuclei_mask > 0
+    np.testing.assert_array_equal(binary_open(fg, 3.0, (1.0, 1.0)), morphology.opening(fg, morphology.disk(3), mode="ignore"))
+    np.testing.assert_array_equal(binary_close(fg, 3.0, (1.0, 1.0)), morphology.closing(fg, morphology.disk(3), mode="ignore"))
+    ball = morphology.ball(2).astype(bool)
+    np.testing.assert_array_equal(binary_open(wm_slab, 2.0, (1, 1, 1)), morphology.opening(wm_slab > 0, ball, mode="ignore"))
+    np.testing.assert_array_equal(binary_close(wm_slab, 2.0, (1, 1, 1)), morphology.closing(wm_slab > 0, ball, mode="ignore"))
+
+
+def test_structuring_element_is_anisotropic() -> None:
+    el = structuring_element(2.0, (0.5, 1.0, 2.0))
+    assert el.shape == (9, 5, 3)
+    assert el[8, 2, 1] and el[4, 4, 1] and el[4, 2, 2] and not el[8, 4, 1]
+    assert structuring_element(0.4, (1.0, 1.0)).shape == (1, 1)
+
+
+def test_anisotropic_open_uses_mm() -> None:
+    # 2 mm x 1 mm pixels, radius 2 mm: the element reaches 1 pixel along axis 0 and 2 along axis 1
+    m = np.zeros((20, 40), bool)
+    m[5, 5:35] = True  # one pixel (2 mm) thick along axis 0: removed
+    m[10:18, 10:15] = True  # 16 mm x 5 mm: its core survives
+    m[2:12, 37] = True  # one pixel (1 mm) thick along axis 1: removed
+    out = binary_open(m, 2.0, (2.0, 1.0))
+    assert not out[5].any() and not out[:, 37].any() and out[11:17, 10:15].all()
+    # isotropic 1 mm pixels, radius 1 mm: a cross element
+    iso = binary_open(m, 1.0, (1.0, 1.0))
+    assert not iso[5].any() and iso[11:17, 11:14].all()
+
+
+def test_fill_holes_2d_3d_vs_scipy(wm_slab: np.ndarray) -> None:
+    ring = np.zeros((9, 9), np.uint8)
+    ring[2:7, 2:7] = 1
+    ring[3:6, 3:6] = 0
+    ring[4, 4] = 2  # another label inside the hole is kept
+    out = fill_holes(ring, 1)
+    assert out[4, 4] == 2 and out[3, 3] == 1 and out[0, 0] == 0
+    filled = fill_holes(wm_slab)
+    np.testing.assert_array_equal(filled.astype(bool), ndi.binary_fill_holes(wm_slab > 0))
+    assert not fill_holes(np.zeros((3, 3, 3), np.uint8)).any()
+
+
+def test_apply_postprocessing(nuclei_mask: np.ndarray) -> None:
+    lab = (nuclei_mask > 0).astype(np.uint8)
+    lab[nuclei_mask % 2 == 1] = 2
+    spec = {"*": [{"name": "remove_small_objects", "params": {"min_size_mm": 150}}],
+            "1": [{"name": "keep_largest_component"}, {"name": "fill_holes"}],
+            "2": [{"name": "close", "params": {"radius_mm": 1}}]}
+    out = apply_postprocessing(lab, (1.0, 1.0), spec)
+    assert out.dtype == np.uint8 and lab.max() == 2
+    n1 = ndi.label(out == 1, structure=np.ones((3, 3)))[1]
+    assert n1 == 1
+    sizes2 = np.bincount(ndi.label(out == 2, structure=np.ones((3, 3)))[0].ravel())[1:]
+    assert sizes2.min() >= 150
+    assert not apply_postprocessing(np.zeros((8, 8), np.uint8), (1, 1), spec).any()
+    np.testing.assert_array_equal(apply_postprocessing(lab, (1, 1), {}), lab)
+
+
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ({"1": [{"name": "dilate"}]}, "expected one of"),
+        ({"one": []}, "label values"),
+        ({"1": [{"name": "open", "params": {"radius": 1}}]}, "'open'"),
+        ({"1": [{"name": "remove_small_objects", "params": {"min_size_mm": -1}}]}, "min_size_mm"),
+        ({"1": {"name": "open"}}, "list of steps"),
+    ],
+)
+def test_apply_postprocessing_bad_spec(spec: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        apply_postprocessing(np.ones((3, 3), np.uint8), (1, 1), spec)
