@@ -66,7 +66,7 @@ def test_batch_skips_bad_file_and_finishes_the_rest(nuclei_png, tmp_path):
     [
         (["annotate", "{img}", "--model", "no-such-model"], "no-such-model"),
         (["annotate", "{img}"], "exactly one of --model"),
-        (["annotate", "{img}", "--method", "magic"], "unknown method"),
+        (["annotate", "{img}", "--method", "magic"], "unknown classical method"),
         (["annotate", "{missing}", "--method", "otsu"], "no such file"),
         (["evaluate", "{missing}", "{img}"], "missing"),
     ],

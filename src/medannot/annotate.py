@@ -86,9 +86,7 @@ class ClassicalAnnotator:
     def __init__(self, method: str, params: dict[str, Any] | None = None) -> None:
         from medannot import classical
 
-        if method not in classical.list_methods():
-            raise InputError(f"unknown method {method!r}; expected one of: {', '.join(classical.list_methods())}")
-        self.method = method
+        self.method = classical.ClassicalMethod.parse(method).value
         self.params = dict(params or {})
         self.label_map = LabelMap()
 
@@ -149,7 +147,8 @@ def annotate_inputs(
             case = item.load()
             image = case.image
             labelled = annotator(image)
-            info = {"path": str(getattr(item, "paths", [input_path])[0]) if getattr(item, "paths", None) else str(input_path)}
+            where = item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
+            info: dict[str, Any] = {"path": str(where), "source": item.source}
             info.update({k: str(v) for k, v in case.identifiers.items()})
             annotation = write_case(
                 Path(out_dir), item.name, image, labelled.labels, labelled.label_map or annotator.label_map,
@@ -158,7 +157,7 @@ def annotate_inputs(
             result = CaseResult(item.name, True, folder=Path(out_dir) / item.name, annotation=annotation)
         except MedannotError as exc:
             result = CaseResult(item.name, False, reason=str(exc))
-        except (MemoryError, RuntimeError, ValueError, OSError) as exc:  # a bug or resource limit: report, go on
+        except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch
             result = CaseResult(item.name, False, reason=f"{item.name}: {type(exc).__name__}: {exc}".splitlines()[0])
         result.seconds = time.perf_counter() - start
         results.append(result)

@@ -182,8 +182,7 @@ def methods() -> None:
     from medannot import classical
 
     for name in classical.list_methods():
-        doc = (classical.describe_method(name) if hasattr(classical, "describe_method") else "")
-        typer.echo(f"{name:16s} {doc}")
+        typer.echo(f"{name:16s} {classical.describe_method(name)}")
 
 
 @app.command()

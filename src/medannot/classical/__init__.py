@@ -32,6 +32,7 @@ __all__ = [
     "edges",
     "fixed_threshold",
     "gradient_magnitude",
+    "describe_method",
     "list_methods",
     "multiotsu",
     "otsu",
@@ -71,6 +72,12 @@ _METHODS: dict[ClassicalMethod, Callable[..., Image]] = {
 def list_methods() -> list[str]:
     """Names of the classical methods."""
     return [m.value for m in ClassicalMethod]
+
+
+def describe_method(name: str) -> str:
+    """First line of the method's docstring (what it does and which labels it writes)."""
+    doc = _METHODS[ClassicalMethod.parse(name)].__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 def run_method(name: str, image: Image, **params: Any) -> Image:
