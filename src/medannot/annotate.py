@@ -52,20 +52,23 @@ class ModelAnnotator:
 
         self.predictor = Predictor.from_bundle(model, tta=tta, progress=progress)
         self.bundle = self.predictor.bundle
-        self.label_map = LabelMap.parse(self.bundle.labels)
+        self.label_map = LabelMap.parse({k: v.model_dump() for k, v in self.bundle.spec.labels.items()})
         self.tta = tta
 
     def provenance(self, input_info: dict[str, Any]) -> Provenance:
+        spec = self.bundle.spec
         return Provenance(
             source="model",
-            name=self.bundle.name,
-            version=str(self.bundle.version),
-            sha256=str(getattr(self.bundle, "sha256", "") or ""),
+            name=spec.name,
+            version=spec.version,
+            sha256=spec.sha256 or "",
             parameters={
                 "tta": self.predictor.tta,
-                "inference": dict(self.bundle.inference),
-                "preprocessing": list(self.bundle.preprocessing),
-                "postprocessing": dict(self.bundle.postprocessing or {}),
+                "inference": spec.inference.model_dump(),
+                "preprocessing": spec.preprocessing,
+                "postprocessing": spec.postprocessing,
+                "instances": spec.instances,
+                "bundle_path": str(self.bundle.path) if self.bundle.path else "",
             },
             input=input_info,
         )

@@ -41,24 +41,16 @@ def print_models(bundles: Iterable[Any]) -> None:
     for col in ("name", "version", "task", "dims", "labels", "held-out metrics"):
         table.add_column(col)
     for b in bundles:
-        labels = ", ".join(
-            (v["name"] if isinstance(v, dict) else str(v)) for k, v in sorted(b.labels.items(), key=lambda kv: int(kv[0])) if int(k) != 0
+        labels = ", ".join(name for value, name in b.labels.items() if value != 0)
+        metrics = b.spec.metrics
+        shown = ", ".join(
+            f"{kind} {name} {value:.3f}"
+            for kind in ("dice", "instance_f1")
+            for name, value in (metrics.get(kind) or {}).items()
+            if isinstance(value, float)
         )
-        metrics = getattr(b, "metrics", None) or {}
-        shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in list(_flatten(metrics).items())[:4])
         table.add_row(b.name, str(b.version), str(b.task), f"{b.spatial_dims}D", labels, shown)
     _console().print(table)
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (int, float, str)):
-            out[key] = v
-    return out
 
 
 def print_evaluation_summary(result: Any, out_dir: Path) -> None:

@@ -1,0 +1,118 @@
+"""Benchmark: annotate one image per bundled model, ours next to MONAI's own sliding window.
+
+For each bundle present (``brain-mri`` on the MNI152 T1, 1 mm; ``nuclei`` on the stardist
+sample) this prints, on ``--threads`` CPU threads (default 2):
+
+- end to end: ``Predictor.predict`` (read excluded; preprocessing, network, mapping back,
+  post-processing, instances) time and peak resident memory of the process;
+- network part: our ``Predictor.network_probabilities`` versus MONAI's
+  ``sliding_window_inference`` + softmax on the same network and the same preprocessed
+  input, and their ratio (target <= 1.1).
+
+Targets: brain < 60 s and < 4 GB end to end; nuclei < 5 s.
+
+Usage: ``python benchmarks/annotate.py [--threads 2] [--repeat 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import psutil
+import torch
+from monai.inferers import sliding_window_inference
+
+from medannot.inference import Predictor
+from medannot.io import read_image
+from medannot.models.bundle import bundled_root
+
+SAMPLES = Path(__file__).resolve().parent.parent / "src" / "medannot" / "data_samples"
+CASES = {
+    "brain-mri": SAMPLES / "mni152" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "nuclei": SAMPLES / "stardist" / "img2d.tif",
+}
+TARGET_S = {"brain-mri": 60.0, "nuclei": 5.0}
+
+
+def measure(fn: Callable[[], Any], interval: float = 0.005) -> tuple[Any, float, int]:
+    """Run ``fn``; return (result, seconds, peak RSS in bytes sampled every ``interval`` s)."""
+    proc = psutil.Process()
+    peak = [proc.memory_info().rss]
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(interval)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    t0 = time.perf_counter()
+    try:
+        out = fn()
+    finally:
+        dt = time.perf_counter() - t0
+        done.set()
+        th.join()
+    peak[0] = max(peak[0], proc.memory_info().rss)
+    return out, dt, peak[0]
+
+
+def monai_reference(predictor: Predictor, array: np.ndarray) -> np.ndarray:
+    """MONAI's sliding window + softmax with the bundle's settings (no TTA)."""
+    inf = predictor.bundle.spec.inference
+    x = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    with torch.inference_mode():
+        logits = sliding_window_inference(x, list(inf.patch_size), predictor.sw_batch_size, predictor.network,
+                                          overlap=inf.overlap, mode="gaussian")
+        return torch.softmax(logits, dim=1)[0].numpy()
+
+
+def bench(name: str, path: Path, repeat: int) -> dict[str, float]:
+    image = read_image(path)
+    predictor = Predictor.from_bundle(name, tta=False)
+    predictor.predict(image)  # warm-up (allocator, MKL-DNN kernels)
+    e2e_times, peaks = [], []
+    for _ in range(repeat):
+        _, dt, peak = measure(lambda: predictor.predict(image))
+        e2e_times.append(dt)
+        peaks.append(peak)
+    work = predictor.preprocess(image)
+    ours, theirs = [], []
+    for _ in range(repeat):
+        p_ours, dt, _ = measure(lambda: predictor.network_probabilities(work.array))
+        ours.append(dt)
+        p_ref, dt, _ = measure(lambda: monai_reference(predictor, work.array))
+        theirs.append(dt)
+    diff = float(np.abs(p_ours - p_ref).max())
+    return {
+        "e2e_s": min(e2e_times), "peak_gb": max(peaks) / 1e9, "ours_s": min(ours), "monai_s": min(theirs),
+        "ratio": min(ours) / min(theirs), "max_prob_diff": diff, "shape": "x".join(map(str, image.spatial_shape)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch threads: {args.threads}")
+    print(f"{'model':<10} {'input':<12} {'end-to-end s':>12} {'peak RSS GB':>11} {'ours net s':>10} {'MONAI net s':>11} {'ratio':>6} {'max |dp|':>9}  target")
+    for name, path in CASES.items():
+        if not (bundled_root() / name / "bundle.json").is_file():
+            print(f"{name:<10} skipped: no bundle in {bundled_root() / name}")
+            continue
+        r = bench(name, path, args.repeat if name == "nuclei" else max(1, args.repeat - 2))
+        ok = "ok" if r["e2e_s"] < TARGET_S[name] and r["ratio"] <= 1.1 else "MISSED"
+        print(f"{name:<10} {r['shape']:<12} {r['e2e_s']:>12.2f} {r['peak_gb']:>11.2f} {r['ours_s']:>10.2f} {r['monai_s']:>11.2f} "
+              f"{r['ratio']:>6.2f} {r['max_prob_diff']:>9.1e}  < {TARGET_S[name]:.0f} s, ratio <= 1.1: {ok}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Typed training configuration (pydantic), loaded from YAML or JSON.
+
+Errors name the file and the field (e.g. ``configs/nuclei.yaml: loss: Input should be
+'dice', 'ce', ...``). The resolved config is saved with every run and into the bundle.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from medannot.errors import ConfigError
+from medannot.models.bundle import LabelSpec, NetworkRef
+
+__all__ = ["LossName", "TrainConfig", "load_config", "format_validation_error"]
+
+
+class LossName(enum.StrEnum):
+    """Training losses (MONAI implementations)."""
+
+    DICE = "dice"
+    CE = "ce"
+    DICE_CE = "dice_ce"
+    FOCAL = "focal"
+    DICE_FOCAL = "dice_focal"
+
+
+class OptimizerConfig(BaseModel):
+    """AdamW settings."""
+
+    model_config = ConfigDict(extra="forbid")
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-5, ge=0)
+
+
+class DataConfig(BaseModel):
+    """The registered data source (see :mod:`medannot.training.sources`) and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class InferenceConfig(BaseModel):
+    """Sliding-window settings stored in the bundle; ``patch_size`` defaults to the training patch."""
+
+    model_config = ConfigDict(extra="forbid")
+    patch_size: list[int] | None = None
+    overlap: float = Field(0.25, ge=0.0, lt=1.0)
+    sw_batch_size: int = Field(1, ge=1)
+    tta_flips: bool = False
+
+
+class CardConfig(BaseModel):
+    """Free text for the model card."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    training_data: str = ""
+    licence: str = ""
+    intended_use: str = ""
+    limitations: str = ""
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run needs; unknown keys are errors.
+
+    Attributes:
+        patch_size: Training patch size in voxels (one value per spatial axis).
+        iterations_per_epoch: Optimiser steps per epoch.
+        val_every: Validate every this many epochs (and after the last).
+        early_stopping_patience: Stop after this many validations without a better mean Dice (None = never).
+        num_threads: ``torch.set_num_threads`` for the run.
+        out: Bundle folder written at the end.
+        log_dir: TensorBoard folder (None = no TensorBoard); checkpoints go to ``out/.checkpoint.pt``.
+        resume: Continue from the checkpoint in ``out`` if there is one.
+        weights_half: Store the bundle's weights as float16 (half the size; loaded back as float32).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    version: str = "0.1.0"
+    task: str = "segmentation"
+    spatial_dims: int
+    in_channels: int = Field(1, ge=1)
+    labels: dict[str, LabelSpec]
+    network: NetworkRef
+    loss: LossName = LossName.DICE_CE
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    epochs: int = Field(10, ge=1)
+    iterations_per_epoch: int = Field(50, ge=1)
+    batch_size: int = Field(4, ge=1)
+    patch_size: list[int]
+    val_every: int = Field(1, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    seed: int = 0
+    num_threads: int = Field(2, ge=1)
+    data: DataConfig
+    preprocessing: list[dict[str, Any]] = Field(default_factory=list)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    postprocessing: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
+    instances: dict[str, Any] = Field(default_factory=dict)
+    out: Path
+    log_dir: Path | None = None
+    resume: bool = False
+    weights_half: bool = False
+    card: CardConfig = Field(default_factory=CardConfig)
+
+    @field_validator("spatial_dims")
+    @classmethod
+    def _dims(cls, v: int) -> int:
+        if v not in (2, 3):
+            raise ValueError(f"must be 2 or 3, got {v}")
+        return v
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, v: str) -> str:
+        if v != "segmentation":
+            raise ValueError(f"only 'segmentation' is supported, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TrainConfig":
+        if len(self.patch_size) != self.spatial_dims or any(s < 1 for s in self.patch_size):
+            raise ValueError(f"patch_size must have {self.spatial_dims} positive values, got {self.patch_size}")
+        want = {str(i) for i in range(len(self.labels))}
+        if set(self.labels) != want or len(self.labels) < 2:
+            raise ValueError(f"labels must be keyed '0'..'{max(len(self.labels) - 1, 1)}' (background '0' first), got {sorted(self.labels)}")
+        if self.inference.patch_size is not None and len(self.inference.patch_size) != self.spatial_dims:
+            raise ValueError(f"inference.patch_size must have {self.spatial_dims} values, got {self.inference.patch_size}")
+        return self
+
+    @property
+    def inference_patch_size(self) -> list[int]:
+        """The sliding-window patch size (voxels): ``inference.patch_size`` or the training patch."""
+        return list(self.inference.patch_size or self.patch_size)
+
+    def resolved(self) -> dict[str, Any]:
+        """The full config as a JSON-ready dict (saved with the run and into the bundle)."""
+        return self.model_dump(mode="json")
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """``field.sub: message`` for each pydantic error, joined by ``; ``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    cur = data
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def load_config(source: str | Path | dict[str, Any] | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load and validate a training config.
+
+    Args:
+        source: A YAML (``.yaml``/``.yml``) or JSON file, a dict, or a :class:`TrainConfig`.
+        overrides: Values replacing config entries, keys dotted for nesting
+            (``{"epochs": 1, "data.params.margin": 8}``).
+
+    Raises:
+        ConfigError: Unreadable file, not a mapping, or invalid fields (each named).
+    """
+    path: Path | None = None
+    if isinstance(source, TrainConfig):
+        data = source.model_dump(mode="json")
+    elif isinstance(source, dict):
+        data = copy.deepcopy(source)
+    else:
+        path = Path(source)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError("config file not found; give the path of a YAML or JSON training config", path) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the config ({exc.strerror or exc})", path) from None
+        try:
+            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}", path) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"a training config must be a mapping of fields, got {type(data).__name__}", path)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid training config: {format_validation_error(exc)}", path) from None
