@@ -107,3 +107,18 @@ def test_evaluate_files_writes_csv_json_html(tmp_path):
     row = json.loads((out / "metrics.json").read_text())["rows"][0]
     assert row["dice"] == pytest.approx(2 * 360 / (400 + 360))
     assert "<html" in (out / "report.html").read_text().lower()
+
+
+def test_annotate_then_evaluate_a_2d_case(nuclei_png, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["annotate", str(nuclei_png), "--method", "otsu", "--out", str(out), "-q"]).exit_code == 0
+    truth_dir = tmp_path / "truth"
+    truth_dir.mkdir()
+    truth = (samples.nuclei_instances().scalar()[:128, 300:428] > 0).astype(np.uint8)
+    PILImage.fromarray(truth).save(truth_dir / "cells.png")
+    result = runner.invoke(app, ["evaluate", str(out), str(truth_dir), "--out", str(tmp_path / "ev"), "--labels", '{"1": "nucleus"}'])
+    assert result.exit_code == 0, result.output
+    row = json.loads((tmp_path / "ev" / "metrics.json").read_text())["rows"][0]
+    pred = np.asarray(PILImage.open(out / "cells" / "labels.png")) == 1
+    expected = 2 * (pred & (truth == 1)).sum() / (pred.sum() + (truth == 1).sum())
+    assert row["label"] == "nucleus" and row["dice"] == pytest.approx(expected) and row["dice"] > 0.6

@@ -96,3 +96,15 @@ def test_case_names_and_roles():
     for bad in ("", "../x", "a/b", ".."):
         with pytest.raises(InputError):
             Case(bad)
+
+
+def test_as_volume_and_as_plane_round_trip():
+    g = Geometry(spacing=(0.5, 0.25), origin=(3.0, -2.0), direction=[[0, -1], [1, 0]])
+    img = Image.from_spatial(np.arange(12, dtype=np.uint8).reshape(3, 4), g, kind="label")
+    vol = img.as_volume()
+    assert vol.ndim == 3 and vol.spatial_shape == (3, 4, 1)
+    np.testing.assert_allclose(vol.geometry.index_to_world(np.array([2, 3, 0]))[:2], g.index_to_world(np.array([2, 3])))
+    back = vol.as_plane()
+    assert back.same_grid(img) and np.array_equal(back.array, img.array) and back.kind is ImageKind.LABEL
+    with pytest.raises(GeometryError, match="one x-y slice"):
+        Image.from_spatial(np.zeros((3, 4, 2))).as_plane()

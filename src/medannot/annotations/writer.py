@@ -26,20 +26,9 @@ from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.overlay import write_overlays
 from medannot.annotations.schema import Annotation, Provenance
 from medannot.annotations.summary import summarise
-from medannot.data import Geometry, Image, ImageKind
+from medannot.data import Image, ImageKind
 from medannot.errors import OutputError
 from medannot.io import write_image
-
-
-def as_volume(image: Image) -> Image:
-    """A 2D image as a 3D image with one slice (z spacing 1 mm, origin z 0); 3D images unchanged."""
-    if image.ndim == 3:
-        return image
-    g = image.geometry
-    direction = np.eye(3)
-    direction[:2, :2] = g.direction
-    geometry = Geometry(spacing=(*g.spacing, 1.0), origin=(*g.origin, 0.0), direction=direction)
-    return Image(image.array[..., None], geometry, image.kind, dict(image.meta))
 
 
 def label_dtype(max_value: int) -> type[np.unsignedinteger]:
@@ -98,9 +87,9 @@ def write_case(
         files: dict[str, str] = {}
         lab_img = labels.with_array(lab[None], kind=ImageKind.LABEL)
         inst_img = labels.with_array(instance_map[None], kind=ImageKind.LABEL)
-        write_image(as_volume(lab_img), staging / "labels.nii.gz")
+        write_image(lab_img.as_volume(), staging / "labels.nii.gz")
         files["labels"] = "labels.nii.gz"
-        write_image(as_volume(inst_img), staging / "instances.nii.gz")
+        write_image(inst_img.as_volume(), staging / "instances.nii.gz")
         files["instances"] = "instances.nii.gz"
         if image.ndim == 2:
             write_image(lab_img, staging / "labels.png")

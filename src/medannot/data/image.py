@@ -136,6 +136,34 @@ class Image:
         """Same geometry and metadata, new channel-first array (and optionally a new kind)."""
         return replace(self, array=array, kind=self.kind if kind is None else ImageKind.parse(kind), meta=dict(self.meta))
 
+    def as_volume(self) -> "Image":
+        """A 2D image as a 3D image with one slice (z spacing 1 mm, origin z 0); a 3D image unchanged.
+
+        This is how 2D images are stored in NIfTI files.
+        """
+        if self.ndim == 3:
+            return self
+        g = self.geometry
+        direction = np.eye(3)
+        direction[:2, :2] = g.direction
+        geometry = Geometry(spacing=(*g.spacing, 1.0), origin=(*g.origin, 0.0), direction=direction)
+        return Image(self.array[..., None], geometry, self.kind, dict(self.meta))
+
+    def as_plane(self) -> "Image":
+        """The inverse of :meth:`as_volume`: a one-slice volume lying in the x-y plane as a 2D image.
+
+        Raises:
+            GeometryError: If the image is 3D with more than one slice, or its slice is not an x-y plane.
+        """
+        if self.ndim == 2:
+            return self
+        g = self.geometry
+        d = np.asarray(g.direction)
+        if self.spatial_shape[2] != 1 or not (np.allclose(d[2, :2], 0, atol=1e-6) and np.allclose(d[:2, 2], 0, atol=1e-6)):
+            raise GeometryError(f"cannot treat shape {self.spatial_shape} {g!r} as a 2D image: expected one x-y slice")
+        geometry = Geometry(spacing=g.spacing[:2], origin=g.origin[:2], direction=d[:2, :2])
+        return Image(self.array[..., 0], geometry, self.kind, dict(self.meta))
+
     def same_grid(self, other: "Image", atol: float = 1e-6) -> bool:
         """True when both images have the same spatial shape and affine (within ``atol`` mm)."""
         return self.spatial_shape == other.spatial_shape and self.geometry.isclose(other.geometry, atol=atol)

@@ -145,6 +145,11 @@ def _evaluate_case(
         pred = np.zeros(truth.shape, dtype=truth.dtype)
     else:
         pred_img = read_image(pred_path, kind="label")
+        if pred_img.ndim == 3 and truth_img.ndim == 2 and pred_img.spatial_shape[2] == 1:
+            pred_img = pred_img.as_plane()  # a 2D annotation stored as a one-slice NIfTI
+        elif pred_img.ndim == 2 and truth_img.ndim == 3 and truth_img.spatial_shape[2] == 1:
+            truth_img = truth_img.as_plane()
+            truth = truth_img.scalar()
         if not pred_img.same_grid(truth_img, atol=GRID_ATOL_MM):
             if not resample:
                 raise GeometryError(
