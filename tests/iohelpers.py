@@ -1,4 +1,4 @@
-"""Shared helpers for the io tests (imported by name; pytest puts this folder on sys.path)."""
+"""Helpers shared by the tests (imported by name: tests/conftest.py puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "src" / "medannot" / "data_samples"
 MNI_T1 = SAMPLES / "mni152" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 MNI_GM = SAMPLES / "mni152" / "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz"
