@@ -32,16 +32,22 @@ def display_grey(array: np.ndarray, lower: float = 0.5, upper: float = 99.5) -> 
     return (np.clip((arr - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8)
 
 
-def blend(grey: np.ndarray, labels: np.ndarray, label_map: LabelMap, alpha: float = 0.4) -> np.ndarray:
-    """RGB picture: grey (H, W) or RGB (H, W, 3) uint8 with label fills at ``alpha`` and opaque 1-pixel contours."""
+def blend(
+    grey: np.ndarray, labels: np.ndarray, label_map: LabelMap, alpha: float = 0.4, instances: np.ndarray | None = None
+) -> np.ndarray:
+    """RGB picture: grey (H, W) or RGB (H, W, 3) uint8 with label fills at ``alpha`` and opaque 1-pixel contours.
+
+    With ``instances`` (same shape, instance ids), every instance gets its own contour, so touching
+    objects that the model separated are seen as separate.
+    """
     rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32) if grey.ndim == 2 else grey.astype(np.float32)
     for value in (int(v) for v in np.unique(labels) if v != 0):
         info = label_map.get(value)
         color = np.array(info.color if info else (255, 255, 255), dtype=np.float32)
         region = labels == value
         rgb[region] = (1 - alpha) * rgb[region] + alpha * color
-        edge = find_boundaries(region, mode="inner")
-        rgb[edge] = color
+        edge = find_boundaries(np.where(region, instances, 0) if instances is not None else region, mode="inner")
+        rgb[edge & region] = color
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
@@ -91,18 +97,26 @@ def _stretch(pic: np.ndarray, row_mm: float, col_mm: float) -> np.ndarray:
     return pic[r_idx][:, c_idx]
 
 
-def write_overlays(image: Image, labels: np.ndarray, label_map: LabelMap, folder: Path, alpha: float = 0.4) -> list[Path]:
+def write_overlays(
+    image: Image,
+    labels: np.ndarray,
+    label_map: LabelMap,
+    folder: Path,
+    alpha: float = 0.4,
+    instances: np.ndarray | None = None,
+) -> list[Path]:
     """Write ``overlay.png`` (2D) or ``overlay_axial/coronal/sagittal.png`` (3D) into ``folder``.
 
     The 3D planes pass through the centre of the labelled region (the volume centre if nothing is labelled).
+    2D overlays outline each instance when ``instances`` is given.
 
     Returns:
         Paths written.
     """
     folder = Path(folder)
     if image.ndim == 2:
-        rgb = blend(_rgb_from_image_2d(image), labels, label_map, alpha)
-        return [_save_png(rgb, folder / "overlay.png")]
+        rgb = blend(_rgb_from_image_2d(image), labels, label_map, alpha, instances)
+        return [_save_png(rgb, folder / "overlay.png", min_size=512)]
     grey, lab, spacing = _canonical(image, labels)
     fg = np.argwhere(lab > 0)
     centre = fg.mean(axis=0).round().astype(int) if len(fg) else np.array(lab.shape) // 2

@@ -97,7 +97,7 @@ def write_case(
             if instance_map.max() <= np.iinfo(np.uint16).max:
                 write_image(inst_img.with_array(instance_map.astype(np.uint16)[None]), staging / "instances.png")
                 files["instances_png"] = "instances.png"
-        for path in write_overlays(image, lab, label_map, staging):
+        for path in write_overlays(image, lab, label_map, staging, instances=instance_map):
             files[path.stem] = path.name
         annotation = Annotation(
             case=case_name,
