@@ -138,7 +138,7 @@ class Predictor:
                     predictor=self.network,
                     overlap=inf.overlap,
                     mode="gaussian",
-                    progress=self.progress,
+                    progress=self.progress and not dims,  # one bar, not one per TTA flip
                 )
                 probs = torch.softmax(torch.as_tensor(logits).float(), dim=1)
                 del logits
