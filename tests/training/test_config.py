@@ -76,3 +76,19 @@ def test_every_loss_runs(name):
 def test_unknown_loss_in_build():
     with pytest.raises(ConfigError, match="dice_focal"):
         build_loss("nope")
+
+
+def test_lr_schedules():
+    import math
+
+    from medannot.training.config import OptimizerConfig, lr_at
+
+    const = OptimizerConfig(lr=0.01)
+    assert [lr_at(const, s, 100) for s in (0, 50, 99)] == [0.01] * 3
+    cos = OptimizerConfig(lr=0.01, schedule="cosine", warmup_steps=10)
+    assert lr_at(cos, 0, 110) == pytest.approx(0.001) and lr_at(cos, 9, 110) == pytest.approx(0.01)
+    assert lr_at(cos, 60, 110) == pytest.approx(0.005)  # half way through the cosine
+    assert lr_at(cos, 110, 110) == pytest.approx(0.0, abs=1e-12)
+    poly = OptimizerConfig(lr=0.01, schedule="poly")
+    assert lr_at(poly, 50, 100) == pytest.approx(0.01 * 0.5**0.9)
+    assert not math.isnan(lr_at(poly, 200, 100))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import enum
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,39 @@ class LossName(enum.StrEnum):
     DICE_FOCAL = "dice_focal"
 
 
+class LRSchedule(enum.StrEnum):
+    """Learning-rate schedules over all optimiser steps of the run."""
+
+    CONSTANT = "constant"
+    COSINE = "cosine"  # half cosine from lr down to 0
+    POLY = "poly"  # nnU-Net's (1 - t)^0.9
+
+
 class OptimizerConfig(BaseModel):
-    """AdamW settings."""
+    """AdamW settings and the learning-rate schedule.
+
+    The schedule is a pure function of the step number (see :func:`lr_at`), so a resumed
+    run continues on exactly the same curve.
+    """
 
     model_config = ConfigDict(extra="forbid")
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    schedule: LRSchedule = LRSchedule.CONSTANT
+    warmup_steps: int = Field(0, ge=0)
+
+
+def lr_at(opt: OptimizerConfig, step: int, total_steps: int) -> float:
+    """Learning rate at optimiser step ``step`` (0-based) of ``total_steps``: linear warm-up, then the schedule."""
+    if opt.warmup_steps and step < opt.warmup_steps:
+        return opt.lr * (step + 1) / opt.warmup_steps
+    span = max(1, total_steps - opt.warmup_steps)
+    t = min(1.0, max(0.0, (step - opt.warmup_steps) / span))
+    if opt.schedule is LRSchedule.COSINE:
+        return opt.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    if opt.schedule is LRSchedule.POLY:
+        return opt.lr * (1.0 - t) ** 0.9
+    return opt.lr
 
 
 class DataConfig(BaseModel):

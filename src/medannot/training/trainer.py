@@ -26,7 +26,7 @@ from medannot.errors import ConfigError, ModelError
 from medannot.models.bundle import Bundle
 from medannot.models.registry import create_network, resolved_params, size_divisor
 from medannot.training.callbacks import EarlyStopping, TensorBoardLogger
-from medannot.training.config import TrainConfig, load_config
+from medannot.training.config import TrainConfig, load_config, lr_at
 from medannot.training.losses import build_loss
 from medannot.training.sources import build_source
 
@@ -165,7 +165,10 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: dict[str
             model.train()
             losses = []
             bar = tqdm(range(cfg.iterations_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if show is None else not show, leave=False)
-            for _ in bar:
+            for it in bar:
+                lr = lr_at(cfg.optimizer, epoch * cfg.iterations_per_epoch + it, cfg.epochs * cfg.iterations_per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
                 x, y = _batch(source, rng, cfg.batch_size, cfg.in_channels, list(cfg.patch_size))
                 optimizer.zero_grad(set_to_none=True)
                 loss = loss_fn(model(x), y)
@@ -176,6 +179,7 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: dict[str
             bar.close()
             step = (epoch + 1) * cfg.iterations_per_epoch
             logger.scalar("train/loss", float(np.mean(losses)), step)
+            logger.scalar("train/lr", lr, step)
             last = epoch + 1 == cfg.epochs
             if val_cases and ((epoch + 1) % cfg.val_every == 0 or last):
                 from medannot.training.validation import validate
