@@ -73,6 +73,29 @@ class InferenceSpec(BaseModel):
         return v
 
 
+def check_spatial_dims(v: int) -> int:
+    """Pydantic check shared by bundles and training configs: 2 or 3."""
+    if v not in (2, 3):
+        raise ValueError(f"spatial_dims must be 2 or 3, got {v}")
+    return v
+
+
+def check_task(v: str) -> str:
+    """Pydantic check shared by bundles and training configs: the supported tasks."""
+    if v != "segmentation":
+        raise ValueError(f"task must be 'segmentation' (the only task bundles support yet), got {v!r}")
+    return v
+
+
+def check_label_keys(labels: dict[str, Any]) -> None:
+    """Label maps are keyed '0'..'K-1', one per network output channel, background '0' first."""
+    want = {str(i) for i in range(len(labels))}
+    if set(labels) != want or len(labels) < 2:
+        raise ValueError(
+            f"labels must be keyed '0'..'{max(len(labels) - 1, 1)}' (one per output channel, background '0' first), got {sorted(labels)}"
+        )
+
+
 class BundleSpec(BaseModel):
     """Validated content of ``bundle.json``."""
 
@@ -92,27 +115,12 @@ class BundleSpec(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     sha256: str | None = None
 
-    @field_validator("spatial_dims")
-    @classmethod
-    def _dims(cls, v: int) -> int:
-        if v not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {v}")
-        return v
-
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v: str) -> str:
-        if v != "segmentation":
-            raise ValueError(f"task must be 'segmentation' (the only task bundles support yet), got {v!r}")
-        return v
+    _dims = field_validator("spatial_dims")(check_spatial_dims)
+    _task = field_validator("task")(check_task)
 
     @model_validator(mode="after")
     def _consistent(self) -> "BundleSpec":
-        want = {str(i) for i in range(len(self.labels))}
-        if set(self.labels) != want:
-            raise ValueError(f"labels must be keyed '0'..'{len(self.labels) - 1}' (one per output channel), got {sorted(self.labels)}")
-        if len(self.labels) < 2:
-            raise ValueError("labels need at least background '0' and one foreground label")
+        check_label_keys(self.labels)
         if len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size has {len(self.inference.patch_size)} values for spatial_dims={self.spatial_dims}")
         return self

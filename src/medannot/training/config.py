@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medannot.errors import ConfigError
-from medannot.models.bundle import LabelSpec, NetworkRef
+from medannot.models.bundle import LabelSpec, NetworkRef, check_label_keys, check_spatial_dims, check_task
 
 __all__ = ["LossName", "TrainConfig", "load_config", "format_validation_error"]
 
@@ -140,27 +140,14 @@ class TrainConfig(BaseModel):
     weights_half: bool = False
     card: CardConfig = Field(default_factory=CardConfig)
 
-    @field_validator("spatial_dims")
-    @classmethod
-    def _dims(cls, v: int) -> int:
-        if v not in (2, 3):
-            raise ValueError(f"must be 2 or 3, got {v}")
-        return v
-
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v: str) -> str:
-        if v != "segmentation":
-            raise ValueError(f"only 'segmentation' is supported, got {v!r}")
-        return v
+    _dims = field_validator("spatial_dims")(check_spatial_dims)
+    _task = field_validator("task")(check_task)
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
         if len(self.patch_size) != self.spatial_dims or any(s < 1 for s in self.patch_size):
             raise ValueError(f"patch_size must have {self.spatial_dims} positive values, got {self.patch_size}")
-        want = {str(i) for i in range(len(self.labels))}
-        if set(self.labels) != want or len(self.labels) < 2:
-            raise ValueError(f"labels must be keyed '0'..'{max(len(self.labels) - 1, 1)}' (background '0' first), got {sorted(self.labels)}")
+        check_label_keys(self.labels)
         if self.inference.patch_size is not None and len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size must have {self.spatial_dims} values, got {self.inference.patch_size}")
         return self
