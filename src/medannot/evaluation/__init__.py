@@ -28,14 +28,25 @@ from medannot.evaluation.metrics import (
     worst_distance,
 )
 
+#: Imported on first use: module -> names (keeps ``import medannot.evaluation`` light).
+_LAZY: dict[str, tuple[str, ...]] = {
+    "runner": ("evaluate_paths", "EvaluationResult"),
+    "report": ("write_report",),
+    "instances": (
+        "Criterion", "Matching", "match_instances", "lesion_metrics", "panoptic_quality", "froc", "froc_from_hits",
+        "LUNA16_FP_RATES",
+    ),
+    "detection": ("box_iou", "average_precision", "recall_at_k", "detection_froc"),
+    "classification": ("classification_metrics", "roc_auc", "roc_curve_points", "reliability_diagram"),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
 __all__ = [
     "Empty",
-    "EvaluationResult",
     "SegmentationAccumulator",
     "SurfaceDistances",
     "assd",
     "dice",
-    "evaluate_paths",
     "hausdorff",
     "hd95",
     "hd95_pooled",
@@ -48,17 +59,14 @@ __all__ = [
     "surface_distances",
     "volume_difference",
     "worst_distance",
-    "write_report",
+    *_LAZY_NAMES,
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("evaluate_paths", "EvaluationResult"):
-        from medannot.evaluation import runner
+    module = _LAZY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'medannot.evaluation' has no attribute {name!r}")
+    import importlib
 
-        return getattr(runner, name)
-    if name == "write_report":
-        from medannot.evaluation.report import write_report
-
-        return write_report
-    raise AttributeError(f"module 'medannot.evaluation' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"medannot.evaluation.{module}"), name)
