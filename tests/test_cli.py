@@ -122,3 +122,32 @@ def test_annotate_then_evaluate_a_2d_case(nuclei_png, tmp_path):
     pred = np.asarray(PILImage.open(out / "cells" / "labels.png")) == 1
     expected = 2 * (pred & (truth == 1)).sum() / (pred.sum() + (truth == 1).sum())
     assert row["label"] == "nucleus" and row["dice"] == pytest.approx(expected) and row["dice"] > 0.6
+
+
+def test_agree_three_readers_writes_consensus(tmp_path):
+    import nibabel as nib
+
+    truth = (samples.nuclei_instances().scalar()[:96, :96] > 0).astype(np.uint8)
+    from scipy import ndimage
+
+    readers = {"r1": truth, "r2": ndimage.binary_erosion(truth).astype(np.uint8), "r3": ndimage.binary_dilation(truth).astype(np.uint8)}
+    paths = []
+    for name, arr in readers.items():
+        path = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(arr[:, :, None], np.diag([0.5, 0.5, 1.0, 1.0])), path)
+        paths.append(str(path))
+    out = tmp_path / "agree"
+    result = runner.invoke(app, ["agree", *paths, "--out", str(out), "--labels", '{"1": "nucleus"}', "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["readers"] == ["r1", "r2", "r3"] and len(data["pairs"]) == 3
+    pair = next(p for p in data["pairs"] if (p["reader_a"], p["reader_b"]) == ("r1", "r2"))
+    r1, r2 = readers["r1"] == 1, readers["r2"] == 1
+    assert pair["dice"] == pytest.approx(2 * (r1 & r2).sum() / (r1.sum() + r2.sum()))
+    consensus = np.asarray(nib.load(out / "consensus_staple.nii.gz").dataobj)[:, :, 0]
+    # the eroded and dilated readers bracket the truth: consensus lies between them
+    assert ((consensus == 1) >= (readers["r2"] == 1)).all() and ((consensus == 1) <= (readers["r3"] == 1)).all()
+    sens = data["staple"]["1"]["sensitivity"]
+    assert sens["r3"] > sens["r2"]  # the dilating reader misses less
+    bad = runner.invoke(app, ["agree", paths[0], "--out", str(out)])
+    assert bad.exit_code == 2 and "at least two reader files" in bad.output

@@ -78,6 +78,17 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def parse_label_names(text: str | None) -> dict[int, str] | None:
+    """Parse ``--labels '{"1": "liver"}'`` into ``{1: "liver"}``; None stays None."""
+    if not text:
+        return None
+    try:
+        return {int(k): str(v) for k, v in json.loads(text).items()}
+    except (json.JSONDecodeError, ValueError, AttributeError):
+        fail(f"--labels must be a JSON object of label value to name, got {text!r}")
+        raise  # unreachable: fail() exits
+
+
 @app.command()
 @friendly_errors
 def annotate(
@@ -124,25 +135,55 @@ def evaluate(
     out: Path = typer.Option(Path("medannot_eval"), "--out", "-o", help="Folder for metrics.csv, metrics.json, report.html."),
     resample: bool = typer.Option(False, "--resample", help="Resample predictions onto the truth grid when grids differ."),
     labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "grey matter"}\'.'),
-    output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines)."),
+    tolerance: float = typer.Option(1.0, "--tolerance", min=0.0, help="Surface Dice tolerance in mm."),
+    lesions: bool = typer.Option(False, "--lesions", help="Also lesion-wise metrics (sensitivity, precision, F1, FP, PQ; FROC when scored)."),
+    match: str = typer.Option("iou", "--match", help="Lesion matching: iou, or overlap (fraction of the true lesion covered)."),
+    match_threshold: float = typer.Option(0.5, "--match-threshold", help="Lesions match when the --match value is above this (0 to <1)."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with a 'case' column and columns to break results down by."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
+    output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines; only JSON on stdout)."),
 ) -> None:
-    """Compare predicted labels with ground truth: Dice, IoU, precision, recall, HD95, ASSD; CSV, JSON and HTML report."""
+    """Compare predicted labels with ground truth: Dice, IoU, HD95, ASSD, surface Dice (and lesions); CSV, JSON and HTML report."""
     from medannot.evaluation import evaluate_paths
     from medannot.reporting import print_evaluation_summary
 
     if output_format not in {"table", "json"}:
         fail(f"--format must be 'table' or 'json', got {output_format!r}")
-    label_names = None
-    if labels:
-        try:
-            label_names = {int(k): str(v) for k, v in json.loads(labels).items()}
-        except (json.JSONDecodeError, ValueError, AttributeError):
-            fail(f"--labels must be a JSON object of label value to name, got {labels!r}")
-    result = evaluate_paths(pred, truth, out, labels=label_names, resample=resample)
+    if match not in {"iou", "overlap"}:
+        fail(f"--match must be 'iou' or 'overlap', got {match!r}")
+    result = evaluate_paths(
+        pred, truth, out, labels=parse_label_names(labels), resample=resample, tolerance_mm=tolerance, max_workers=workers,
+        lesions=lesions, match=match, match_threshold=match_threshold, manifest=manifest,
+    )
     if output_format == "json":
-        typer.echo(json.dumps(result.to_dict() if hasattr(result, "to_dict") else result.summary, indent=2, default=str))
+        from medannot.evaluation.report import json_safe
+
+        typer.echo(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False))
     else:
         print_evaluation_summary(result, out)
+
+
+@app.command()
+@friendly_errors
+def agree(
+    readers: list[Path] = typer.Argument(..., help="Two or more label files of the same case, one per reader, on one grid."),
+    out: Path = typer.Option(Path("medannot_agreement"), "--out", "-o", help="Folder for agreement.csv/json and the consensus mask."),
+    labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "liver"}\'.'),
+    consensus: str = typer.Option("staple", "--consensus", help="staple, majority or none: which consensus mask to write."),
+    tie: str = typer.Option("background", "--tie", help="Majority-vote tie rule: background, lowest or random-seeded."),
+    output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines)."),
+) -> None:
+    """Agreement between readers: pairwise Dice/HD95/ASSD, Fleiss' kappa on voxels, STAPLE or majority-vote consensus."""
+    from medannot.evaluation.agreement_run import run_agreement
+    from medannot.reporting import print_agreement
+
+    if output_format not in {"table", "json"}:
+        fail(f"--format must be 'table' or 'json', got {output_format!r}")
+    result = run_agreement(readers, out, labels=parse_label_names(labels), consensus=consensus, tie=tie)
+    if output_format == "json":
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        print_agreement(result, out)
 
 
 @app.command()

@@ -54,27 +54,75 @@ def print_models(bundles: Iterable[Any]) -> None:
 
 
 def print_evaluation_summary(result: Any, out_dir: Path) -> None:
-    """Mean (± sd) per label of Dice, HD95 and ASSD, the number of empty cases, and where the report is."""
-    table = Table(title=f"medannot evaluate ({Path(out_dir) / 'report.html'})")
-    for col in ("label", "cases", "Dice", "IoU", "HD95 (mm)", "ASSD (mm)", "empty"):
-        table.add_column(col, justify="left" if col == "label" else "right")
+    """Per label: cases, Dice (mean ± sd), HD95, ASSD, surface Dice, empty cases (and lesion F1); then where the report is."""
+    lesions = bool(result.summary.get("lesions"))
+    table = Table(title="medannot evaluate", show_lines=False)
+    cols = ["label", "n", "Dice", "HD95 mm", "ASSD mm", "surf. Dice", "empty"]
+    if lesions:
+        cols += ["lesion F1", "found", "FP"]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "label" else "right", no_wrap=col == "label")
     for row in summary_rows(result):
         table.add_row(*row)
-    _console().print(table)
+    console = _console()
+    console.print(table)
+    console.print("empty = cases missed entirely / false alarms / absent in both (all included in the means)")
+    for key, text in (("missing_predictions", "no prediction (scored as empty)"), ("unmatched_predictions", "prediction without a reference (not scored)")):
+        names = result.summary.get(key) or []
+        if names:
+            console.print(f"[yellow]{len(names)} {text}[/yellow]: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
+    froc = result.summary.get("froc") or {}
+    if froc.get("skipped"):
+        console.print(froc["skipped"])
+    for label, curve in (froc.get("curves") or {}).items():
+        if curve.get("score") is not None:
+            console.print(f"FROC score {label}: {curve['score']:.3f}")
+    paths = getattr(result, "paths", {}) or {}
+    console.print(f"report: {paths.get('html', Path(out_dir) / 'report.html')}")
 
 
 def summary_rows(result: Any) -> list[list[str]]:
-    """Rows of the evaluation summary table, from ``result.summary`` (see :func:`medannot.evaluation.accumulate.summarise`)."""
+    """Rows of the evaluation summary table, from ``result.summary`` (see :func:`medannot.evaluation.accumulate.summarise`).
+
+    Columns: label, n, Dice mean ± sd, HD95, ASSD, surface Dice (means ± sd), empty counts
+    ``missed / false alarm / both``, and, when lesions were evaluated, pooled lesion F1,
+    found/true lesions and false positives.
+    """
     summary = result.summary
+    lesions = summary.get("lesions")
     rows = []
     for label, stats in summary["labels"].items():
-        def fmt(metric: str) -> str:
+
+        def fmt(metric: str, digits: int = 3) -> str:
             m = stats.get(metric)
             if not m:
                 return "-"
-            return f"{m['mean']:.3f}" + (f" ± {m['std']:.3f}" if m.get("std") is not None else "")
+            return f"{m['mean']:.{digits}f}" + (f" ± {m['std']:.{digits}f}" if m.get("std") is not None else "")
 
-        empty = summary.get("empty_counts", {}).get(label, {})
-        n_empty = sum(int(v) for v in empty.values())
-        rows.append([str(label), str(stats.get("dice", {}).get("n", "")), fmt("dice"), fmt("iou"), fmt("hd95"), fmt("assd"), str(n_empty)])
+        e = summary.get("empty_counts", {}).get(label, {})
+        empty = f"{e.get('prediction', 0)}/{e.get('truth', 0)}/{e.get('both', 0)}"
+        row = [str(label), str(stats.get("dice", {}).get("n", "")), fmt("dice"), fmt("hd95", 1), fmt("assd", 1), fmt("surface_dice", 2), empty]
+        if lesions is not None:
+            les = lesions.get(label)
+            if not les:
+                row += ["-", "-", "-"]
+            else:
+                f1 = "-" if les.get("f1") is None else f"{les['f1']:.3f}"
+                row += [f1, f"{les['tp']}/{les['n_truth']}", str(les["fp"])]
+        rows.append(row)
     return rows
+
+
+def print_agreement(result: dict[str, Any], out_dir: Path) -> None:
+    """Per label: reader pairs, empty pairs, mean/min Dice, mean/max HD95, worst pair; then where the files are."""
+    kappa = result["fleiss_kappa_voxels"]["kappa"]
+    table = Table(title=f"agreement of {len(result['readers'])} readers (Fleiss' kappa on voxels {kappa:.3f})")
+    for col in ("label", "pairs", "empty", "mean Dice", "min Dice", "mean HD95 (mm)", "max HD95 (mm)", "worst pair"):
+        table.add_column(col, justify="left" if col in {"label", "worst pair"} else "right")
+    for s in result["summary"]:
+        table.add_row(
+            str(s["label_name"]), str(s["n_pairs"]), str(s["n_empty"]), f"{s['mean_dice']:.3f}", f"{s['min_dice']:.3f}",
+            f"{s['mean_hd95']:.2f}", f"{s['max_hd95']:.2f}", str(s["worst_pair"]),
+        )
+    _console().print(table)
+    _console().print(f"written: {Path(out_dir)}/agreement.csv, agreement_summary.csv, agreement.json")

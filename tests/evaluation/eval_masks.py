@@ -67,3 +67,41 @@ def mask_pair(request):
     """(name, pred, truth, spacing) for every fixed pair."""
     pred, truth, spacing = PAIRS[request.param]
     return request.param, pred, truth, spacing
+
+
+# ----------------------------------------------------------------------------- added for the peer and agreement tests
+# (kept out of PAIRS on purpose: the tests over PAIRS expect two non-empty masks)
+
+
+def _extra_pairs() -> dict[str, tuple[np.ndarray, np.ndarray, tuple[float, ...]]]:
+    pairs: dict[str, tuple[np.ndarray, np.ndarray, tuple[float, ...]]] = {}
+    shape = (20, 64, 64)
+    truth = ellipsoid(shape, (5, 10, 10), (3, 6, 5))
+    pred = ellipsoid(shape, (15, 54, 52), (3.5, 5, 6))  # no overlap, ~60 mm away
+    pairs["large_offset_3d"] = (pred, truth, (2.0, 0.8, 0.8))
+
+    truth = np.zeros((30, 40), bool)
+    truth[:12, :9] = True  # corner object touching two borders
+    truth[20:, 30:] = True  # and the opposite corner
+    pred = np.zeros_like(truth)
+    pred[:10, :11] = True
+    pred[22:, 28:] = True
+    pairs["border_corners_2d"] = (pred, truth, (0.7, 1.1))
+    return pairs
+
+
+EXTRA_PAIRS = _extra_pairs()
+
+
+def _empty_pairs() -> dict[str, tuple[np.ndarray, np.ndarray, tuple[float, ...]]]:
+    shape, spacing = (10, 16, 14), (2.0, 0.8, 0.8)
+    obj = ellipsoid(shape, (5, 8, 7), (3, 5, 4))
+    zero = np.zeros(shape, bool)
+    return {
+        "empty_prediction_3d": (zero, obj, spacing),
+        "empty_truth_3d": (obj, zero.copy(), spacing),
+        "both_empty_3d": (zero.copy(), zero.copy(), spacing),
+    }
+
+
+EMPTY_PAIRS = _empty_pairs()

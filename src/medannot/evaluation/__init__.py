@@ -38,6 +38,8 @@ _LAZY: dict[str, tuple[str, ...]] = {
     ),
     "detection": ("box_iou", "average_precision", "recall_at_k", "detection_froc"),
     "classification": ("classification_metrics", "roc_auc", "roc_curve_points", "reliability_diagram"),
+    "agreement": ("Kappa", "Tie", "agreement_summary", "cohen_kappa", "fleiss_kappa", "majority_vote", "pairwise_agreement"),
+    "staple": ("MultiLabelStaple", "StapleResult", "staple", "staple_labels"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 

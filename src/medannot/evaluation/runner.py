@@ -1,5 +1,9 @@
 """Evaluate label-map files or folders against reference labels and write the report.
 
+Lesion-wise metrics (``lesions=True``), a FROC over cases when the predictions carry
+instance scores, a manifest breakdown and overlay thumbnails are optional.
+Cases are evaluated in parallel worker processes, each holding one case at a time.
+
 Cases are matched by name: the file name without its image suffix
 (``.nii.gz``, ``.nii``, ``.png``, ``.tif``, ...), or the folder name for the
 layout written by ``medannot annotate`` (``PRED/<case>/labels.nii.gz``). So
@@ -14,14 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from medannot.errors import ConfigError, InputError
+from medannot.evaluation.case_eval import GRID_ATOL_MM, CaseOptions, CaseOutcome, absent_row, evaluate_case, thumbnail_case
 
-from medannot.errors import GeometryError, InputError
+__all__ = ["EvaluationResult", "GRID_ATOL_MM", "MAX_THUMBNAILS", "case_name", "evaluate_paths", "find_label_files"]
 
-__all__ = ["EvaluationResult", "GRID_ATOL_MM", "case_name", "evaluate_paths", "find_label_files"]
-
-#: Largest difference (mm) between the affines of two grids still treated as the same grid.
-GRID_ATOL_MM = 1e-4
+#: Most overlay thumbnails in the HTML report (worst case/label rows first), keeping the page small.
+MAX_THUMBNAILS = 24
+#: Longest side of a thumbnail in pixels (24 of them stay well under 5 MB of HTML).
+THUMBNAIL_SIDE = 280
 
 _SUFFIXES = (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpg", ".jpeg", ".bmp", ".dcm")
 #: File names looked for inside a per-case prediction folder, in order.
@@ -39,6 +44,8 @@ class EvaluationResult:
         settings: The settings the evaluation ran with.
         paths: ``{"csv", "json", "html"}`` files written.
         missing_predictions: Truth cases without a prediction (scored as empty predictions).
+        thumbnails: ``{(case, label): {"png", "where", ...}}`` overlay thumbnails shown in the HTML
+            (not written to the JSON).
         unmatched_predictions: Predictions without a truth (not scored).
     """
 
@@ -48,6 +55,7 @@ class EvaluationResult:
     paths: dict[str, Path] = field(default_factory=dict)
     missing_predictions: list[str] = field(default_factory=list)
     unmatched_predictions: list[str] = field(default_factory=list)
+    thumbnails: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: summary, settings, report paths, missing/unmatched cases and rows."""
@@ -113,82 +121,70 @@ def find_label_files(path: str | Path, role: str) -> dict[str, Path]:
     return found
 
 
-def _present_values(array: np.ndarray) -> set[int]:
-    """Non-zero label values present in an integer array."""
-    if array.dtype == bool:
-        return {1} if array.any() else set()
-    if np.issubdtype(array.dtype, np.unsignedinteger) and array.size and int(array.max()) < 65536:
-        counts = np.bincount(array.ravel())
-        return {int(v) for v in np.flatnonzero(counts) if v != 0}
-    return {int(v) for v in np.unique(array) if v != 0}
+def _run(pool: Any, func: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
+    """``func(*job)`` for every job, in order, in the pool (or in this process when pool is None)."""
+    if pool is None:
+        return [func(*job) for job in jobs]
+    futures = [pool.submit(func, *job) for job in jobs]
+    return [f.result() for f in futures]
 
 
-def _evaluate_case(
-    case: str,
-    pred_path: Path | None,
-    truth_path: Path,
-    labels: dict[int, str] | None,
-    resample: bool,
-    tolerance_mm: float,
-) -> tuple[list[dict[str, Any]], set[int], int]:
-    """Read one pair, check grids and label values, and compute the rows (runs in a worker process).
-
-    Returns:
-        The rows, the non-zero label values present in either mask, and the number of spatial dimensions.
-    """
-    from medannot.evaluation.metrics import segmentation_metrics
-    from medannot.io import read_image
-
-    truth_img = read_image(truth_path, kind="label")
-    truth = truth_img.scalar()
-    if pred_path is None:
-        pred = np.zeros(truth.shape, dtype=truth.dtype)
-    else:
-        pred_img = read_image(pred_path, kind="label")
-        if pred_img.ndim == 3 and truth_img.ndim == 2 and pred_img.spatial_shape[2] == 1:
-            pred_img = pred_img.as_plane()  # a 2D annotation stored as a one-slice NIfTI
-        elif pred_img.ndim == 2 and truth_img.ndim == 3 and truth_img.spatial_shape[2] == 1:
-            truth_img = truth_img.as_plane()
-            truth = truth_img.scalar()
-        if not pred_img.same_grid(truth_img, atol=GRID_ATOL_MM):
-            if not resample:
-                raise GeometryError(
-                    f"prediction {pred_path} (shape {pred_img.spatial_shape}, {pred_img.geometry!r}) and truth {truth_path} "
-                    f"(shape {truth_img.spatial_shape}, {truth_img.geometry!r}) are on different grids; "
-                    "resample the prediction onto the truth grid or pass resample=True"
-                )
-            from medannot.transforms.spatial import resample_to_grid
-
-            pred_img = resample_to_grid(pred_img, truth_img.geometry, truth_img.spatial_shape, order=0)
-        pred = pred_img.scalar()
-    present_pred, present_truth = _present_values(pred), _present_values(truth)
-    if labels is not None:
-        for values, path in ((present_pred, pred_path), (present_truth, truth_path)):
-            unknown = sorted(values - set(labels))
-            if unknown:
-                raise InputError(
-                    f"label values {unknown} are not in the label map {dict(sorted(labels.items()))}; "
-                    "add them to labels or fix the file",
-                    path,
-                )
-        wanted = sorted(labels)
-    else:
-        wanted = sorted(present_pred | present_truth)
-    spacing = truth_img.geometry.spacing
-    rows = []
-    for value in wanted:
-        name = labels[value] if labels is not None else str(value)
-        metrics = segmentation_metrics(pred == value, truth == value, spacing, tolerance_mm=tolerance_mm)
-        rows.append({"case": case, "label": name, **metrics, "label_value": value})
-    return rows, present_pred | present_truth, truth_img.ndim
+def _worst_rows(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Rows worth a thumbnail, worst first (lowest Dice, then largest HD95); correctly absent labels skipped."""
+    shown = [r for r in rows if r.get("empty") != "both"]
+    shown.sort(key=lambda r: (float(r.get("dice", 0.0)), -float(r.get("hd95", 0.0)), str(r["case"]), str(r["label"])))
+    return shown[: max(0, limit)]
 
 
-def _absent_row(case: str, value: int, ndim: int, tolerance_mm: float) -> dict[str, Any]:
-    """Row of a label absent from both masks of a case (the documented both-empty values)."""
-    from medannot.evaluation.metrics import segmentation_metrics
+def _froc_summary(outcomes: list[CaseOutcome], rows: list[dict[str, Any]], n_cases: int) -> dict[str, Any]:
+    """FROC per label over all cases, or ``{"skipped": reason}``."""
+    from medannot.evaluation.instances import LUNA16_FP_RATES, froc_from_hits
 
-    zero = np.zeros((1,) * ndim, dtype=bool)
-    return {"case": case, "label": str(value), **segmentation_metrics(zero, zero, (1.0,) * ndim, tolerance_mm), "label_value": value}
+    reasons = sorted({o.froc_reason for o in outcomes if o.froc_hits is None and o.froc_reason})
+    if any(o.froc_hits is None for o in outcomes):
+        return {"skipped": "FROC not computed: " + ("; ".join(reasons) or "no instance scores")}
+    names = {int(r["label_value"]): str(r["label"]) for r in rows}
+    curves: dict[str, Any] = {}
+    for value, name in sorted(names.items()):
+        tp: list[float] = []
+        fp: list[float] = []
+        n_truth = 0
+        for o in outcomes:
+            t, f, n = (o.froc_hits or {}).get(value, ([], [], 0))
+            tp += t
+            fp += f
+            n_truth += n
+        if n_truth == 0 and not fp:
+            continue
+        curves[name] = froc_from_hits(tp, fp, n_truth, n_cases, LUNA16_FP_RATES)
+    return {"curves": curves, "fp_rates": list(LUNA16_FP_RATES)} if curves else {"skipped": "FROC not computed: no lesion in any case"}
+
+
+def _lesion_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per label lesion totals over cases: counts, pooled sensitivity/precision/F1, FP per case, mean PQ."""
+    out: dict[str, Any] = {}
+    for label in dict.fromkeys(str(r["label"]) for r in rows):
+        sel = [r for r in rows if str(r["label"]) == label and "lesion_tp" in r]
+        if not sel:
+            continue
+        tp = sum(int(r["lesion_tp"]) for r in sel)
+        fp = sum(int(r["false_positives"]) for r in sel)
+        fn = sum(int(r["lesion_fn"]) for r in sel)
+        out[label] = {
+            "n_cases": len(sel),
+            "n_truth": sum(int(r["n_truth_lesions"]) for r in sel),
+            "n_pred": sum(int(r["n_pred_lesions"]) for r in sel),
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "sensitivity": tp / (tp + fn) if tp + fn else None,
+            "precision": tp / (tp + fp) if tp + fp else None,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+            "fp_per_case": fp / len(sel),
+            "mean_lesion_f1": sum(float(r["lesion_f1"]) for r in sel) / len(sel),
+            "mean_pq": sum(float(r["pq"]) for r in sel) / len(sel),
+        }
+    return out
 
 
 def evaluate_paths(
@@ -199,6 +195,11 @@ def evaluate_paths(
     resample: bool = False,
     tolerance_mm: float = 1.0,
     max_workers: int | None = None,
+    lesions: bool = False,
+    match: str = "iou",
+    match_threshold: float = 0.5,
+    manifest: str | Path | None = None,
+    max_thumbnails: int = MAX_THUMBNAILS,
 ) -> EvaluationResult:
     """Evaluate predicted label maps against reference label maps and write the report.
 
@@ -214,6 +215,18 @@ def evaluate_paths(
             instead of raising :class:`GeometryError`.
         tolerance_mm: Surface Dice tolerance in mm.
         max_workers: Worker processes (default ``os.cpu_count()``); a single case runs in-process.
+        lesions: Add lesion-wise columns per case and label (see
+            :func:`medannot.evaluation.instances.lesion_metrics` and ``panoptic_quality``): lesions are the
+            connected components of each label, or the ids of ``<case>/instances.nii.gz`` where present.
+            When every prediction is a ``medannot annotate`` folder with instance scores, a FROC per
+            label over all cases is added to the summary (``summary["froc"]``); otherwise the reason
+            it was skipped is given there.
+        match: Lesion matching criterion, ``"iou"`` or ``"overlap"`` (fraction of the true lesion covered).
+        match_threshold: A lesion pair matches when the criterion is strictly above this (0 <= t < 1).
+        manifest: CSV file with a ``case`` column and any other columns (site, scanner...): rows gain
+            the columns, ``summary["manifest"]`` breaks Dice/HD95 down per value, and cases on one side
+            only are listed (see :mod:`medannot.evaluation.manifest`).
+        max_thumbnails: Most overlay thumbnails (worst rows first) in the HTML report; 0 for none.
 
     Returns:
         :class:`EvaluationResult`. Truth cases without a prediction are scored as empty
@@ -221,13 +234,35 @@ def evaluate_paths(
         listed in ``unmatched_predictions`` and not scored.
 
     Raises:
-        InputError: Missing paths, no matching case at all, label values outside ``labels``, unreadable files.
+        InputError: Missing paths, no matching case at all, label values outside ``labels``, unreadable
+            files, a manifest without a ``case`` column or with a column named like a metric.
+        ConfigError: Unknown ``match`` or a threshold outside [0, 1).
         GeometryError: Prediction and truth grids differ (shape, or affine beyond 1e-4 mm) and ``resample`` is False.
     """
     from medannot.evaluation.accumulate import SegmentationAccumulator
     from medannot.evaluation.report import write_report
 
     pred_p, truth_p = Path(pred), Path(truth)
+    if lesions:
+        from medannot.evaluation.instances import Criterion
+
+        try:
+            match = str(Criterion(str(match).lower()))
+        except ValueError:
+            raise ConfigError(f"match must be one of {', '.join(c.value for c in Criterion)}, got {match!r}") from None
+        if not 0.0 <= float(match_threshold) < 1.0:
+            raise ConfigError(f"match threshold must be in [0, 1) (pairs need a value strictly above it), got {match_threshold}")
+    man = None
+    if manifest is not None:
+        from medannot.evaluation.case_eval import LESION_COLUMNS
+        from medannot.evaluation.manifest import read_manifest
+        from medannot.evaluation.accumulate import FIRST_COLUMNS, SUMMARY_METRICS
+
+        man = read_manifest(manifest)
+        reserved = set(FIRST_COLUMNS) | set(SUMMARY_METRICS) | set(LESION_COLUMNS) | {"empty", "label_value"}
+        clash = sorted(set(man.columns) & reserved)
+        if clash:
+            raise InputError(f"manifest columns {clash} have the names of result columns; rename them", man.path)
     truths = find_label_files(truth_p, "truth")
     preds = find_label_files(pred_p, "prediction")
     if pred_p.is_file() and truth_p.is_file():
@@ -245,27 +280,46 @@ def evaluate_paths(
     missing = sorted(set(truths) - set(preds))
     unmatched = sorted(set(preds) - set(truths))
     cases = sorted(truths)
-    jobs = [(c, preds.get(c), truths[c], labels, resample, float(tolerance_mm)) for c in cases]
+    options = CaseOptions(labels, resample, float(tolerance_mm), bool(lesions), str(match), float(match_threshold))
+    jobs = [(c, preds.get(c), truths[c], options) for c in cases]
 
     workers = min(max_workers or os.cpu_count() or 1, len(jobs))
-    if workers <= 1:
-        results = [_evaluate_case(*job) for job in jobs]
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_evaluate_case, *job) for job in jobs]
-            results = [f.result() for f in futures]
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+    try:
+        outcomes: list[CaseOutcome] = _run(pool, evaluate_case, jobs)
+        acc = SegmentationAccumulator(tolerance_mm=tolerance_mm)
+        all_values: set[int] = set().union(*(o.present for o in outcomes)) if labels is None else set()
+        for case, o in zip(cases, outcomes):
+            extra = all_values - {r["label_value"] for r in o.rows}
+            rows = o.rows + [absent_row(case, v, o.ndim, options) for v in extra]
+            for row in sorted(rows, key=lambda r: r["label_value"]):
+                if man is not None:
+                    row.update(man.values(case))
+                acc.add_row(row)
 
-    acc = SegmentationAccumulator(tolerance_mm=tolerance_mm)
-    all_values: set[int] = set().union(*(present for _, present, _ in results)) if labels is None else set()
-    for case, (rows, _, ndim) in zip(cases, results):
-        extra = all_values - {r["label_value"] for r in rows}
-        rows = rows + [_absent_row(case, v, ndim, tolerance_mm) for v in extra]
-        for row in sorted(rows, key=lambda r: r["label_value"]):
-            acc.add_row(row)
+        thumbnails: dict[tuple[str, str], dict[str, Any]] = {}
+        worst = _worst_rows(acc.rows, max_thumbnails)
+        by_case: dict[str, list[dict[str, Any]]] = {}
+        for row in worst:
+            by_case.setdefault(str(row["case"]), []).append(row)
+        thumb_jobs = [(preds.get(c), truths[c], [int(r["label_value"]) for r in rs], resample, THUMBNAIL_SIDE) for c, rs in by_case.items()]
+        for (case, rs), thumbs in zip(by_case.items(), _run(pool, thumbnail_case, thumb_jobs)):
+            for r in rs:
+                thumbnails[(case, str(r["label"]))] = thumbs[int(r["label_value"])]
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
     summary = acc.compute()
     summary["missing_predictions"] = missing
     summary["unmatched_predictions"] = unmatched
+    if lesions:
+        summary["lesions"] = _lesion_summary(acc.rows)
+        summary["froc"] = _froc_summary(outcomes, acc.rows, len(cases))
+    if man is not None:
+        from medannot.evaluation.manifest import breakdown
+
+        summary["manifest"] = breakdown(acc.rows, man, cases)
     settings = {
         "prediction": str(pred_p),
         "truth": str(truth_p),
@@ -277,6 +331,16 @@ def evaluate_paths(
         "distances": "exact Euclidean distance transform with voxel spacing (mm), union bounding box + 1 voxel",
         "hd95": "max of the two directed 95th percentiles (MONAI); hd95_pooled: percentile of pooled distances (MedPy)",
         "empty_rule": "both empty: overlap metrics 1, distances 0; one empty: overlap 0, distances = image diagonal (mm), flagged",
+        "lesions": bool(lesions),
+        "workers": workers,
     }
-    paths = write_report(out_dir, acc.rows, summary, settings)
-    return EvaluationResult(acc.rows, summary, settings, paths, missing, unmatched)
+    if lesions:
+        settings.update(
+            match=str(match),
+            match_threshold=float(match_threshold),
+            lesion_definition="connected components of each label (full connectivity), or <case>/instances.nii.gz ids where present",
+        )
+    if man is not None:
+        settings["manifest"] = str(man.path)
+    paths = write_report(out_dir, acc.rows, summary, settings, thumbnails=thumbnails)
+    return EvaluationResult(acc.rows, summary, settings, paths, missing, unmatched, thumbnails)
