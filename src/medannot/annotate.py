@@ -26,6 +26,7 @@ class Labelled:
     instance_maps: dict[int, np.ndarray] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     label_map: LabelMap | None = None
+    probabilities: np.ndarray | None = None  # (K, *spatial) float32 on the labels' grid: instance scores
 
 
 class Annotator(Protocol):
@@ -74,8 +75,16 @@ class ModelAnnotator:
         )
 
     def __call__(self, image: Image) -> Labelled:
-        prediction = self.predictor.predict(image)
-        return Labelled(prediction.labels, getattr(prediction, "instances", None), dict(prediction.timings or {}))
+        prediction = self.predictor.predict(image, keep_probabilities=True)
+        probs = prediction.probabilities
+        if probs is not None and not probs.same_grid(image):
+            probs = None  # scores only where the network saw the input's own grid (no second resampling pass)
+        return Labelled(
+            prediction.labels,
+            prediction.instances or None,
+            dict(prediction.timings or {}),
+            probabilities=None if probs is None else probs.array,
+        )
 
 
 class ClassicalAnnotator:
@@ -155,7 +164,7 @@ def annotate_inputs(
             info.update({k: str(v) for k, v in case.identifiers.items()})
             annotation = write_case(
                 Path(out_dir), item.name, image, labelled.labels, labelled.label_map or annotator.label_map,
-                annotator.provenance(info), labelled.instance_maps, labelled.timings_s,
+                annotator.provenance(info), labelled.instance_maps, labelled.timings_s, labelled.probabilities,
             )
             result = CaseResult(item.name, True, folder=Path(out_dir) / item.name, annotation=annotation)
         except MedannotError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medannot.data import Geometry, Image, ImageKind
+from medannot.data import Image, ImageKind
 
 _MNI = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 NUCLEI_SPLIT_COLUMN = 256
@@ -64,13 +64,3 @@ def nuclei_instances() -> Image:
     from medannot.io import read_image
 
     return read_image(sample_dir() / "stardist" / "mask2d.tif", kind=ImageKind.LABEL)
-
-
-def crop_columns(image: Image, start: int, stop: int | None = None) -> Image:
-    """Columns ``start:stop`` of a 2D image, with the origin moved so world positions are kept."""
-    if image.ndim != 2:
-        raise ValueError("crop_columns works on 2D images")
-    arr = image.array[:, :, start:stop]
-    origin = image.geometry.index_to_world(np.array([0.0, float(start)]))
-    geometry = Geometry(image.spacing, tuple(origin), image.geometry.direction)
-    return Image(np.ascontiguousarray(arr), geometry, image.kind, dict(image.meta))

@@ -1,6 +1,5 @@
 """End-to-end regression: the bundled nuclei model on the held-out right half of the real stardist sample."""
 
-import numpy as np
 import pytest
 
 from medannot.inference import Predictor

@@ -57,6 +57,7 @@ def write_case(
     provenance: Provenance,
     instance_maps: dict[int, np.ndarray] | None = None,
     timings_s: dict[str, float] | None = None,
+    probabilities: np.ndarray | None = None,
 ) -> Annotation:
     """Write ``out_dir/case_name/`` atomically and return the annotation it records.
 
@@ -69,6 +70,8 @@ def write_case(
         provenance: What made the labels.
         instance_maps: Optional model-made instance ids per label value.
         timings_s: Optional timings to record (seconds).
+        probabilities: Optional ``(K, *spatial)`` model probabilities on the labels' grid; each
+            instance's score is the mean probability of its label inside it.
 
     Raises:
         GeometryError: If ``labels`` is not on ``image``'s grid.
@@ -79,7 +82,7 @@ def write_case(
     final = out_dir / case_name
     staging = out_dir / f".{case_name}.tmp-{secrets.token_hex(4)}"
     lab = labels.array[0]
-    summaries, instances, instance_map = summarise(lab, labels.geometry, label_map, instance_maps)
+    summaries, instances, instance_map = summarise(lab, labels.geometry, label_map, instance_maps, probabilities)
     lab = lab.astype(label_dtype(int(lab.max()) if lab.size else 0), copy=False)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

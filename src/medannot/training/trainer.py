@@ -10,7 +10,6 @@ with validation metrics and the resolved config, weights.pt, MODEL_CARD.md).
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import random
