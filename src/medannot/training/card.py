@@ -36,7 +36,7 @@ Best epoch: {best_epoch} of {epochs_run} run ({seconds:.0f} s, {threads} CPU thr
 ## Re-training
 
 ```
-medannot train configs/{name}.yaml
+medannot train {config_path}
 ```
 
 The resolved training configuration is stored in `bundle.json` under `training`.
@@ -80,6 +80,7 @@ def render_card(config: TrainConfig, metrics: dict[str, Any], run: dict[str, Any
     c = config.card
     labels = ", ".join(f"{k} {v.name}" for k, v in sorted(config.labels.items(), key=lambda kv: int(kv[0])))
     return _TEMPLATE.format(
+        config_path=run.get("config_path") or f"configs/{config.name}.yaml",
         name=config.name,
         version=config.version,
         description=c.description or f"Segmentation model `{config.name}` trained with medannot.",

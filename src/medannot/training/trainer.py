@@ -207,6 +207,8 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: dict[str
         logger.close()
     final_state = best_state if best_state is not None else _state_copy(model)
     run = {"best_epoch": stopper.best_epoch + 1 if stopper.best_epoch >= 0 else epoch + 1, "epochs_run": epoch + 1, "seconds": round(seconds, 1)}
+    if isinstance(config, (str, Path)):
+        run["config_path"] = Path(config).as_posix()  # the exact re-training command names this file
     training = dict(cfg.resolved(), run=run)
     out_bundle = bundle_from_config(cfg, state_dict=final_state, metrics=best_metrics, training=training)
     if val_cases:
