@@ -15,17 +15,10 @@ from skimage import exposure
 
 from medannot.data.image import Image
 from medannot.errors import ConfigError
-from medannot.transforms.intensity import require_intensity, rescale_array
+from medannot.transforms.intensity import per_channel, require_intensity, rescale_array
 from medannot.transforms.registry import TransformKind, register_transform
 
 __all__ = ["clahe", "contrast_stretch", "gamma", "histogram_equalise"]
-
-
-def _per_channel(image: Image, fn) -> Image:  # type: ignore[no-untyped-def]
-    out = np.empty(image.array.shape, dtype=np.float32)
-    for c in range(image.channels):
-        out[c] = fn(image.array[c])
-    return image.with_array(out)
 
 
 @register_transform("contrast_stretch", TransformKind.INTENSITY)
@@ -50,7 +43,7 @@ def contrast_stretch(image: Image, lower: float = 2.0, upper: float = 98.0) -> I
             return a.astype(np.float32)
         return rescale_array(a, float(lo), float(hi), float(a.min()), float(a.max()), clip=True)
 
-    return _per_channel(image, one)
+    return per_channel(image, one)
 
 
 def _unit(a: np.ndarray) -> np.ndarray:
@@ -69,7 +62,7 @@ def histogram_equalise(image: Image, nbins: int = 256) -> Image:
     require_intensity(image, "histogram_equalise")
     if nbins < 2:
         raise ConfigError(f"histogram_equalise: nbins must be >= 2, got {nbins}")
-    return _per_channel(image, lambda a: exposure.equalize_hist(a.astype(np.float32, copy=False), nbins=nbins))
+    return per_channel(image, lambda a: exposure.equalize_hist(a.astype(np.float32, copy=False), nbins=nbins))
 
 
 @register_transform("clahe", TransformKind.INTENSITY)
@@ -106,7 +99,7 @@ def clahe(
     def one(a: np.ndarray) -> np.ndarray:
         return exposure.equalize_adapthist(_unit(a), kernel_size=kernel, clip_limit=clip_limit, nbins=nbins)
 
-    return _per_channel(image, one)
+    return per_channel(image, one)
 
 
 def gamma_array(a: np.ndarray, gamma: float) -> np.ndarray:
@@ -130,4 +123,4 @@ def gamma(image: Image, gamma: float) -> Image:
     require_intensity(image, "gamma")
     if not gamma > 0:
         raise ConfigError(f"gamma: gamma must be > 0, got {gamma}")
-    return _per_channel(image, lambda a: gamma_array(a, gamma))
+    return per_channel(image, lambda a: gamma_array(a, gamma))

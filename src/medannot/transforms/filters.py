@@ -20,7 +20,7 @@ from scipy import ndimage as ndi
 
 from medannot.data.image import Image
 from medannot.errors import ConfigError
-from medannot.transforms.intensity import require_intensity
+from medannot.transforms.intensity import per_channel, require_intensity
 from medannot.transforms.registry import TransformKind, register_transform
 
 __all__ = [
@@ -56,13 +56,6 @@ def _box_size(radius_mm: float, spacing: Sequence[float], what: str) -> tuple[in
     return tuple(2 * int(round(radius_mm / s)) + 1 for s in spacing)
 
 
-def _per_channel(image: Image, fn) -> Image:  # type: ignore[no-untyped-def]
-    out = np.empty(image.array.shape, dtype=np.float32)
-    for c in range(image.channels):
-        out[c] = fn(image.array[c])
-    return image.with_array(out)
-
-
 @register_transform("mean_filter", TransformKind.INTENSITY)
 def mean_filter(image: Image, radius_mm: float) -> Image:
     """Mean over a box reaching ``radius_mm`` from the centre along each axis (rounded to voxels).
@@ -73,7 +66,7 @@ def mean_filter(image: Image, radius_mm: float) -> Image:
     """
     require_intensity(image, "mean_filter")
     size = _box_size(radius_mm, image.spacing, "mean_filter")
-    return _per_channel(image, lambda a: ndi.uniform_filter(a.astype(np.float32, copy=False), size, mode="nearest"))
+    return per_channel(image, lambda a: ndi.uniform_filter(a.astype(np.float32, copy=False), size, mode="nearest"))
 
 
 @register_transform("median_filter", TransformKind.INTENSITY)
@@ -86,7 +79,7 @@ def median_filter(image: Image, radius_mm: float) -> Image:
     """
     require_intensity(image, "median_filter")
     size = _box_size(radius_mm, image.spacing, "median_filter")
-    return _per_channel(image, lambda a: ndi.median_filter(a, size=size, mode="nearest"))
+    return per_channel(image, lambda a: ndi.median_filter(a, size=size, mode="nearest"))
 
 
 @register_transform("gaussian_smooth", TransformKind.INTENSITY)
@@ -103,7 +96,7 @@ def gaussian_smooth(image: Image, sigma_mm: float | list[float], truncate: float
     if len(sig) != image.ndim or min(sig) < 0:
         raise ConfigError(f"gaussian_smooth: sigma_mm must be >= 0 mm, one value or {image.ndim}, got {sigma_mm!r}")
     sigma_vox = [s / sp for s, sp in zip(sig, image.spacing)]
-    return _per_channel(
+    return per_channel(
         image, lambda a: ndi.gaussian_filter(a, sigma_vox, mode="nearest", truncate=truncate, output=np.float32)
     )
 
@@ -170,7 +163,7 @@ def frequency_filter_array(
 
 def _freq(image: Image, low: float | None, high: float | None, window: str, order: float, what: str) -> Image:
     require_intensity(image, what)
-    return _per_channel(image, lambda a: frequency_filter_array(a, image.spacing, low, high, window, order))
+    return per_channel(image, lambda a: frequency_filter_array(a, image.spacing, low, high, window, order))
 
 
 @register_transform("lowpass", TransformKind.INTENSITY)

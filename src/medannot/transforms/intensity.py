@@ -12,6 +12,8 @@ used because they avoid MONAI's tensor round trip and float64 temporaries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from medannot.data.image import Image
@@ -31,6 +33,14 @@ def require_intensity(image: Image, what: str) -> None:
     if image.is_label:
         raise InputError(f"{what} changes intensities and expects an intensity image, got a label map; "
                          "apply it to the image, not to the labels")
+
+
+def per_channel(image: Image, fn: Callable[[np.ndarray], np.ndarray]) -> Image:
+    """Apply an array function to each channel of ``image``; float32 result on the same grid."""
+    out = np.empty(image.array.shape, dtype=np.float32)
+    for c in range(image.channels):
+        out[c] = fn(image.array[c])
+    return image.with_array(out)
 
 
 def _float32(a: np.ndarray) -> np.ndarray:
