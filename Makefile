@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install system-deps demo test test-fast bench lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,13 +17,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Debian packages the tests need (Orthanc, dicom3tools, PostgreSQL, Chromium, ...): scripts/system_deps.txt
+system-deps:
+	@bash scripts/install_system_deps.sh
+
 demo: $(STAMP)
 	$(VENV)/bin/medannot demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
