@@ -64,3 +64,77 @@ def nuclei_instances() -> Image:
     from medannot.io import read_image
 
     return read_image(sample_dir() / "stardist" / "mask2d.tif", kind=ImageKind.LABEL)
+
+
+# --------------------------------------------------------------------------- Colin27 (Debian mricron-data)
+
+COLIN27_DIR = Path("/usr/share/mricron/templates")
+"""Where Debian's ``mricron-data`` package installs the Colin27 ("ch2") images."""
+
+
+def _colin27_file(name: str) -> Path:
+    from medannot.errors import InputError
+
+    path = COLIN27_DIR / name
+    if not path.is_file():
+        raise InputError(f"{path}: not found; install Debian's mricron-data package (apt-get install mricron-data)")
+    return path
+
+
+def colin27_head() -> Image:
+    """Colin27 ("ch2"): a real single-subject T1 head (skull, scalp, face, neck), 1 mm, 181x217x181.
+
+    The average of 27 scans of one man (Holmes et al. 1998), shipped by Debian's ``mricron-data``.
+    It was never used to train medannot's models; see :func:`colin27_brain_mask` for its truth.
+
+    Raises:
+        InputError: If ``mricron-data`` is not installed.
+    """
+    from medannot.io import read_image
+
+    return read_image(_colin27_file("ch2.nii.gz"))
+
+
+def colin27_brain_mask() -> Image:
+    """Expert brain mask of Colin27: grey plus white matter (cerebrum, cerebellum, brainstem), 0.5 mm.
+
+    ``ch2better.nii.gz`` of ``mricron-data`` is the same head at 0.5 mm with everything but brain
+    tissue removed by hand (CSF, ventricles, skull, scalp zeroed); its non-zero voxels are the
+    brain-tissue mask (uint8 0/1 label image on its own 0.5 mm grid, in the same world space as
+    :func:`colin27_head`). Resample it onto a prediction's grid with nearest neighbour.
+
+    Raises:
+        InputError: If ``mricron-data`` is not installed.
+    """
+    from medannot.io import read_image
+
+    better = read_image(_colin27_file("ch2better.nii.gz"))
+    mask = (better.array > 0).astype(np.uint8)
+    return Image(mask, better.geometry, ImageKind.LABEL, {"source": "mricron-data ch2better.nii.gz > 0 (hand-edited)"})
+
+
+def reacquire(image: Image, spacing: tuple[float, float, float], axcodes: str = "RAS",
+              rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> Image:
+    """Resample a 3D image onto a new acquisition grid covering the same field of view.
+
+    Simulates another scan of the same head: voxel ``spacing`` (mm) along the new array axes,
+    stored in orientation ``axcodes`` and rotated (oblique) by ``rotation_deg`` about world x, y, z
+    around the image centre. Intensity images are linearly interpolated, labels nearest-neighbour.
+    Voxels outside the source field of view are 0.
+    """
+    from medannot.data import Geometry
+    from medannot.training.synth_source import axcodes_direction
+    from medannot.transforms.spatial import resample_to_grid
+
+    direction = axcodes_direction(axcodes, rotation_deg)
+    src = image.geometry
+    corners = np.array([[i, j, k] for i in (0, image.spatial_shape[0] - 1) for j in (0, image.spatial_shape[1] - 1)
+                        for k in (0, image.spatial_shape[2] - 1)], dtype=float)
+    world = np.array([src.index_to_world(c) for c in corners])
+    centre = world.mean(axis=0)
+    extent = np.abs((world - centre) @ direction).max(axis=0) * 2.0  # extent along each new axis (mm)
+    sp = np.asarray(spacing, dtype=float)
+    shape = np.maximum(1, np.floor(extent / sp).astype(int) + 1)
+    origin = centre - direction @ (sp * (shape - 1) / 2.0)
+    geom = Geometry(spacing=tuple(sp), origin=tuple(origin), direction=direction)
+    return resample_to_grid(image, geom, tuple(int(s) for s in shape))

@@ -86,6 +86,11 @@ class SynthParams:
         noise_std_max: Maximum noise standard deviation (0..1 intensity units).
         p_rician: Probability of Rician (magnitude) noise instead of Gaussian.
         gamma_std: Standard deviation of log(gamma).
+        p_zero_background: Probability that air is exactly 0 (no noise), as in masked or
+            resampled scans.
+        p_fov_cut: Probability that the patch is cut by a random plane beyond which the image
+            is exactly 0 and the target background (the edge of a scan's field of view, or the
+            zero fill of a resampled oblique scan).
         percentiles: Output percentile normalisation (the bundle's preprocessing).
     """
 
@@ -108,6 +113,8 @@ class SynthParams:
     noise_std_max: float = 0.05
     p_rician: float = 0.5
     gamma_std: float = 0.25
+    p_zero_background: float = 0.25
+    p_fov_cut: float = 0.25
     percentiles: tuple[float, float] = (0.5, 99.5)
 
     @classmethod
@@ -194,6 +201,7 @@ _T1_MEANS = np.array(
         (0.55, 1.00),  # scalp
         (0.25, 0.60),  # muscle / eyes
         (0.70, 1.00),  # fat
+        (0.20, 0.95),  # other extra-cranial tissue (glands, marrow, vessels)
     ]
 )
 
@@ -239,7 +247,7 @@ def render_intensities(
     mu = _means(rng, p)
     sd = rng.uniform(0.0, p.intensity_std_max, size=N_SYNTH_LABELS)
     if rng.random() < p.p_skull_stripped:
-        for k in (SynthLabel.SKULL, SynthLabel.SCALP, SynthLabel.EXTRA_A, SynthLabel.EXTRA_B):
+        for k in (SynthLabel.SKULL, SynthLabel.SCALP, SynthLabel.EXTRA_A, SynthLabel.EXTRA_B, SynthLabel.EXTRA_C):
             mu[k], sd[k] = mu[SynthLabel.BACKGROUND], sd[SynthLabel.BACKGROUND]
     img = mu.astype(np.float32)[lab]
     img += sd.astype(np.float32)[lab] * rng.standard_normal(lab.shape, dtype=np.float32)
@@ -260,6 +268,8 @@ def render_intensities(
         img = np.sqrt((img + std * rng.standard_normal(img.shape, dtype=np.float32)) ** 2 + (std * rng.standard_normal(img.shape, dtype=np.float32)) ** 2)
     else:
         img += std * rng.standard_normal(img.shape, dtype=np.float32)
+    if rng.random() < p.p_zero_background:
+        img[lab == SynthLabel.BACKGROUND] = 0.0
     img = _percentile(img, 0.0, 100.0)
     img = np.power(img, np.float32(np.exp(rng.normal(0.0, p.gamma_std))), dtype=np.float32)
     return _percentile(img, *p.percentiles)
@@ -346,7 +356,21 @@ def synthesize(
         tex = ndi.map_coordinates(texture.array[0], coords, order=1, mode="constant", cval=0.0, prefilter=False)
         p = replace(p, p_template_texture=1.0)
     image = render_intensities(labels, rng, p, (spacing,) * 3, texture=tex, low_res=True)
-    return image, to_target(labels)
+    target = to_target(labels)
+    if rng.random() < p.p_fov_cut:
+        cut = _random_half_space(shape, rng)
+        image[cut] = 0.0
+        target[cut] = 0
+    return image, target
+
+
+def _random_half_space(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of the voxels beyond a random plane that cuts off 5-40 % of the patch."""
+    normal = rng.normal(size=3)
+    normal /= np.linalg.norm(normal)
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij", sparse=True)
+    proj = sum(np.float32(n) * g for n, g in zip(normal, grids))
+    return proj > np.float32(np.quantile(proj, 1.0 - rng.uniform(0.05, 0.40)))
 
 
 # The "synth-brain" data source and the semi-synthetic subjects live in synth_source.py;

@@ -3,7 +3,10 @@
 The bundled MNI ICBM152 2009a symmetric T1 (``medannot/data_samples/mni152``) is
 **skull-stripped**: every voxel outside the intracranial envelope is 0 (about 22 % of the
 197 x 233 x 189 grid is non-zero), there is no skull, scalp or face. Skull and scalp are
-therefore added here as shells of random thickness around the filled envelope.
+therefore added here as shells of random thickness around the filled envelope, and the face,
+skull base and neck as a random "extra-cranial body" below and in front of the brain: a thick
+region filled with a random patchwork of muscle-, fat-, bone-, air- and gland-like tissue
+(real heads put muscle whose T1 intensity equals grey matter right under the temporal lobes).
 See :mod:`medannot.training.synth` for how the map becomes training images.
 """
 
@@ -45,11 +48,12 @@ class SynthLabel(enum.IntEnum):
     SCALP = 7
     EXTRA_A = 8  # extra-cranial soft tissue (muscle, eyes)
     EXTRA_B = 9  # extra-cranial fat
+    EXTRA_C = 10  # other extra-cranial tissue (glands, bone marrow, vessels): any intensity
 
 
 N_SYNTH_LABELS = len(SynthLabel)
 #: Synthesis label -> target label (0 background, 1 grey matter, 2 white matter).
-TARGET_LUT = np.array([0, 1, 2, 0, 0, 1, 0, 0, 0, 0], dtype=np.int64)
+TARGET_LUT = np.array([0, 1, 2, 0, 0, 1, 0, 0, 0, 0, 0], dtype=np.int64)
 _BRAIN = (SynthLabel.GM, SynthLabel.WM, SynthLabel.CSF, SynthLabel.VENTRICLE, SynthLabel.DEEP_GM)
 
 
@@ -81,13 +85,14 @@ class Template:
 
 
 @functools.lru_cache(maxsize=2)
-def load_template(pad_mm: int = 24, deep_mm: float = 14.0) -> Template:
+def load_template(pad_mm: int = 24, deep_mm: float = 14.0, pad_below_mm: int = 56) -> Template:
     """Load the bundled MNI152 T1 / GM / WM files and derive the brain label map (cached).
 
     Args:
-        pad_mm: Margin added on every side (1 mm voxels) for skull and scalp; below the
-            template (whose brainstem reaches the bottom slice) the last slice is repeated
-            so the brainstem continues into a spinal cord.
+        pad_mm: Margin added on every side (1 mm voxels) for skull and scalp.
+        pad_below_mm: Margin added below the template, whose brainstem reaches the bottom
+            slice: the last slice is repeated so the brainstem continues into a spinal cord,
+            with room for the neck around it.
         deep_mm: Grey matter / CSF deeper than this below the envelope surface becomes
             DEEP_GM / VENTRICLE.
 
@@ -118,14 +123,15 @@ def load_template(pad_mm: int = 24, deep_mm: float = 14.0) -> Template:
     pad = ((p, p), (p, p), (0, p))
     labels = np.pad(labels, pad)
     t1n = np.pad(t1n, pad)
-    labels = np.pad(labels, ((0, 0), (0, 0), (p, 0)), mode="edge")
-    t1n = np.pad(t1n, ((0, 0), (0, 0), (p, 0)), mode="edge")
+    below = int(pad_below_mm)
+    labels = np.pad(labels, ((0, 0), (0, 0), (below, 0)), mode="edge")
+    t1n = np.pad(t1n, ((0, 0), (0, 0), (below, 0)), mode="edge")
     env = labels > 0
     dist_out = _coarse_edt(~env)
     new_aff = affine.copy()
-    new_aff[:3, 3] = affine[:3, :3] @ np.array([-p, -p, -p]) + affine[:3, 3]
+    new_aff[:3, 3] = affine[:3, :3] @ np.array([-p, -p, -below]) + affine[:3, 3]
     geom = Geometry.from_affine(new_aff)
-    idx = np.argwhere(env[::2, ::2, p::2]).mean(axis=0) * 2 + np.array([0, 0, p])  # centroid of the original envelope
+    idx = np.argwhere(env[::2, ::2, below::2]).mean(axis=0) * 2 + np.array([0, 0, below])  # centroid of the original envelope
     centre = geom.index_to_world(idx)
     for a in (labels, t1n, dist_out):
         a.setflags(write=False)
@@ -157,14 +163,16 @@ def brain_label_map(
     scalp_mm: tuple[float, float] = (3.0, 9.0),
     csf_mm: tuple[float, float] = (0.0, 2.5),
     n_blobs: tuple[int, int] = (2, 8),
+    extracranial: bool = True,
 ) -> Image:
     """The synthesis label map: template brain structures plus random CSF / skull / scalp shells.
 
     Shells are thresholds of the distance (mm) to the filled intracranial envelope, with a
     thickness that varies smoothly over the head, each drawn uniformly from its range in mm:
-    an extra CSF layer (atrophy / subarachnoid space), then skull, then scalp. A few random
-    ellipsoids of extra-cranial tissue (EXTRA_A / EXTRA_B, 5-20 mm radii) are placed in the
-    lower and front part of the head (neck, face, eyes).
+    an extra CSF layer (atrophy / subarachnoid space), then skull, then scalp. Below and in front
+    of the brain a thick extra-cranial body (face, skull base, neck) is filled with a random
+    patchwork of tissues, and a few random ellipsoids of extra-cranial tissue (5-20 mm radii)
+    are placed in the lower and front part of the head (eyes, glands).
 
     Args:
         rng: Random generator or seed (None = seed 0).
@@ -172,6 +180,8 @@ def brain_label_map(
         scalp_mm: Range of the mean scalp thickness (mm).
         csf_mm: Range of the extra CSF layer outside the envelope (mm).
         n_blobs: Range (inclusive) of the number of extra-cranial blobs.
+        extracranial: Add the extra-cranial body (face, skull base, neck; see
+            :func:`_add_extracranial_body`).
 
     Returns:
         Label :class:`Image` (uint8, :class:`SynthLabel` values) on the padded 1 mm RAS template grid.
@@ -194,6 +204,8 @@ def brain_label_map(
     labels[out & (d <= b1)] = SynthLabel.CSF
     labels[out & (d > b1) & (d <= b2)] = SynthLabel.SKULL
     labels[out & (d > b2) & (d <= b3)] = SynthLabel.SCALP
+    if extracranial:
+        _add_extracranial_body(labels, d, b3, tpl, rng)
     # Extra-cranial blobs in the inferior / anterior half, outside the skull.
     cand = np.argwhere((d[::4, ::4, ::4] > 8.0) & (d[::4, ::4, ::4] < 40.0)) * 4
     centre_idx = tpl.geometry.world_to_index(tpl.centre)
@@ -207,6 +219,50 @@ def brain_label_map(
         grids = np.ogrid[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         inside = sum(((g - ci) / ri) ** 2 for g, ci, ri in zip(grids, c, r)) <= 1.0
         sub = labels[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        free = (sub == SynthLabel.BACKGROUND) | (sub == SynthLabel.SCALP)
-        sub[inside & free] = SynthLabel.EXTRA_A if rng.random() < 0.6 else SynthLabel.EXTRA_B
+        free = (sub == SynthLabel.BACKGROUND) | (sub == SynthLabel.SCALP) | (sub >= SynthLabel.EXTRA_A)
+        sub[inside & free] = rng.choice([SynthLabel.EXTRA_A, SynthLabel.EXTRA_B, SynthLabel.EXTRA_C], p=[0.5, 0.3, 0.2])
     return Image(labels[None], tpl.geometry, ImageKind.LABEL, {"synthetic": True, "source": "MNI152 2009a template"})
+
+
+def _add_extracranial_body(labels: np.ndarray, d: np.ndarray, scalp_outer: np.ndarray, tpl: Template, rng: np.random.Generator) -> None:
+    """Fill a random face / skull-base / neck region outside the scalp with a tissue patchwork (in place).
+
+    The region is the set of voxels outside the scalp whose distance (mm) to the intracranial
+    envelope is below an extra thickness that ramps up from 0 above a random level under the
+    brain centre (20-55 mm thick below it) and in front of a random coronal plane under the
+    forehead (face, 15-40 mm), modulated by a smooth random field. Inside it, the argmax of
+    4-7 smooth random fields (a Voronoi-like partition with smooth borders, cells of a few cm)
+    assigns each cell a tissue: muscle-like (EXTRA_A), fat (EXTRA_B), bone (SKULL), air
+    (BACKGROUND: sinuses, airway) or other (EXTRA_C). A 2-6 mm skin/fat layer covers its surface.
+    """
+    shape = labels.shape
+    ci = tpl.geometry.world_to_index(tpl.centre)  # 1 mm RAS grid: index offsets are mm
+    z = np.arange(shape[2], dtype=np.float32) - np.float32(ci[2])
+    y = np.arange(shape[1], dtype=np.float32) - np.float32(ci[1])
+    z_level, ramp = rng.uniform(-30.0, -5.0), rng.uniform(10.0, 30.0)
+    inferior = np.clip((z_level - z) / ramp, 0.0, 1.0)[None, None, :]
+    y_face, z_face = rng.uniform(25.0, 50.0), rng.uniform(-5.0, 25.0)
+    face = (np.clip((y - y_face) / 15.0, 0.0, 1.0)[None, :, None] * np.clip((z_face - z) / 15.0, 0.0, 1.0)[None, None, :])
+    small = tuple(max(1, s // 4) for s in shape)
+    mod = _up4(1.0 + 0.3 * smooth_field(rng, small, int(rng.integers(3, 6)), 1.0)[0], shape)
+    extra = (inferior * np.float32(rng.uniform(20.0, 55.0)) + face * np.float32(rng.uniform(15.0, 40.0))) * mod
+    body = (d > scalp_outer) & (d <= scalp_outer + extra) & (labels == SynthLabel.BACKGROUND)
+    if not body.any():
+        return
+    k = int(rng.integers(4, 8))
+    cells = _up4(np.argmax(smooth_field(rng, small, int(rng.integers(6, 12)), 1.0, channels=k), axis=0).astype(np.uint8), shape)
+    choices = np.array([SynthLabel.EXTRA_A, SynthLabel.EXTRA_B, SynthLabel.SKULL, SynthLabel.BACKGROUND, SynthLabel.EXTRA_C], dtype=np.uint8)
+    tissue = rng.choice(choices, size=k, p=[0.4, 0.25, 0.12, 0.08, 0.15])
+    tissue[0] = SynthLabel.EXTRA_A  # at least one muscle-like cell
+    labels[body] = tissue[cells[body]]
+    # Skin and subcutaneous fat over the body's outer surface.
+    head = body | (d <= scalp_outer)
+    skin = body & (_coarse_edt(head) <= rng.uniform(2.0, 6.0))
+    labels[skin] = SynthLabel.SCALP if rng.random() < 0.5 else SynthLabel.EXTRA_B
+
+
+def _up4(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Nearest-upsample a 4 mm field by 4 along each axis, cropped or edge-padded to ``shape``."""
+    up = np.repeat(np.repeat(np.repeat(a, 4, 0), 4, 1), 4, 2)
+    up = np.pad(up, [(0, max(0, s - up.shape[i])) for i, s in enumerate(shape)], mode="edge")
+    return up[: shape[0], : shape[1], : shape[2]]
