@@ -228,6 +228,51 @@ def methods() -> None:
 
 @app.command()
 @friendly_errors
+def deid(
+    input: Path = typer.Argument(..., help="A DICOM file or a folder tree of DICOM files."),
+    out: Path = typer.Argument(..., help="Output folder: sub-folders mirrored, files named by their new SOP Instance UID."),
+    map_db: Optional[Path] = typer.Option(None, "--map", help="SQLite map of UIDs, pseudonyms and date shifts; reuse it so later batches match."),
+    secret: Optional[str] = typer.Option(None, "--secret", help="Project secret for the replacements (default: the map's, or a new random one)."),
+    shift_dates: bool = typer.Option(False, "--shift-dates/--remove-dates", help="Keep dates shifted by a per-patient offset, or remove them (Basic Profile)."),
+    clean_descriptors: bool = typer.Option(False, "--clean-descriptors", help="Keep free-text descriptions, cleaned of names, IDs and dates, instead of removing them."),
+    keep_private: list[str] = typer.Option([], "--keep-private", help="Private tag to keep: GGGG,EEEE or GGGG,xxEE@CREATOR (repeatable)."),
+    assume_no_burned_in: bool = typer.Option(False, "--assume-no-burned-in", help="Pass secondary-capture/ultrasound images lacking BurnedInAnnotation (YES is always quarantined)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems and the final count."),
+) -> None:
+    """De-identify DICOM (PS3.15 Basic Profile): identifiers removed, UIDs remapped, burned-in images quarantined."""
+    from medannot.privacy import DeidOptions, Deidentifier, UidMap, parse_private_tag
+    from medannot.privacy.batch import DeidStatus, deidentify_tree
+
+    if not input.exists():
+        fail(f"{input}: no such file or folder")
+    options = DeidOptions(
+        shift_dates=shift_dates, clean_descriptors=clean_descriptors,
+        keep_private=tuple(parse_private_tag(t) for t in keep_private), assume_no_burned_in=assume_no_burned_in,
+    )
+    if map_db is None and not quiet:
+        typer.echo("medannot: no --map given: new UIDs will not match those of later batches", err=True)
+
+    def show(result: Any) -> None:
+        if result.status is DeidStatus.SKIPPED:
+            typer.echo(f"medannot: skipped {result.reason}", err=True)
+        elif result.status is DeidStatus.QUARANTINED:
+            typer.echo(f"medannot: quarantined {result.source} -> {result.output}: {result.reason}", err=True)
+        elif not quiet:
+            typer.echo(f"{result.source} -> {result.output}")
+
+    with UidMap(map_db, secret=secret) as uid_map:
+        results = deidentify_tree(input, out, Deidentifier(options, uid_map), on_file=show)
+    counts = {status: sum(r.status is status for r in results) for status in DeidStatus}
+    typer.echo(
+        f"de-identified {counts[DeidStatus.WRITTEN]} file(s), quarantined {counts[DeidStatus.QUARANTINED]}, "
+        f"skipped {counts[DeidStatus.SKIPPED]} -> {out}"
+    )
+    if counts[DeidStatus.SKIPPED]:
+        raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+@friendly_errors
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder."),
 ) -> None:
