@@ -1,10 +1,21 @@
-"""Sorting, checking and stacking 2D DICOM slices into a 3D volume (used by :mod:`medannot.io.dicom`)."""
+"""Sorting, checking and stacking 2D DICOM slices into a 3D volume (used by :mod:`medannot.io.dicom`).
+
+Geometry rules (all distances in mm along the slice normal, row cosine x column cosine):
+
+* every slice must have the same rows x columns, orientation and PixelSpacing;
+* positions are sorted along the normal; two slices at the same position are refused (mixed acquisitions);
+* a step that is a whole multiple of the others is reported as missing slices;
+* uneven spacing is refused, with the spacings found: a slice may sit at most 5 % of the step (+ 0.001 mm)
+  off the regular grid, so the volume's affine places every slice where the files say it is;
+* slices displaced within their own plane from one to the next (gantry tilt, a sheared stack) are refused:
+  the volume would be sheared, which a NIfTI affine cannot represent without resampling.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,123 +26,204 @@ from medannot.io._common import check_allocation, to_label_array
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _ORIENT_ATOL = 1e-3  # direction cosines
 _SPACING_RTOL = 1e-3
+_GRID_RTOL = 0.05  # a slice may sit this fraction of the step off the regular grid
+_GRID_ATOL = 1e-3  # mm
+_DUPLICATE_MM = 1e-3
 
 
 def apply_rescale(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
-    """raw (N, ...) -> slope * raw + intercept per slice; int16 when exact, else float32 (HU for CT)."""
+    """``slope * raw + intercept`` per slice of ``raw (N, ...)`` (the Modality LUT: HU for CT).
+
+    int16 when the result is exact in int16 (computed in place, modulo 2**16, in the stored 16-bit buffer),
+    otherwise float32. ``raw`` may be overwritten; the empty array is returned unchanged.
+    """
+    slopes = np.asarray(slopes, dtype=np.float64)
+    intercepts = np.asarray(intercepts, dtype=np.float64)
     shape = (-1,) + (1,) * (raw.ndim - 1)
-    identity = np.all(slopes == 1) and np.all(intercepts == 0)
-    if identity and raw.dtype.kind in "iu":
+    identity = bool(np.all(slopes == 1) and np.all(intercepts == 0))
+    if raw.size == 0 or (identity and raw.dtype.kind in "iu"):
         return raw  # stored values are already the modality values
-    integral = np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts))
-    if integral and raw.dtype.kind in "iu":
-        lo = float(raw.min()) if raw.size else 0.0
-        hi = float(raw.max()) if raw.size else 0.0
+    if raw.dtype.kind in "iu" and np.all(slopes == np.round(slopes)) and np.all(intercepts == np.round(intercepts)):
+        lo, hi = float(raw.min()), float(raw.max())
         ends = np.stack([slopes * lo + intercepts, slopes * hi + intercepts])
         if ends.min() >= np.iinfo(np.int16).min and ends.max() <= np.iinfo(np.int16).max:
-            out = raw.astype(np.int32) * slopes.astype(np.int32).reshape(shape) + intercepts.astype(np.int32).reshape(shape)
-            return out.astype(np.int16)
-    if identity and raw.dtype.kind == "f":
-        return raw.astype(np.float32)
-    out = raw.astype(np.float32) * slopes.astype(np.float32).reshape(shape)
+            # exact modulo 2**16: (s * (v mod 2**16) + i) mod 2**16 == s * v + i, which fits int16
+            if raw.dtype.itemsize == 2 and raw.flags.writeable:
+                work = raw.view(np.uint16)
+            else:
+                work = raw.astype(np.uint16)
+            if np.any(slopes != 1):
+                np.multiply(work, np.mod(slopes, 65536).astype(np.uint16).reshape(shape), out=work)
+            if np.any(intercepts != 0):
+                icpt = np.mod(intercepts, 65536).astype(np.uint16)
+                np.add(work, icpt[0] if np.all(icpt == icpt[0]) else icpt.reshape(shape), out=work)
+            return work.view(np.int16)
+    if identity:
+        return raw.astype(np.float32, copy=False)
+    out = np.multiply(raw, slopes.astype(np.float32).reshape(shape), dtype=np.float32)
     out += intercepts.astype(np.float32).reshape(shape)
     return out
 
 
 @dataclass
 class Slice:
-    position: np.ndarray  # LPS mm, centre of the first pixel
-    row_cos: np.ndarray  # LPS direction of increasing column index
-    col_cos: np.ndarray  # LPS direction of increasing row index
-    spacing: np.ndarray  # (between rows, between columns) mm
-    shape: tuple[int, int]  # (rows, columns)
+    """One 2D frame placed in space (LPS mm), with how to get its raw pixels.
+
+    Attributes:
+        position: LPS mm, centre of the first pixel.
+        row_cos: LPS direction of increasing column index.
+        col_cos: LPS direction of increasing row index.
+        spacing: (between rows, between columns) mm.
+        shape: (rows, columns).
+        slope, intercept: Modality LUT.
+        where: File (and frame) for messages.
+        pixels: Returns the raw 2D frame ``(rows, columns)``; may be ``None`` when the caller reads pixels itself.
+        source: What the caller needs to read the pixels (e.g. a parsed header).
+    """
+
+    position: np.ndarray
+    row_cos: np.ndarray
+    col_cos: np.ndarray
+    spacing: np.ndarray
+    shape: tuple[int, int]
     slope: float
     intercept: float
-    where: str  # file (and frame) for messages
-    pixels: Callable[[], np.ndarray]  # raw 2D (rows, columns)
+    where: str
+    pixels: Callable[[], np.ndarray] | None = None
+    source: Any = None
 
 
 def _check_consistent(slices: list[Slice], where: Path) -> None:
     first = slices[0]
-    for s in slices[1:]:
-        if s.shape != first.shape:
-            raise GeometryError(f"slices have different rows x columns: {first.shape} ({first.where}) vs {s.shape} ({s.where})", where)
-        if not (np.allclose(s.row_cos, first.row_cos, atol=_ORIENT_ATOL) and np.allclose(s.col_cos, first.col_cos, atol=_ORIENT_ATOL)):
-            raise GeometryError(
-                f"slices have different orientations: {np.r_[first.row_cos, first.col_cos].round(4).tolist()} ({first.where}) vs "
-                f"{np.r_[s.row_cos, s.col_cos].round(4).tolist()} ({s.where}); a localizer or several stacks share the series",
-                where,
-            )
-        if not np.allclose(s.spacing, first.spacing, rtol=_SPACING_RTOL, atol=0):
-            raise GeometryError(f"slices have different PixelSpacing: {first.spacing.tolist()} vs {s.spacing.tolist()} ({s.where})", where)
+    shapes = np.array([s.shape for s in slices])
+    cosines = np.array([np.r_[s.row_cos, s.col_cos] for s in slices])
+    spacings = np.array([s.spacing for s in slices])
+    bad_shape = np.flatnonzero(np.any(shapes != shapes[0], axis=1))
+    if bad_shape.size:
+        s = slices[bad_shape[0]]
+        raise GeometryError(f"slices have different rows x columns: {first.shape} ({first.where}) vs {s.shape} ({s.where})", where)
+    bad_orient = np.flatnonzero(np.any(np.abs(cosines - cosines[0]) > _ORIENT_ATOL, axis=1))
+    if bad_orient.size:
+        s = slices[bad_orient[0]]
+        raise GeometryError(
+            f"slices have different orientations: {cosines[0].round(4).tolist()} ({first.where}) vs "
+            f"{np.r_[s.row_cos, s.col_cos].round(4).tolist()} ({s.where}); a localizer or several stacks share the series",
+            where,
+        )
+    bad_spacing = np.flatnonzero(np.any(np.abs(spacings - spacings[0]) > _SPACING_RTOL * np.abs(spacings[0]), axis=1))
+    if bad_spacing.size:
+        s = slices[bad_spacing[0]]
+        raise GeometryError(f"slices have different PixelSpacing: {first.spacing.tolist()} vs {s.spacing.tolist()} ({s.where})", where)
 
 
-def assemble(slices: list[Slice], kind: ImageKind, where: Path, default_thickness: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sort, check and stack slices; returns (array (1, cols, rows, N), RAS affine)."""
+def normal_of(slice_: Slice) -> np.ndarray:
+    """Slice normal (LPS): row cosine x column cosine."""
+    return np.cross(slice_.row_cos, slice_.col_cos)
+
+
+def describe_steps(steps: np.ndarray, limit: int = 6) -> str:
+    """``"2.500 mm x 5, 3.750 mm x 1"``: the distinct steps between neighbouring slices and how often each occurs."""
+    values, counts = np.unique(np.round(steps, 3), return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:limit]
+    text = ", ".join(f"{values[i]:.3f} mm x {counts[i]}" for i in order)
+    return text + (f", ... ({len(values)} distinct)" if len(values) > limit else "")
+
+
+def order_slices(slices: list[Slice], where: Path) -> tuple[list[Slice], float | None]:
+    """Check that the slices make one regular stack and sort them along the normal.
+
+    Returns:
+        The sorted slices and the step between them in mm (``None`` for a single slice).
+
+    Raises:
+        GeometryError: Mixed matrix / orientation / spacing, duplicate positions, missing slices, uneven spacing,
+            gantry tilt (see the module docstring).
+    """
     _check_consistent(slices, where)
-    first = slices[0]
-    normal = np.cross(first.row_cos, first.col_cos)
+    normal = normal_of(slices[0])
     dist = np.array([float(s.position @ normal) for s in slices])
     order = np.argsort(dist, kind="stable")
     slices = [slices[i] for i in order]
     dist = dist[order]
     n = len(slices)
-    if n > 1:
-        steps = np.diff(dist)
-        dup = np.flatnonzero(steps < 1e-3)
-        if dup.size:
-            a, b = slices[dup[0]], slices[dup[0] + 1]
-            raise GeometryError(
-                f"{dup.size} duplicate slice position(s), e.g. {dist[dup[0]]:.3f} mm along the normal in {a.where} and {b.where}; "
-                "the series mixes acquisitions (echoes, time points, phases): split it first",
-                where,
-            )
-        median = float(np.median(steps))
-        gap = np.flatnonzero(steps > 1.5 * median)
-        if gap.size:
-            g = gap[0]
-            missing = int(round(steps[g] / median)) - 1
-            raise GeometryError(
-                f"missing slices: gap of {steps[g]:.3f} mm between {slices[g].where} and {slices[g + 1].where} "
-                f"(median step {median:.3f} mm, about {missing} slice(s) missing); add the missing files",
-                where,
-            )
-        if np.any(np.abs(steps - median) > 0.2 * median):
-            raise GeometryError(
-                f"irregular slice spacing: steps from {steps.min():.3f} to {steps.max():.3f} mm (median {median:.3f}); "
-                "resample the series to regular slices first",
-                where,
-            )
-        for a, b in zip(slices[:-1], slices[1:]):
-            delta = b.position - a.position
-            lateral = delta - (delta @ normal) * normal
-            if np.linalg.norm(lateral) > 1e-3 + 0.01 * abs(delta @ normal):
-                tilt = np.degrees(np.arctan2(np.linalg.norm(lateral), abs(delta @ normal)))
-                raise GeometryError(
-                    f"slices are not stacked along their normal (offset {np.linalg.norm(lateral):.3f} mm per slice, "
-                    f"gantry tilt about {tilt:.1f} degrees, at {b.where}); correct the tilt (e.g. dcm2niix) first",
-                    where,
-                )
-        dz = (dist[-1] - dist[0]) / (n - 1)
-    else:
-        dz = default_thickness
-    rows, cols = first.shape
-    check_allocation(where, rows * cols * n * 4, "DICOM volume")
-    raw = None
-    for k, s in enumerate(slices):
-        px = s.pixels()
-        if px.shape != (rows, cols):
-            raise InputError(f"{s.where}: decoded pixels have shape {px.shape}, expected {(rows, cols)} (one grey frame)", where)
-        if raw is None:
-            raw = np.empty((n, rows, cols), dtype=px.dtype)
-        raw[k] = px
-    values = apply_rescale(raw, np.array([s.slope for s in slices]), np.array([s.intercept for s in slices]))
-    if kind is ImageKind.LABEL:
-        values = to_label_array(values, where)
-    arr = np.ascontiguousarray(values.transpose(2, 1, 0))[None]
+    if n == 1:
+        return slices, None
+    steps = np.diff(dist)
+    dup = np.flatnonzero(steps < _DUPLICATE_MM)
+    if dup.size:
+        a, b = slices[dup[0]], slices[dup[0] + 1]
+        raise GeometryError(
+            f"{dup.size} duplicate slice position(s), e.g. {dist[dup[0]]:.3f} mm along the normal in {a.where} and {b.where}; "
+            "the series mixes acquisitions (echoes, time points, phases): split it first",
+            where,
+        )
+    median = float(np.median(steps))
+    ratio = steps / median
+    gap = np.flatnonzero((ratio > 1.5) & (np.abs(ratio - np.round(ratio)) < 0.2))
+    if gap.size:
+        g = gap[0]
+        missing = int(round(ratio[g])) - 1
+        raise GeometryError(
+            f"missing slices: gap of {steps[g]:.3f} mm between {slices[g].where} and {slices[g + 1].where} "
+            f"(median step {median:.3f} mm, about {missing} slice(s) missing); add the missing files",
+            where,
+        )
+    dz = (dist[-1] - dist[0]) / (n - 1)
+    off_grid = np.abs(dist - (dist[0] + dz * np.arange(n)))
+    worst = int(np.argmax(off_grid))
+    if off_grid[worst] > _GRID_RTOL * dz + _GRID_ATOL:
+        raise GeometryError(
+            f"uneven slice spacing: steps found {describe_steps(steps)} ({slices[worst].where} sits {off_grid[worst]:.3f} mm off a "
+            f"regular {dz:.3f} mm grid); medannot does not resample silently: resample the series to regular slices first",
+            where,
+        )
+    deltas = np.diff(np.array([s.position for s in slices]), axis=0)
+    lateral = np.linalg.norm(deltas - np.outer(deltas @ normal, normal), axis=1)
+    sheared = np.flatnonzero(lateral > _GRID_ATOL + 0.01 * np.abs(deltas @ normal))
+    if sheared.size:
+        i = sheared[0]
+        tilt = np.degrees(np.arctan2(lateral[i], abs(deltas[i] @ normal)))
+        raise GeometryError(
+            f"slices are not stacked along their normal (offset {lateral[i]:.3f} mm per slice, gantry tilt about "
+            f"{tilt:.1f} degrees, at {slices[i + 1].where}); medannot does not resample silently: correct the tilt "
+            "(e.g. dcm2niix, which resamples tilted CT) first",
+            where,
+        )
+    return slices, float(dz)
+
+
+def stack_affine(slices: list[Slice], dz: float) -> np.ndarray:
+    """RAS affine of sorted slices stacked as ``(column, row, slice)`` with step ``dz`` mm."""
+    first = slices[0]
     aff = np.eye(4)
     aff[:3, 0] = first.row_cos * first.spacing[1]
     aff[:3, 1] = first.col_cos * first.spacing[0]
-    aff[:3, 2] = normal * dz
-    aff[:3, 3] = slices[0].position
-    return arr, LPS_TO_RAS @ aff
+    aff[:3, 2] = normal_of(first) * dz
+    aff[:3, 3] = first.position
+    return LPS_TO_RAS @ aff
+
+
+def to_volume(raw: np.ndarray, slices: list[Slice], kind: ImageKind, where: Path) -> np.ndarray:
+    """Raw frames ``(N, rows, cols)`` -> rescaled ``(1, cols, rows, N)`` (a transposed view: no copy)."""
+    values = apply_rescale(raw, np.array([s.slope for s in slices]), np.array([s.intercept for s in slices]))
+    if kind is ImageKind.LABEL:
+        values = to_label_array(values, where)
+    return values.transpose(2, 1, 0)[None]
+
+
+def assemble(slices: list[Slice], kind: ImageKind, where: Path, default_thickness: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sort, check and stack slices whose ``pixels()`` decode them; returns (array (1, cols, rows, N), RAS affine)."""
+    slices, dz = order_slices(slices, where)
+    rows, cols = slices[0].shape
+    n = len(slices)
+    check_allocation(where, rows * cols * n * 4, "DICOM volume")
+    raw = None
+    for k, s in enumerate(slices):
+        px = s.pixels() if s.pixels is not None else None
+        if px is None or px.shape != (rows, cols):
+            got = None if px is None else px.shape
+            raise InputError(f"{s.where}: decoded pixels have shape {got}, expected {(rows, cols)} (one grey frame)", where)
+        if raw is None:
+            raw = np.empty((n, rows, cols), dtype=px.dtype)
+        raw[k] = px
+    return to_volume(raw, slices, kind, where), stack_affine(slices, default_thickness if dz is None else dz)

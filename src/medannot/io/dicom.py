@@ -17,7 +17,6 @@ SeriesDescription, SeriesNumber) go into ``Image.meta``.
 
 from __future__ import annotations
 
-import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,38 +26,28 @@ import numpy as np
 
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
-from medannot.errors import GeometryError, InputError
+from medannot.errors import GeometryError, InputError, MedannotError
 from medannot.io._common import check_allocation, check_readable_file, is_hidden, parse_kind, to_label_array
-from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, assemble
+from medannot.io._dicom_pixels import (
+    ENCAPSULATED_MAX_RATIO,
+    NATIVE_LITTLE_ENDIAN,
+    READ_ERRORS,
+    Header,
+    PixelFormat,
+    check_declared_size,
+    correct_unused_bits,
+    one_line,
+    read_dataset,
+    read_header,
+    read_native_frame,
+    run_parallel,
+)
+from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, assemble, normal_of, order_slices, stack_affine, to_volume
 
 __all__ = ["DicomFolder", "read_dicom_file", "read_dicom_series", "scan_dicom_folder"]
 
 IDENTIFIERS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber")
-_ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
-_DECODE_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
-                  EOFError, IndexError, struct.error)  # fmt: skip
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _dcmread(path: Path, header_only: bool, notes: list[str] | None = None):
-    """pydicom.dcmread with errors as InputError and pydicom's warnings collected into ``notes``."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            ds = pydicom.dcmread(path, stop_before_pixels=header_only)
-    except InvalidDicomError:
-        raise InputError("not a DICOM file (no 'DICM' preamble)", path) from None
-    except _DECODE_ERRORS as exc:
-        raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({_one_line(exc)})", path) from None
-    if notes is not None:
-        notes.extend(f"{path.name}: {_one_line(w.message)}" for w in caught)
-    return ds
+_READ_WORKERS = 2  # threads copying pixel bytes (file reads release the GIL)
 
 
 def _floats(ds, keyword: str, n: int, path: Path) -> np.ndarray | None:
@@ -102,47 +91,40 @@ def _identifiers(ds) -> dict[str, str]:
 
 
 def _decode(ds, path: Path, notes: list[str]) -> np.ndarray:
-    """Decoded pixel array after checking the declared size against the stored bytes."""
+    """Decoded pixel array (pydicom) after checking the declared size against the stored bytes."""
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if ds.get("Rows") and ds.get("Columns"):
             raise InputError("DICOM file declares an image but holds no pixel data; the file is probably truncated", path)
         raise InputError("DICOM file has no pixel data (not an image: a report, structure set, DICOMDIR, or a truncated file)", path)
-    rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    if rows < 1 or cols < 1:
-        raise InputError(f"DICOM image declares {rows} rows x {cols} columns; expected at least 1 x 1", path)
-    frames = max(1, int(_number(ds, "NumberOfFrames", 1)))
-    spp = int(ds.get("SamplesPerPixel") or 1)
-    bits = int(ds.get("BitsAllocated") or 16)
-    expected = rows * cols * frames * spp * bits // 8
-    check_allocation(path, rows * cols * frames * spp * max(8, bits) // 8 * 2, "DICOM image")
+    fmt = PixelFormat.of(ds, path)
+    check_allocation(path, fmt.nbytes * 2, "DICOM image")
     if "PixelData" in ds:
         stored = len(ds.PixelData)
-        if ds.file_meta is not None and ds.file_meta.get("TransferSyntaxUID") is not None and ds.file_meta.TransferSyntaxUID.is_compressed:
-            if expected > max(stored, 1) * _ENCAPSULATED_MAX_RATIO:
+        ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
+        shape = f"{fmt.rows}x{fmt.columns}x{fmt.frames} frames x {fmt.samples} samples at {fmt.bits_allocated} bits"
+        if ts is not None and ts.is_compressed:
+            if fmt.nbytes > max(stored, 1) * ENCAPSULATED_MAX_RATIO:
                 raise InputError(
-                    f"declared size {rows}x{cols}x{frames} frames ({expected} bytes) is impossible for {stored} bytes of "
-                    "compressed pixel data; the header is corrupt",
+                    f"declared size {shape} ({fmt.nbytes} bytes) is impossible for {stored} bytes of compressed pixel data; "
+                    "the header is corrupt",
                     path,
                 )
-        elif stored < expected:
-            raise InputError(
-                f"pixel data shorter than declared: {stored} bytes stored, {expected} needed for {rows}x{cols}"
-                f"x{frames} frames x {spp} samples at {bits} bits; the file is truncated",
-                path,
-            )
+        elif stored < fmt.nbytes:
+            raise InputError(f"pixel data shorter than declared: {stored} bytes stored, {fmt.nbytes} needed for {shape}; the file is truncated", path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             arr = ds.pixel_array
-    except _DECODE_ERRORS as exc:
+    except (*READ_ERRORS, RecursionError) as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta is not None else "unknown"
         raise InputError(
-            f"cannot decode the pixel data (transfer syntax {getattr(ts, 'name', ts)}): {_one_line(exc)}; "
+            f"cannot decode the pixel data (transfer syntax {getattr(ts, 'name', ts)}): {one_line(exc)}; "
             "install a decoder plugin (pylibjpeg, gdcm) or convert the file (dcmdjpeg)",
             path,
         ) from None
-    notes.extend(f"{path.name}: {_one_line(w.message)}" for w in caught)
-    return np.asarray(arr)
+    notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
+    arr = np.asarray(arr)
+    return arr if arr.flags.writeable else arr.copy()
 
 
 def _rescale_pair(item) -> tuple[float, float]:
@@ -235,7 +217,10 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
     kind = parse_kind(kind)
     p, _ = check_readable_file(path)
     notes: list[str] = []
-    ds = _dcmread(p, header_only=False, notes=notes)
+    header = read_header(p)
+    if header.dataset.get("Rows") and header.dataset.get("Columns"):
+        check_declared_size(header, PixelFormat.of(header.dataset, p))  # before any pixel byte is read
+    ds = read_dataset(p, notes)
     arr = _decode(ds, p, notes)
     frames = max(1, int(_number(ds, "NumberOfFrames", 1)))
     spp = int(ds.get("SamplesPerPixel") or 1)
@@ -286,11 +271,15 @@ class DicomFolder:
         root: The scanned folder.
         series: ``{SeriesInstanceUID: [(path, header dataset), ...]}`` in path order.
         skipped: ``[(path, reason)]`` for hidden files, non-DICOM files and DICOM files without pixels.
+        headers: ``{path: Header}`` for every file in ``series`` (where its pixel data sit in the file).
+        unreadable: Skipped files that looked like DICOM but could not be parsed (truncated or corrupt).
     """
 
     root: Path
     series: dict[str, list[tuple[Path, Any]]] = field(default_factory=dict)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    headers: dict[Path, Header] = field(default_factory=dict)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
     def describe(self, uid: str) -> str:
         """One-line description: ``uid (Modality, 'SeriesDescription' #number, N files)``."""
@@ -316,6 +305,8 @@ def _list_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
             continue
         if p.name.startswith("._"):
             skipped.append((p, "macOS resource fork ('._' file)"))
+        elif p.name == ".DS_Store":
+            skipped.append((p, "macOS folder settings ('.DS_Store')"))
         elif is_hidden(p):
             skipped.append((p, "hidden file"))
         elif p.name.upper() == "DICOMDIR":
@@ -326,7 +317,7 @@ def _list_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
 
 
 def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
-    """Read the headers of every file in a folder (recursively) or of a list of files.
+    """Read the headers of every file in a folder (recursively) or of a list of files, each parsed once.
 
     Args:
         source: A folder, or a list of DICOM file paths.
@@ -351,39 +342,200 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
     out = DicomFolder(root=root, skipped=skipped)
     for p in files:
         try:
-            check_readable_file(p)
-            ds = _dcmread(p, header_only=True)
+            header = read_header(p)
         except InputError as exc:
             out.skipped.append((p, exc.reason))
+            if "not a DICOM file" not in exc.reason and "empty" not in exc.reason:
+                out.unreadable.append((p, exc.reason))
             continue
-        if not ds.get("Rows") or not ds.get("Columns"):
+        ds = header.dataset
+        if not _raw_value(ds, _ROWS_TAG) or not _raw_value(ds, _COLUMNS_TAG):
             sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown SOP class"))
             out.skipped.append((p, f"DICOM without an image ({sop})"))
             continue
-        uid = str(ds.get("SeriesInstanceUID", "") or "unknown-series")
+        uid = _series_uid(ds)
         out.series.setdefault(uid, []).append((p, ds))
+        out.headers[p] = header
     return out
 
 
-def _series_slices(files: list[tuple[Path, Any]], where: Path, notes: list[str]) -> list[Slice]:
-    slices = []
-    for p, hdr in files:
-        if int(_number(hdr, "NumberOfFrames", 1)) > 1:
-            raise InputError(f"series mixes a multi-frame file ({p.name}) with other files; read it alone with read_image", where)
-        r, c, ipp = _plane_of(hdr, p, p.name)
-        sp = _pixel_spacing(hdr, p)
-        if sp is None:
-            raise GeometryError(f"{p.name} lacks PixelSpacing; cannot build a 3D grid", where)
-        if int(hdr.get("SamplesPerPixel") or 1) != 1:
-            raise InputError(f"{p.name} is a colour image; a 3D series must be grey", where)
-        slope, icpt = _rescale_pair(hdr)
+_ROWS_TAG, _COLUMNS_TAG, _SERIES_UID_TAG = 0x00280010, 0x00280011, 0x0020000E
 
-        def pixels(p: Path = p) -> np.ndarray:
-            ds = _dcmread(p, header_only=False, notes=notes)
-            return _decode(ds, p, notes)
 
-        slices.append(Slice(ipp, r, c, sp, (int(hdr.Rows), int(hdr.Columns)), slope, icpt, p.name, pixels))
-    return slices
+def _series_uid(ds) -> str:
+    """SeriesInstanceUID (from its raw bytes when not yet converted), ``"unknown-series"`` when absent or empty."""
+    raw = _raw_value(ds, _SERIES_UID_TAG)
+    text = raw.decode("ascii", "replace").strip(" \x00") if isinstance(raw, bytes) else str(ds.get("SeriesInstanceUID", "") or "")
+    return text or "unknown-series"
+
+
+def _slice_of(header: Header, where: Path) -> Slice:
+    """Geometry and pixel layout of one single-frame file of a series, checked (no pixel read).
+
+    Raises:
+        InputError / GeometryError: naming the file (``where`` for problems of the whole series).
+    """
+    p, hdr = header.path, header.dataset
+    if int(_number(hdr, "NumberOfFrames", 1)) > 1:
+        raise InputError(f"series mixes a multi-frame file ({p.name}) with other files; read it alone with read_image", where)
+    if int(hdr.get("SamplesPerPixel") or 1) != 1:
+        raise InputError(f"{p.name} is a colour image; a 3D series must be grey", where)
+    r, c, ipp = _plane_of(hdr, p, "this file")
+    sp = _pixel_spacing(hdr, p)
+    if sp is None:
+        raise GeometryError("lacks PixelSpacing; cannot place it on a 3D grid", p)
+    fmt = PixelFormat.of(hdr, p)
+    slope, icpt = _rescale_pair(hdr)
+    return Slice(ipp, r, c, sp, (fmt.rows, fmt.columns), slope, icpt, p.name, source=(header, fmt))
+
+
+# Attributes that are usually identical across a series: when a file's raw bytes for all of them equal those of a
+# file already converted, its slice reuses that conversion and only ImagePositionPatient is parsed (pydicom's value
+# conversion dominates header reading otherwise).
+_SERIES_CONSTANT_TAGS = (
+    0x00280010, 0x00280011, 0x00280008, 0x00280002, 0x00200037, 0x00280030, 0x00181164,
+    0x00280100, 0x00280101, 0x00280103, 0x00281053, 0x00281052,
+)  # fmt: skip
+_IMAGE_POSITION_TAG = 0x00200032
+
+
+def _raw_value(ds, tag: int) -> Any:
+    elem = ds.get_item(tag)
+    if elem is None:
+        return None
+    value = elem.value
+    return value if isinstance(value, (bytes, type(None))) else repr(value)
+
+
+def _constants_signature(ds) -> tuple:
+    ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
+    return (str(ts), *(_raw_value(ds, tag) for tag in _SERIES_CONSTANT_TAGS))
+
+
+def _raw_position(ds) -> np.ndarray | None:
+    """ImagePositionPatient parsed from its raw DS text (3 finite numbers), ``None`` when that is not possible."""
+    raw = _raw_value(ds, _IMAGE_POSITION_TAG)
+    if not isinstance(raw, bytes):
+        return None
+    try:
+        values = np.array([float(v) for v in raw.decode("ascii").strip(" \x00").split("\\")])
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return values if values.size == 3 and np.all(np.isfinite(values)) else None
+
+
+def _slices_of(headers: list[Header], where: Path) -> list[Slice | MedannotError]:
+    """One :class:`Slice` (or the error that makes the file unusable) per header, in order."""
+    known: dict[tuple, Slice] = {}
+    out: list[Slice | MedannotError] = []
+    for header in headers:
+        ds = header.dataset
+        try:
+            key = _constants_signature(ds)
+            template = known.get(key)
+            ipp = _raw_position(ds) if template is not None else None
+            if template is None or ipp is None:
+                s = _slice_of(header, where)
+                known.setdefault(key, s)
+            else:
+                fmt = template.source[1]
+                s = Slice(ipp, template.row_cos, template.col_cos, template.spacing, template.shape, template.slope,
+                          template.intercept, header.path.name, source=(header, fmt))  # fmt: skip
+            check_declared_size(header, s.source[1])
+            out.append(s)
+        except MedannotError as exc:
+            if exc.path == where:
+                raise  # a problem of the whole series (multi-frame or colour member)
+            out.append(exc)
+    return out
+
+
+def _series_slices(scan: DicomFolder, uid: str, where: Path) -> tuple[list[Slice], list[tuple[Path, str]]]:
+    """Slices of a series; a damaged file is skipped only when the rest still makes a complete series.
+
+    A file whose position is known (header readable) but whose pixel data or geometry are unusable would leave a
+    hole or a missing end slice: the series is refused with that file's reason. A damaged copy of a slice that is
+    present anyway (same position) is skipped. Returns the good slices and the skipped ``(path, reason)`` pairs.
+    """
+    good: list[Slice] = []
+    bad: list[tuple[MedannotError, np.ndarray | None]] = []
+    headers = [scan.headers[p] for p, _ in scan.series[uid]]
+    for header, result in zip(headers, _slices_of(headers, where)):
+        if isinstance(result, Slice):
+            good.append(result)
+        else:
+            bad.append((result, _position_or_none(header.dataset, header.path)))
+    if not good:
+        exc = bad[0][0]
+        raise type(exc)(f"{exc.reason} (no slice of the series is usable)", exc.path)
+    skipped: list[tuple[Path, str]] = []
+    normal = normal_of(good[0])
+    dists = np.array([s.position @ normal for s in good])
+    for exc, pos in bad:
+        if pos is not None and np.min(np.abs(dists - pos @ normal)) < 1e-3:
+            skipped.append((exc.path, f"{exc.reason} (a usable copy of this slice is present)"))
+            continue
+        if pos is not None:
+            raise type(exc)(
+                f"{exc.reason}; this slice at {float(pos @ normal):.3f} mm along the normal belongs to the series of {len(good)} "
+                "other usable slice(s), which is incomplete without it",
+                exc.path,
+            )
+        skipped.append((exc.path, exc.reason))
+    return good, skipped
+
+
+def _position_or_none(ds, path: Path) -> np.ndarray | None:
+    try:
+        return _floats(ds, "ImagePositionPatient", 3, path)
+    except InputError:
+        return None
+
+
+def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarray:
+    """Raw frames ``(N, rows, columns)`` of sorted slices: native little-endian files copied straight from disk
+    into one preallocated array on a small thread pool, anything else decoded by pydicom."""
+    formats = {s.source[1] for s in slices}
+    fmt = next(iter(formats))
+    native_dtype = fmt.native_dtype()
+    native = (
+        len(formats) == 1
+        and native_dtype is not None
+        and all(s.source[0].pixels is not None and s.source[0].pixels.length is not None and _is_native(s.source[0]) for s in slices)
+    )
+    n, (rows, cols) = len(slices), slices[0].shape
+    check_allocation(where, rows * cols * n * 4, "DICOM volume")
+    if native:
+        raw = np.empty((n, rows, cols), dtype=native_dtype)
+        tasks = [lambda k=k, s=s: read_native_frame(s.source[0], fmt, raw[k]) for k, s in enumerate(slices)]
+        errors = run_parallel(tasks, _READ_WORKERS)
+    else:
+        decoded: list[np.ndarray | None] = [None] * n
+
+        def decode(k: int, s: Slice) -> None:
+            header = s.source[0]
+            px = _decode(read_dataset(header.path, notes), header.path, notes)
+            if px.shape != (rows, cols):
+                raise InputError(f"decoded pixels have shape {px.shape}, expected {(rows, cols)} (one grey frame)", header.path)
+            decoded[k] = px
+
+        errors = run_parallel([lambda k=k, s=s: decode(k, s) for k, s in enumerate(slices)], _READ_WORKERS)
+    for err in errors:
+        if err is not None:
+            reason = err.reason if isinstance(err, MedannotError) else one_line(err)
+            raise InputError(f"{reason}; the series cannot be read without this slice", getattr(err, "path", where))
+    if not native:
+        dtype = np.result_type(*[d.dtype for d in decoded if d is not None])
+        raw = np.empty((n, rows, cols), dtype=dtype)
+        for k, d in enumerate(decoded):
+            raw[k] = d
+        return raw
+    return correct_unused_bits(raw, fmt)
+
+
+def _is_native(header: Header) -> bool:
+    meta = header.dataset.file_meta
+    return meta is not None and str(meta.get("TransferSyntaxUID", "")) in NATIVE_LITTLE_ENDIAN
 
 
 def read_dicom_series(
@@ -393,19 +545,25 @@ def read_dicom_series(
 ) -> Image:
     """Read one DICOM series (a folder, searched recursively, or a list of files) as a 3D image.
 
+    Each header is parsed once; uncompressed little-endian pixels are copied from the files straight into
+    one preallocated array (2 threads), others are decoded by pydicom. A damaged file is skipped (and listed
+    in ``meta["skipped"]``) only when the remaining slices still make the complete series; otherwise the series
+    is refused with that file's reason.
+
     Args:
         source: Folder or list of files.
         kind: ``"intensity"`` (default) or ``"label"``.
         series_uid: SeriesInstanceUID to read when the folder holds several series.
 
     Returns:
-        3D image ``(1, columns, rows, slices)`` in RAS mm, RescaleSlope/Intercept applied; meta holds the identifiers,
-        ``"dicom_files"`` (count) and ``"skipped"`` (``[path, reason]`` pairs).
+        3D image ``(1, columns, rows, slices)`` in RAS mm, RescaleSlope/Intercept applied (int16 when exact, else
+        float32; HU for CT); meta holds the identifiers, ``"dicom_files"`` (count) and ``"skipped"`` (``[path, reason]``
+        pairs). The array is a transposed view of the ``(slices, rows, columns)`` buffer (Fortran-ordered), not a copy.
 
     Raises:
         InputError: No DICOM image, several series without ``series_uid``, unknown ``series_uid``, unreadable slices.
-        GeometryError: Duplicate or missing slices, irregular spacing, mixed orientation / pixel spacing /
-            matrix size, gantry tilt.
+        GeometryError: Duplicate or missing slices, uneven spacing (the spacings found are listed), mixed orientation /
+            pixel spacing / matrix size, gantry tilt.
     """
     kind = parse_kind(kind)
     scan = scan_dicom_folder(source)
@@ -429,17 +587,26 @@ def read_dicom_series(
         image.meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
         return image
     notes: list[str] = []
-    slices = _series_slices(files, where, notes)
+    slices, bad = _series_slices(scan, uid, where)
+    try:
+        slices, dz = order_slices(slices, where)
+    except GeometryError as exc:
+        if scan.unreadable or bad:
+            lost = "; ".join(f"{p.name}: {r}" for p, r in (scan.unreadable + bad)[:3])
+            raise GeometryError(f"{exc.reason}; unreadable file(s) skipped: {lost}", where) from None
+        raise
     first = files[0][1]
     thickness = _number(first, "SpacingBetweenSlices", 0.0) or _number(first, "SliceThickness", 1.0) or 1.0
-    vol, affine = assemble(slices, kind, where, default_thickness=thickness)
+    vol = to_volume(_load_pixels(slices, where, notes), slices, kind, where)
     try:
-        geometry = Geometry.from_affine(affine)
+        geometry = Geometry.from_affine(stack_affine(slices, thickness if dz is None else dz))
     except GeometryError as exc:
         raise GeometryError(exc.reason, where) from None
     meta: dict[str, Any] = {"source": str(where), "format": "dicom-series", **_identifiers(first)}
-    meta["dicom_files"] = len(files)
-    meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
+    meta["dicom_files"] = len(slices)
+    meta["skipped"] = [[str(p), r] for p, r in scan.skipped + bad]
+    if bad:
+        notes.extend(f"{p.name}: skipped ({r})" for p, r in bad)
     if notes:
         meta["warnings"] = notes
     return Image(vol, geometry, kind, meta)

@@ -1,0 +1,286 @@
+"""DICOM headers and pixel bytes: one header parse per file, size checks before allocation, fast native reads.
+
+Used by :mod:`medannot.io.dicom`. A header is parsed once with pydicom (``stop_before_pixels``); the
+reader then knows where the Pixel Data element starts, so it can
+
+* refuse a file whose declared Rows x Columns x NumberOfFrames x samples x bits needs more bytes than the
+  file holds, before anything is allocated or decoded;
+* copy uncompressed little-endian pixels straight from the file into a preallocated volume
+  (``readinto``, no second parse, no temporary per slice); everything else (compressed, big endian,
+  deflated, float pixel data) is decoded by pydicom.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from medannot.errors import InputError
+from medannot.io._common import check_allocation
+
+#: Uncompressed little-endian transfer syntaxes whose Pixel Data can be copied as they are.
+NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+_IMPLICIT_VR = "1.2.840.10008.1.2"
+_PIXEL_DATA_TAG = (0x7FE0, 0x0010)
+_UNDEFINED = 0xFFFFFFFF
+ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
+READ_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
+               EOFError, IndexError, OverflowError, struct.error)  # fmt: skip
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's text on one line (its type name when it has none)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """Where a file's Pixel Data element sits.
+
+    Attributes:
+        value_offset: Byte offset of the first pixel byte in the file.
+        length: Declared value length in bytes (``None`` when undefined: encapsulated/compressed data).
+        file_size: Size of the file in bytes.
+    """
+
+    value_offset: int
+    length: int | None
+    file_size: int
+
+    @property
+    def stored(self) -> int:
+        """Bytes of pixel data actually present in the file."""
+        available = max(0, self.file_size - self.value_offset)
+        return available if self.length is None else min(self.length, available)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed DICOM header (no pixels) and where its pixel data are."""
+
+    path: Path
+    dataset: Any  # pydicom FileDataset without Pixel Data
+    pixels: PixelElement | None  # None when the file holds no (7FE0,0010) element
+
+
+def _little_endian_explicit_or_native(ts: str) -> bool:
+    """Native little endian, or encapsulated (JPEG family ``...1.2.4.*``, RLE ``...1.2.5``): not deflated, not big endian."""
+    return ts in NATIVE_LITTLE_ENDIAN or ts.startswith("1.2.840.10008.1.2.4.") or ts == "1.2.840.10008.1.2.5"
+
+
+def _pixel_element(fh, ts: str, file_size: int) -> PixelElement | None:
+    """Parse the element header at the current file position (just before Pixel Data)."""
+    start = fh.tell()
+    head = fh.read(12)
+    if len(head) < 8 or struct.unpack("<HH", head[:4]) != _PIXEL_DATA_TAG:
+        return None
+    if ts == _IMPLICIT_VR:
+        (length,) = struct.unpack("<I", head[4:8])
+        offset = start + 8
+    elif len(head) == 12 and head[4:6] in (b"OB", b"OW", b"OD", b"OF", b"OL", b"UN", b"OV"):
+        (length,) = struct.unpack("<I", head[8:12])
+        offset = start + 12
+    else:
+        return None
+    return PixelElement(offset, None if length == _UNDEFINED else length, file_size)
+
+
+def read_header(path: Path, notes: list[str] | None = None) -> Header:
+    """Parse the header of one file once (pydicom, ``stop_before_pixels``) and locate its Pixel Data.
+
+    Args:
+        path: A readable file.
+        notes: pydicom's warnings about the file are appended here (``"name: warning"``).
+
+    Raises:
+        InputError: Missing, empty or unreadable file, not DICOM, truncated or corrupt header, sequences nested
+            too deeply to parse.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with open(path, "rb") as fh, warnings.catch_warnings(record=True) as caught:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                raise InputError("file is empty (0 bytes); the copy or download probably failed", path)
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta is not None else ""
+            element = _pixel_element(fh, ts, size) if _little_endian_explicit_or_native(ts) else None
+    except FileNotFoundError:
+        raise InputError("file not found; check the path", path) from None
+    except IsADirectoryError:
+        raise InputError("expected a file, received a folder", path) from None
+    except PermissionError:
+        raise InputError("permission denied when reading; make the file readable (chmod +r)", path) from None
+    except InvalidDicomError:
+        raise InputError("not a DICOM file (no 'DICM' preamble)", path) from None
+    except RecursionError:
+        raise InputError("DICOM sequences are nested too deeply to parse (corrupt or malicious file)", path) from None
+    except READ_ERRORS as exc:
+        raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({one_line(exc)})", path) from None
+    if notes is not None:
+        notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
+    return Header(path, ds, element)
+
+
+def read_dataset(path: Path, notes: list[str]) -> Any:
+    """Full pydicom read (pixels included) with errors as InputError and warnings collected in ``notes``."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(path)
+    except InvalidDicomError:
+        raise InputError("not a DICOM file (no 'DICM' preamble)", path) from None
+    except RecursionError:
+        raise InputError("DICOM sequences are nested too deeply to parse (corrupt or malicious file)", path) from None
+    except READ_ERRORS as exc:
+        raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({one_line(exc)})", path) from None
+    notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
+    return ds
+
+
+def _int(ds, keyword: str, default: int) -> int:
+    value = ds.get(keyword)
+    try:
+        return default if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class PixelFormat:
+    """Declared pixel layout of an image (from Rows, Columns, NumberOfFrames, SamplesPerPixel, BitsAllocated...)."""
+
+    rows: int
+    columns: int
+    frames: int
+    samples: int
+    bits_allocated: int
+    bits_stored: int
+    signed: bool
+
+    @classmethod
+    def of(cls, ds, path: Path) -> "PixelFormat":
+        """Read and sanity-check the declared layout.
+
+        Raises:
+            InputError: Fewer than 1 row/column/frame, or a bit depth DICOM does not allow.
+        """
+        rows, cols = _int(ds, "Rows", 0), _int(ds, "Columns", 0)
+        frames, spp = _int(ds, "NumberOfFrames", 1), _int(ds, "SamplesPerPixel", 1)
+        bits = _int(ds, "BitsAllocated", 16)
+        if rows < 1 or cols < 1:
+            raise InputError(f"DICOM image declares {rows} rows x {cols} columns; expected at least 1 x 1", path)
+        if frames < 1 or spp not in (1, 3, 4):
+            raise InputError(f"DICOM image declares {frames} frames and {spp} samples per pixel; expected >= 1 frame, 1 or 3 samples", path)
+        if bits not in (1, 8, 16, 32, 64):
+            raise InputError(f"DICOM image declares BitsAllocated {bits}; expected 1, 8, 16, 32 or 64", path)
+        stored = min(max(_int(ds, "BitsStored", bits), 1), bits)
+        return cls(rows, cols, frames, spp, bits, stored, _int(ds, "PixelRepresentation", 0) == 1)
+
+    @property
+    def frame_bytes(self) -> int:
+        """Bytes of one uncompressed frame."""
+        return (self.rows * self.columns * self.samples * self.bits_allocated + 7) // 8
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all uncompressed frames."""
+        return (self.rows * self.columns * self.samples * self.frames * self.bits_allocated + 7) // 8
+
+    def native_dtype(self) -> np.dtype | None:
+        """numpy dtype of native little-endian integer pixels, ``None`` for 1-bit or 64-bit data."""
+        if self.bits_allocated not in (8, 16, 32):
+            return None
+        return np.dtype(f"<{'i' if self.signed else 'u'}{self.bits_allocated // 8}")
+
+
+def check_declared_size(header: Header, fmt: PixelFormat) -> None:
+    """Refuse, before any allocation or decoding, pixel data that cannot hold the declared image.
+
+    Uncompressed data must hold every declared byte; compressed data cannot expand more than
+    :data:`ENCAPSULATED_MAX_RATIO` times; nothing may need more than the reader's memory limit.
+
+    Raises:
+        InputError: The declared size is impossible for the file (``truncated`` / ``corrupt`` in the message).
+    """
+    path, ds = header.path, header.dataset
+    check_allocation(path, fmt.nbytes * 2, "DICOM image")
+    el = header.pixels
+    if el is None:
+        return  # big endian, deflated or float pixel data: pydicom reads and checks the whole file
+    shape = f"{fmt.rows}x{fmt.columns}x{fmt.frames} frames x {fmt.samples} samples at {fmt.bits_allocated} bits"
+    ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
+    compressed = el.length is None or (ts is not None and str(ts) not in NATIVE_LITTLE_ENDIAN)
+    if compressed:
+        if fmt.nbytes > max(el.stored, 1) * ENCAPSULATED_MAX_RATIO:
+            raise InputError(
+                f"declared size {shape} ({fmt.nbytes} bytes) is impossible for {el.stored} bytes of compressed pixel data; "
+                "the header is corrupt",
+                path,
+            )
+    elif el.stored < fmt.nbytes:
+        what = "the file is truncated" if el.length is not None and el.length >= fmt.nbytes else "the header or the file is corrupt"
+        raise InputError(f"pixel data shorter than declared: {el.stored} bytes stored, {fmt.nbytes} needed for {shape}; {what}", path)
+
+
+def correct_unused_bits(raw: np.ndarray, fmt: PixelFormat) -> np.ndarray:
+    """Clear (unsigned) or sign-extend (signed) the bits above BitsStored, in place, as pydicom does."""
+    shift = fmt.bits_allocated - fmt.bits_stored
+    if shift > 0 and raw.dtype.kind in "iu" and raw.dtype.itemsize * 8 == fmt.bits_allocated:
+        np.left_shift(raw, shift, out=raw)
+        np.right_shift(raw, shift, out=raw)
+    return raw
+
+
+def read_native_frame(header: Header, fmt: PixelFormat, out: np.ndarray) -> None:
+    """Copy one native little-endian frame from the file straight into ``out`` (C-contiguous, ``fmt.native_dtype()``).
+
+    Raises:
+        InputError: The file changed or ends before the frame does.
+    """
+    el = header.pixels
+    if el is None or not out.flags.c_contiguous or out.nbytes != fmt.frame_bytes:
+        raise ValueError("read_native_frame needs a native Pixel Data element and a C-contiguous frame of the declared size")
+    try:
+        with open(header.path, "rb", buffering=0) as fh:
+            fh.seek(el.value_offset)
+            view = memoryview(out.reshape(-1)).cast("B")
+            got = 0
+            while got < len(view):
+                n = fh.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+    except OSError as exc:
+        raise InputError(f"cannot read the pixel data ({exc.strerror or exc})", header.path) from None
+    if got < fmt.frame_bytes:
+        raise InputError(f"pixel data shorter than declared: {got} bytes read, {fmt.frame_bytes} needed; the file is truncated", header.path)
+
+
+def run_parallel(tasks: list[Callable[[], None]], workers: int = 2) -> list[BaseException | None]:
+    """Run ``tasks`` on a small thread pool (file reads release the GIL); one result (error or None) per task."""
+
+    def guarded(task: Callable[[], None]) -> BaseException | None:
+        try:
+            task()
+        except InputError as exc:
+            return exc
+        return None
+
+    if len(tasks) < 4 or workers < 2:
+        return [guarded(t) for t in tasks]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(guarded, tasks))
