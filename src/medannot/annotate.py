@@ -6,6 +6,8 @@ method (``--method``). Both produce a label image on the input's own grid.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, Callable, Protocol
 import numpy as np
 
 from medannot.annotations import Annotation, LabelMap, Provenance, write_case
+from medannot.annotations.schema import Box
 from medannot.data import Image
 from medannot.errors import InputError, MedannotError
 
@@ -22,11 +25,13 @@ from medannot.errors import InputError, MedannotError
 class Labelled:
     """What an annotator returns for one image."""
 
-    labels: Image
+    labels: Image | None  # None for a detection model (boxes only)
     instance_maps: dict[int, np.ndarray] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     label_map: LabelMap | None = None
     probabilities: np.ndarray | None = None  # (K, *spatial) float32 on the labels' grid: instance scores
+    boxes: list[Box] | None = None  # boxes a detector found (segmented instances get theirs in write_case)
+    overlay_threshold: float = 0.0  # boxes scoring below this are not drawn
 
 
 class Annotator(Protocol):
@@ -42,11 +47,23 @@ class Annotator(Protocol):
 class ModelAnnotator:
     """Annotator backed by a trained bundle and :class:`medannot.inference.Predictor`.
 
+    A detection bundle (``task: detection``) gives a
+    :class:`medannot.annotate_detection.DetectionAnnotator` instead (boxes, no label map).
+
     Args:
         model: Bundled model name or bundle folder.
         tta: Flip test-time augmentation (None: the bundle's default).
         progress: Show the sliding-window progress bar.
     """
+
+    def __new__(cls, model: str | Path, tta: bool | None = None, progress: bool = False) -> Any:
+        from medannot.models.bundle import Bundle
+
+        if cls is ModelAnnotator and Bundle.load(model).task == "detection":
+            from medannot.annotate_detection import DetectionAnnotator
+
+            return DetectionAnnotator(model, tta=tta, progress=progress)
+        return super().__new__(cls)
 
     def __init__(self, model: str | Path, tta: bool | None = None, progress: bool = False) -> None:
         from medannot.inference import Predictor
@@ -125,21 +142,27 @@ class CaseResult:
     folder: Path | None = None
     annotation: Annotation | None = None
     seconds: float = 0.0
+    stored: list[str] = field(default_factory=list)  # SOPInstanceUIDs stored back to a PACS (DICOM SEG)
 
 
 def annotate_inputs(
     input_path: str | Path,
     annotator: Annotator,
-    out_dir: str | Path,
+    out_dir: str | Path | None,
     on_case: Callable[[CaseResult], None] | None = None,
+    pacs_settings: Any = None,
 ) -> list[CaseResult]:
     """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
 
+    A DICOMweb address (``dicomweb+http://HOST/ROOT/studies/UID``) is annotated series by series, and
+    each series' labels are stored back to the same study on the PACS as a DICOM SEG (STOW-RS).
+
     Args:
-        input_path: A file, a DICOM series folder, a folder of files, or a dataset folder.
+        input_path: A file, a DICOM series folder, a folder of files, a dataset folder, or a DICOMweb address (str).
         annotator: :class:`ModelAnnotator` or :class:`ClassicalAnnotator`.
-        out_dir: Output root.
+        out_dir: Output root; None keeps nothing locally (for PACS inputs, whose result goes back to the PACS).
         on_case: Called after each case (for progress display).
+        pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries) for DICOMweb addresses.
 
     Returns:
         One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
@@ -149,7 +172,7 @@ def annotate_inputs(
     """
     from medannot.io import discover_inputs
 
-    items = discover_inputs(Path(input_path))
+    items = discover_inputs(input_path, pacs_settings)
     if not items:
         raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
     results: list[CaseResult] = []
@@ -159,14 +182,26 @@ def annotate_inputs(
             case = item.load()
             image = case.image
             labelled = annotator(image)
-            where = item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
+            where = case.meta["sources"][0] if not item.paths else item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
             info: dict[str, Any] = {"path": str(where), "source": item.source}
             info.update({k: str(v) for k, v in case.identifiers.items()})
-            annotation = write_case(
-                Path(out_dir), item.name, image, labelled.labels, labelled.label_map or annotator.label_map,
-                annotator.provenance(info), labelled.instance_maps, labelled.timings_s, labelled.probabilities,
-            )
-            result = CaseResult(item.name, True, folder=Path(out_dir) / item.name, annotation=annotation)
+            label_map, provenance = labelled.label_map or annotator.label_map, annotator.provenance(info)
+            root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="medannot-annotate-"))
+            try:
+                annotation = write_case(
+                    root, item.name, image, labelled.labels, label_map,
+                    provenance, labelled.instance_maps, labelled.timings_s, labelled.probabilities,
+                    boxes=labelled.boxes, overlay_threshold=labelled.overlay_threshold,
+                )
+            finally:
+                if out_dir is None:
+                    shutil.rmtree(root, ignore_errors=True)
+            result = CaseResult(item.name, True, folder=None if out_dir is None else root / item.name, annotation=annotation)
+            if item.source == "dicomweb":
+                from medannot.annotations.pacs_store import store_segmentation
+
+                result.stored = store_segmentation(item.meta["dicomweb"], labelled.labels, case.meta["dicom_headers"], label_map,
+                                                   provenance, item.meta.get("pacs_settings"))  # fmt: skip
         except MedannotError as exc:
             result = CaseResult(item.name, False, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch

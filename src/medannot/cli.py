@@ -92,22 +92,45 @@ def parse_label_names(text: str | None) -> dict[int, str] | None:
 @app.command()
 @friendly_errors
 def annotate(
-    input: Path = typer.Argument(..., help="A file, a DICOM series folder, a folder of images, or a dataset folder."),
-    out: Path = typer.Option(Path("medannot_out"), "--out", "-o", help="Output folder; one sub-folder per case."),
+    input: Optional[str] = typer.Argument(
+        None, help="A file, a DICOM series folder, a folder of images, a dataset folder, or dicomweb+http://HOST:PORT/dicom-web/studies/UID."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output folder; one sub-folder per case (default medannot_out; for a PACS study only if given)."
+    ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name or bundle folder."),
     method: Optional[str] = typer.Option(None, "--method", help="Classical method instead of a model (see `medannot methods`)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable), e.g. seed=[120,80]."),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip test-time augmentation (default: the bundle's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary table."),
+    pacs: Optional[str] = typer.Option(None, "--pacs", help="DICOMweb root of a PACS, e.g. http://127.0.0.1:8042/dicom-web (with --study)."),
+    study: Optional[str] = typer.Option(None, "--study", help="StudyInstanceUID to annotate on --pacs."),
+    pacs_timeout: float = typer.Option(30.0, "--pacs-timeout", min=0.001, help="Seconds to wait for the PACS to connect or answer."),
+    pacs_retries: int = typer.Option(3, "--pacs-retries", min=0, help="Retries (exponential back-off) on refused connections and HTTP 5xx."),
 ) -> None:
-    """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json."""
+    """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
+
+    A PACS study (dicomweb+http://... or --pacs URL --study UID) is retrieved series by series over DICOMweb,
+    and each series' labels are stored back into the study as a DICOM SEG.
+    """
     from medannot.annotate import ClassicalAnnotator, ModelAnnotator, annotate_inputs
     from medannot.reporting import print_annotation_summary
 
     if (model is None) == (method is None):
         fail("give exactly one of --model NAME_OR_BUNDLE or --method NAME (see `medannot models` and `medannot methods`)")
-    if not input.exists():
+    from medannot.io.dicomweb import PacsSettings, is_dicomweb_url, pacs_location
+
+    if pacs is not None or study is not None:
+        if pacs is None or study is None or input is not None:
+            fail("--pacs URL and --study UID go together, in place of the INPUT argument")
+        input = pacs_location(pacs, study).url_with_credentials()
+    if input is None:
+        fail("give an INPUT (file, folder or dicomweb+http://... address), or --pacs URL --study UID")
+    remote = is_dicomweb_url(input)
+    if not remote and not Path(input).exists():
         fail(f"{input}: no such file or folder")
+    out = out if out is not None or remote else Path("medannot_out")
+    pacs_settings = PacsSettings(timeout_s=pacs_timeout, retries=pacs_retries) if remote else None
     annotator = (
         ModelAnnotator(model, tta=tta, progress=not quiet) if model is not None else ClassicalAnnotator(method, parse_params(param))
     )
@@ -116,9 +139,10 @@ def annotate(
         if not result.ok:
             typer.echo(f"medannot: skipped {result.reason}", err=True)
         elif not quiet:
-            typer.echo(f"annotated {result.name} -> {result.folder} ({result.seconds:.1f} s)")
+            kept = ([str(result.folder)] if result.folder else []) + [f"DICOM SEG {uid} stored in the PACS" for uid in result.stored]
+            typer.echo(f"annotated {result.name} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)")
 
-    results = annotate_inputs(input, annotator, out, on_case=show)
+    results = annotate_inputs(input if remote else Path(input), annotator, out, on_case=show, pacs_settings=pacs_settings)
     if not quiet:
         print_annotation_summary(results)
     failed = [r for r in results if not r.ok]

@@ -40,3 +40,7 @@ class ModelError(MedannotError, LookupError):
 
 class OutputError(MedannotError, OSError):
     """An output could not be written."""
+
+
+class PacsError(MedannotError, ConnectionError):
+    """A PACS (DICOMweb server) is unreachable, times out, refuses access or answers with an error."""

@@ -38,7 +38,8 @@ class InputItem:
     Attributes:
         name: Safe case name (a plain file name), e.g. the file name without ``.nii.gz``.
         paths: The file(s) of the main image (several for multi-channel datasets or DICOM series).
-        source: What the item came from: ``"file"``, ``"dicom-series"`` or ``"dataset"``.
+        source: What the item came from: ``"file"``, ``"dicom-series"``, ``"dataset"`` or ``"dicomweb"``
+            (a series on a PACS: no paths; ``meta["dicomweb"]`` holds its location, retrieved on ``load()``).
         label_path: Ground-truth label file (dataset cases), if any.
         series_uid: SeriesInstanceUID of a DICOM series item.
         meta: Split, dataset label map, ...
@@ -57,7 +58,7 @@ class InputItem:
         Raises:
             InputError: On any problem, with a one-line message starting with the offending path.
         """
-        where = self.paths[0] if len(self.paths) == 1 else self.paths[0].parent
+        where = None if not self.paths else self.paths[0] if len(self.paths) == 1 else self.paths[0].parent
         try:
             return self._load()
         except MedannotError:
@@ -76,6 +77,12 @@ class InputItem:
             return case
         if self.source == "dicom-series":
             image = read_dicom_series(list(self.paths), series_uid=self.series_uid)
+        elif self.source == "dicomweb":
+            from medannot.io.dicomweb import load_dicomweb_series
+
+            image, headers = load_dicomweb_series(self.meta["dicomweb"], self.meta.get("pacs_settings"))
+            ids = {k: str(image.meta[k]) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID") if k in image.meta}
+            return Case(self.name, {"image": image}, ids, {"sources": [image.meta["source"]], "dicom_headers": headers, **self.meta})
         else:
             image = read_image(self.paths[0], kind=ImageKind.INTENSITY)
         ids = {k: str(image.meta[k]) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID") if k in image.meta}
@@ -118,7 +125,7 @@ def _dicom_items(folder: Path, files: list[Path] | None, folder_name: str) -> tu
     return items, scan.skipped
 
 
-def discover_inputs(path: str | Path) -> list[InputItem]:
+def discover_inputs(path: str | Path, pacs_settings: Any = None) -> list[InputItem]:
     """List the cases found at ``path``.
 
     * a single image file (NIfTI, picture, DICOM file) -> one case named after the file;
@@ -126,10 +133,13 @@ def discover_inputs(path: str | Path) -> list[InputItem]:
       (training cases carry their label);
     * a folder of image files -> one case per file, sorted; hidden and ``._`` files skipped;
     * DICOM files in the folder (searched recursively when it holds no image files) -> one case per series,
-      named after the folder (one series) or ``SeriesDescription_SeriesNumber`` (several series).
+      named after the folder (one series) or ``SeriesDescription_SeriesNumber`` (several series);
+    * a ``dicomweb+http(s)://HOST/ROOT/studies/UID[/series/UID]`` address (a ``str``) -> one case per image series
+      of the study on that PACS (:func:`medannot.io.dicomweb.discover_dicomweb`), retrieved on ``load()``.
 
     Args:
-        path: File or folder.
+        path: File or folder, or a DICOMweb address.
+        pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries) for DICOMweb addresses.
 
     Returns:
         Items in a stable order, with unique safe names. Skipped files are not returned (see ``scan_dicom_folder``).
@@ -138,7 +148,10 @@ def discover_inputs(path: str | Path) -> list[InputItem]:
         InputError: The path does not exist, or the folder holds no image.
     """
     from medannot.io.dataset import open_dataset
+    from medannot.io.dicomweb import discover_dicomweb, is_dicomweb_url
 
+    if is_dicomweb_url(path):
+        return _unique(discover_dicomweb(str(path), pacs_settings))
     p = Path(path)
     if not p.exists():
         raise InputError("input not found; check the path", p)

@@ -1,0 +1,500 @@
+"""DICOMweb: find series (QIDO-RS), retrieve them (WADO-RS) and store instances (STOW-RS) on a PACS.
+
+Built on the ``dicomweb-client`` library. Its requests session has a timeout on every call and retries
+connection failures and HTTP 5xx answers with exponential back-off (urllib3 ``Retry``); every failure
+becomes one typed, one-line error:
+
+* :class:`~medannot.errors.PacsError`: the server is down, does not answer in time, refuses (401/403)
+  or answers with an error;
+* :class:`~medannot.errors.InputError`: a malformed address or UID, or a study that does not exist.
+
+Addresses: ``dicomweb+http://HOST:PORT/dicom-web/studies/STUDY_UID[/series/SERIES_UID]`` (``dicomweb+https``
+too; credentials as ``USER:PASSWORD@HOST``), or a plain DICOMweb root plus a study UID
+(:func:`pacs_location`, the CLI's ``--pacs URL --study UID``). UIDs are checked to be DICOM UIDs (digits and
+dots) before use; retrieved files are named by their position, never by a UID.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from medannot.errors import InputError, PacsError
+
+__all__ = [
+    "NON_IMAGE_MODALITIES",
+    "DicomWebLocation",
+    "PacsClient",
+    "PacsSettings",
+    "SeriesInfo",
+    "discover_dicomweb",
+    "is_dicomweb_url",
+    "pacs_location",
+    "parse_dicomweb_url",
+]
+
+SCHEMES = ("dicomweb+http", "dicomweb+https")
+#: Modalities of series that hold no image to annotate (segmentations, reports, structure sets, ...).
+NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "PR", "KO", "DOC", "REG", "FID", "RWV", "PLAN"})
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_STUDY_PATH = re.compile(r"^(?P<root>.*?)/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+))?/?$")
+_RETRY_STATUS = (500, 502, 503, 504)
+
+
+def _check_uid(uid: str, what: str) -> str:
+    uid = uid.strip()
+    if len(uid) > 64 or not _UID.match(uid):
+        raise InputError(f"{what} {uid[:80]!r} is not a DICOM UID (digits separated by dots, at most 64 characters)")
+    return uid
+
+
+def is_dicomweb_url(text: str | Path) -> bool:
+    """True for ``dicomweb+http://...`` and ``dicomweb+https://...`` addresses (a Path never is one)."""
+    return isinstance(text, str) and text.strip().lower().startswith(tuple(f"{s}://" for s in SCHEMES))
+
+
+@dataclass(frozen=True)
+class DicomWebLocation:
+    """A study (or one series of it) on a DICOMweb server.
+
+    Attributes:
+        base_url: DICOMweb root without credentials or trailing slash, e.g. ``http://127.0.0.1:8042/dicom-web``.
+        study_uid: StudyInstanceUID.
+        series_uid: SeriesInstanceUID when one series was named, else None (every image series of the study).
+        username: HTTP basic-auth user, if the address had one.
+        password: Its password (never shown).
+    """
+
+    base_url: str
+    study_uid: str
+    series_uid: str | None = None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The ``dicomweb+http(s)://`` address without credentials (safe to print)."""
+        tail = f"/studies/{self.study_uid}" + (f"/series/{self.series_uid}" if self.series_uid else "")
+        return f"dicomweb+{self.base_url}{tail}"
+
+    def url_with_credentials(self) -> str:
+        """The address including ``USER:PASSWORD@`` when there are credentials (never print it)."""
+        if self.username is None:
+            return self.url
+        scheme, rest = self.url.split("://", 1)
+        userinfo = quote(self.username, safe="") + (":" + quote(self.password, safe="") if self.password is not None else "")
+        return f"{scheme}://{userinfo}@{rest}"
+
+
+def _split_base(url: str, what: str) -> tuple[str, str | None, str | None, str]:
+    """(scheme://host[:port], user, password, path) of an http(s) address; credentials removed."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        raise InputError(f"{what} must start with http:// or https:// (or dicomweb+http://), got {url[:80]!r}")
+    if not parts.hostname:
+        raise InputError(f"{what} has no host name: {url[:80]!r}")
+    if parts.query or parts.fragment:
+        raise InputError(f"{what} must not have a query or fragment ('?'/'#'): {url[:80]!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise InputError(f"{what} has an invalid port: {url[:80]!r}") from None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return origin, user, password, parts.path
+
+
+def parse_dicomweb_url(url: str) -> DicomWebLocation:
+    """Parse ``dicomweb+http(s)://[USER:PASSWORD@]HOST[:PORT]/ROOT/studies/UID[/series/UID]``.
+
+    Args:
+        url: The address; ROOT is the server's DICOMweb root (``dicom-web`` for Orthanc), possibly empty.
+
+    Returns:
+        The location; ``base_url`` is ``http(s)://HOST[:PORT]/ROOT``.
+
+    Raises:
+        InputError: Not a ``dicomweb+`` address, no ``/studies/UID`` part, or UIDs that are not DICOM UIDs.
+    """
+    text = url.strip()
+    if not is_dicomweb_url(text):
+        raise InputError(f"expected a dicomweb+http:// or dicomweb+https:// address, got {text[:80]!r}")
+    origin, user, password, path = _split_base(text.split("+", 1)[1], "the DICOMweb address")
+    match = _STUDY_PATH.match(path)
+    if match is None:
+        raise InputError(
+            f"the DICOMweb address must end in /studies/STUDY_UID or /studies/STUDY_UID/series/SERIES_UID, got path {path!r}"
+        )
+    study = _check_uid(unquote(match["study"]), "StudyInstanceUID")
+    series = _check_uid(unquote(match["series"]), "SeriesInstanceUID") if match["series"] else None
+    return DicomWebLocation(origin + match["root"].rstrip("/"), study, series, user, password)
+
+
+def pacs_location(pacs_url: str, study_uid: str, series_uid: str | None = None) -> DicomWebLocation:
+    """The location given as ``--pacs URL --study UID``.
+
+    Args:
+        pacs_url: DICOMweb root, ``http(s)://HOST:PORT/dicom-web`` (a ``dicomweb+`` prefix is accepted).
+        study_uid: StudyInstanceUID.
+        series_uid: Optional SeriesInstanceUID.
+
+    Raises:
+        InputError: Malformed address or UIDs.
+    """
+    text = pacs_url.strip()
+    if is_dicomweb_url(text):
+        text = text.split("+", 1)[1]
+    origin, user, password, path = _split_base(text, "--pacs")
+    if "/studies" in path:
+        raise InputError(f"--pacs is the DICOMweb root (e.g. http://HOST:PORT/dicom-web); give the study with --study, got {pacs_url[:80]!r}")
+    study = _check_uid(study_uid, "StudyInstanceUID")
+    series = _check_uid(series_uid, "SeriesInstanceUID") if series_uid else None
+    return DicomWebLocation(origin + path.rstrip("/"), study, series, user, password)
+
+
+@dataclass(frozen=True)
+class PacsSettings:
+    """How patiently to talk to a PACS.
+
+    Attributes:
+        timeout_s: Seconds to wait for a connection, and again for each answer (> 0).
+        retries: Extra attempts after a refused connection or an HTTP 5xx answer (>= 0).
+        backoff_s: Back-off factor in seconds: waits 0, 2*b, 4*b, ... between attempts (>= 0).
+    """
+
+    timeout_s: float = 30.0
+    retries: int = 3
+    backoff_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise InputError(f"the PACS timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.retries < 0:
+            raise InputError(f"the PACS retries must be >= 0, got {self.retries}")
+        if self.backoff_s < 0:
+            raise InputError(f"the PACS back-off must be >= 0 seconds, got {self.backoff_s}")
+
+
+@dataclass(frozen=True)
+class SeriesInfo:
+    """One series as QIDO-RS describes it."""
+
+    series_uid: str
+    modality: str = ""
+    description: str = ""
+    number: str = ""
+    instances: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        """False for segmentations, reports, structure sets and other series without images to annotate."""
+        return self.modality.upper() not in NON_IMAGE_MODALITIES
+
+
+def _json_value(item: dict[str, Any], tag: str) -> Any:
+    values = item.get(tag, {}).get("Value") or []
+    return values[0] if values else None
+
+
+def _session(settings: PacsSettings, username: str | None, password: str | None):
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retry = Retry(
+        total=None, connect=settings.retries, read=False, redirect=3, other=0, status=settings.retries,
+        status_forcelist=_RETRY_STATUS, allowed_methods=None, backoff_factor=settings.backoff_s,
+        raise_on_status=False, respect_retry_after_header=False,
+    )  # fmt: skip
+    session = requests.Session()
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    if username is not None:
+        session.auth = (username, password or "")
+    return session
+
+
+class PacsClient:
+    """A DICOMweb client (``dicomweb_client.DICOMwebClient``) with timeouts, retries and typed errors.
+
+    Args:
+        base_url: DICOMweb root, e.g. ``http://127.0.0.1:8042/dicom-web``.
+        settings: Timeout, retries and back-off (defaults: 30 s, 3 retries, 0.5 s).
+        username: HTTP basic-auth user (optional).
+        password: Its password.
+    """
+
+    def __init__(self, base_url: str, settings: PacsSettings | None = None, username: str | None = None, password: str | None = None) -> None:
+        from dicomweb_client import DICOMwebClient
+
+        origin, url_user, url_password, path = _split_base(base_url, "the DICOMweb root")
+        self.base_url = origin + path.rstrip("/")
+        self.settings = settings or PacsSettings()
+        user = username if username is not None else url_user
+        self._client = DICOMwebClient(
+            self.base_url,
+            session=_session(self.settings, user, password if password is not None else url_password),
+            timeout=(self.settings.timeout_s, self.settings.timeout_s),
+            chunk_size=2**31 - 1,  # bodies are sent whole, so a retried request can send them again
+        )
+        self._client.set_http_retry_params(retry=False)  # retries live in the session (urllib3), not twice
+
+    @classmethod
+    def for_location(cls, location: DicomWebLocation, settings: PacsSettings | None = None) -> PacsClient:
+        """A client for the server of ``location`` (with its credentials)."""
+        return cls(location.base_url, settings, location.username, location.password)
+
+    # ------------------------------------------------------------------ errors
+
+    @contextmanager
+    def _errors(self, action: str, study_uid: str | None = None) -> Iterator[None]:
+        """Turn requests / urllib3 / dicomweb-client failures into one-line PacsError / InputError."""
+        import requests
+
+        where = f"the PACS at {self.base_url}"
+        s = self.settings
+        tries = f"{s.retries + 1} attempt{'s' if s.retries else ''}"
+        try:
+            yield
+        except requests.exceptions.ConnectTimeout:
+            raise PacsError(f"{action}: cannot connect to {where} within {s.timeout_s:g} s ({tries}); check the address and that the server runs") from None
+        except requests.exceptions.Timeout:
+            raise PacsError(f"{action}: {where} did not answer within {s.timeout_s:g} s; the server is busy or hung (raise --pacs-timeout)") from None
+        except requests.exceptions.ConnectionError as exc:
+            text = str(exc)
+            why = "connection refused" if "refused" in text.lower() else " ".join(text.split())[-160:]
+            raise PacsError(f"{action}: cannot reach {where} ({why}; {tries}); is the server running? (`make pacs` starts a local one)") from None
+        except requests.exceptions.HTTPError as exc:
+            response = exc.response
+            code = response.status_code if response is not None else 0
+            reason = (response.reason if response is not None else "") or ""
+            if code in (401, 403):
+                raise PacsError(
+                    f"{action}: {where} refused access (HTTP {code} {reason}); give credentials as "
+                    "dicomweb+http://USER:PASSWORD@HOST/... or ask the PACS administrator for access"
+                ) from None
+            if code == 404 and study_uid is not None:
+                raise InputError(f"study {study_uid} not found on {where} (HTTP 404); check the StudyInstanceUID") from None
+            detail = ""
+            if response is not None and response.text:
+                detail = ": " + " ".join(response.text.split())[:160]
+            raise PacsError(f"{action}: {where} answered HTTP {code} {reason}{detail}") from None
+        except requests.exceptions.RequestException as exc:
+            raise PacsError(f"{action}: request to {where} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # malformed answers (multipart, JSON)
+            raise PacsError(f"{action}: unexpected answer from {where} ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+
+    # ------------------------------------------------------------------ QIDO-RS
+
+    def list_series(self, study_uid: str, modality: str | None = None) -> list[SeriesInfo]:
+        """Series of a study (QIDO-RS), optionally only those of one Modality (e.g. ``"SEG"``).
+
+        Returns:
+            Series in the server's order; empty when the study has none (or none of that modality).
+
+        Raises:
+            PacsError: Server down, timeout, access refused or an error answer.
+        """
+        study_uid = _check_uid(study_uid, "StudyInstanceUID")
+        filters = {"Modality": modality} if modality else None
+        fields = ("SeriesDescription", "SeriesNumber", "Modality", "NumberOfSeriesRelatedInstances")
+        with self._errors(f"listing the series of study {study_uid}", study_uid):
+            found = self._client.search_for_series(study_uid, fields=fields, search_filters=filters, get_remaining=True)
+        out = []
+        for item in found:
+            uid = _json_value(item, "0020000E")
+            if not uid:
+                continue
+            count = _json_value(item, "00201209")
+            out.append(SeriesInfo(
+                str(uid), str(_json_value(item, "00080060") or ""), str(_json_value(item, "0008103E") or ""),
+                "" if _json_value(item, "00200011") is None else str(_json_value(item, "00200011")),
+                None if count is None else int(count),
+            ))  # fmt: skip
+        return out
+
+    def require_study(self, study_uid: str) -> list[SeriesInfo]:
+        """Series of a study that must exist.
+
+        Raises:
+            InputError: The PACS knows no such study (QIDO finds no series).
+            PacsError: Server down, timeout, access refused or an error answer.
+        """
+        series = self.list_series(study_uid)
+        if not series:
+            raise InputError(f"study {study_uid} not found on the PACS at {self.base_url} (QIDO-RS finds no series); check the StudyInstanceUID")
+        return series
+
+    # ------------------------------------------------------------------ WADO-RS
+
+    def retrieve_series(self, study_uid: str, series_uid: str) -> list[Any]:
+        """Every instance of a series (WADO-RS) as pydicom datasets, pixel data uncompressed (Explicit VR Little Endian).
+
+        Raises:
+            InputError: The series (or study) does not exist.
+            PacsError: Server down, timeout, access refused or an error answer.
+        """
+        study_uid = _check_uid(study_uid, "StudyInstanceUID")
+        series_uid = _check_uid(series_uid, "SeriesInstanceUID")
+        with self._errors(f"retrieving series {series_uid}", study_uid):
+            datasets = self._client.retrieve_series(study_uid, series_uid)
+        if not datasets:
+            raise InputError(f"series {series_uid} of study {study_uid} has no instances on the PACS at {self.base_url}")
+        return datasets
+
+    def retrieve_series_to(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
+        """Retrieve a series (WADO-RS) and write its instances as DICOM files ``00001.dcm``, ... into ``folder``.
+
+        Files are named by position, never by a UID. Returns the written paths.
+        """
+        from pydicom.dataset import FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian
+
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for index, ds in enumerate(self.retrieve_series(study_uid, series_uid), start=1):
+            if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
+                meta = FileMetaDataset()
+                meta.MediaStorageSOPClassUID = ds.SOPClassUID
+                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                ds.file_meta = meta
+            path = folder / f"{index:05d}.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            paths.append(path)
+        return paths
+
+    # ------------------------------------------------------------------ STOW-RS
+
+    def store(self, datasets: Sequence[Any], study_uid: str | None = None) -> list[str]:
+        """Store instances (STOW-RS).
+
+        Args:
+            datasets: pydicom datasets.
+            study_uid: Their StudyInstanceUID (optional; checks that every instance belongs to it).
+
+        Returns:
+            SOPInstanceUIDs the server reports as stored.
+
+        Raises:
+            PacsError: Server down, timeout, refused, or the server failed to store some instance (with its reason).
+        """
+        if not datasets:
+            return []
+        study_uid = None if study_uid is None else _check_uid(study_uid, "StudyInstanceUID")
+        with self._errors(f"storing {len(datasets)} instance(s)"):
+            answer = self._client.store_instances(list(datasets), study_instance_uid=study_uid)
+        failed = list(getattr(answer, "FailedSOPSequence", []) or [])
+        if failed:
+            first = failed[0]
+            raise PacsError(
+                f"the PACS at {self.base_url} did not store {len(failed)} of {len(datasets)} instance(s) "
+                f"(first: {first.get('ReferencedSOPInstanceUID', '?')}, failure reason {first.get('FailureReason', '?')})"
+            )
+        return [str(item.ReferencedSOPInstanceUID) for item in getattr(answer, "ReferencedSOPSequence", []) or []]
+
+    def store_files(self, paths: Sequence[Path]) -> list[tuple[str, str]]:
+        """Store DICOM files (STOW-RS), one study per request; non-DICOM files are refused by name.
+
+        Returns:
+            ``(StudyInstanceUID, SOPInstanceUID)`` of every stored instance.
+
+        Raises:
+            InputError: A file is not DICOM.
+            PacsError: As :meth:`store`.
+        """
+        import pydicom
+        from pydicom.errors import InvalidDicomError
+
+        by_study: dict[str, list[Any]] = {}
+        for path in paths:
+            try:
+                ds = pydicom.dcmread(path)
+            except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+                raise InputError(f"not a readable DICOM file ({' '.join(str(exc).split())[:120]})", path) from None
+            by_study.setdefault(str(ds.get("StudyInstanceUID", "")), []).append(ds)
+        stored = []
+        for study, datasets in by_study.items():
+            stored += [(study, uid) for uid in self.store(datasets, study or None)]
+        return stored
+
+
+# ---------------------------------------------------------------------- discovery
+
+
+def discover_dicomweb(url: str, settings: PacsSettings | None = None) -> list[Any]:
+    """One :class:`~medannot.io.discover.InputItem` (source ``"dicomweb"``) per image series of the study at ``url``.
+
+    Series without images (SEG, SR, RTSTRUCT, ...) are left out, so a study annotated before is not
+    annotated again from its own segmentations. Nothing is retrieved until ``InputItem.load()``.
+
+    Raises:
+        InputError: Malformed address, unknown study or series, or a study without image series.
+        PacsError: Server down, timeout or access refused.
+    """
+    from medannot.io.discover import InputItem, safe_name
+
+    location = parse_dicomweb_url(url)
+    settings = settings or PacsSettings()
+    client = PacsClient.for_location(location, settings)
+    series = client.require_study(location.study_uid)
+    if location.series_uid is not None:
+        series = [s for s in series if s.series_uid == location.series_uid]
+        if not series:
+            raise InputError(f"series {location.series_uid} not found in study {location.study_uid} on the PACS at {location.base_url}")
+    images = [s for s in series if s.is_image]
+    if not images:
+        kinds = ", ".join(sorted({s.modality or "?" for s in series}))
+        raise InputError(f"study {location.study_uid} on the PACS at {location.base_url} has no image series to annotate (only {kinds})")
+    items = []
+    for index, info in enumerate(images, start=1):
+        label = "_".join(x for x in (info.description, info.number) if x)
+        name = safe_name(label or f"series_{index}", f"series_{index}")
+        series_location = DicomWebLocation(location.base_url, location.study_uid, info.series_uid, location.username, location.password)
+        meta = {"modality": info.modality, "dicomweb": series_location, "pacs_settings": settings}
+        items.append(InputItem(name, (), "dicomweb", None, info.series_uid, meta))
+    return items
+
+
+def load_dicomweb_series(location: DicomWebLocation, settings: PacsSettings | None = None, kind: Any = None) -> tuple[Any, list[Any]]:
+    """Retrieve one series (WADO-RS) into a temporary folder and read it with :func:`medannot.io.dicom.read_dicom_series`.
+
+    Args:
+        location: A location naming a series.
+        settings: Timeout, retries, back-off.
+        kind: ``"intensity"`` (default) or ``"label"``.
+
+    Returns:
+        The 3D image (RAS mm; ``meta["source"]`` is the series address) and the source datasets without
+        their pixel data (for a DICOM SEG that references them). The temporary folder is removed.
+
+    Raises:
+        InputError / GeometryError: As ``read_dicom_series``; PacsError: as :meth:`PacsClient.retrieve_series`.
+    """
+    from medannot.io.dicom import read_dicom_series
+
+    if location.series_uid is None:
+        raise InputError(f"{location.url} names no series; expected .../studies/UID/series/UID")
+    client = PacsClient.for_location(location, settings)
+    with tempfile.TemporaryDirectory(prefix="medannot-wado-") as tmp:
+        paths = client.retrieve_series_to(location.study_uid, location.series_uid, Path(tmp))
+        try:
+            image = read_dicom_series(paths, kind=kind, series_uid=location.series_uid)
+        except InputError as exc:
+            raise type(exc)(f"{location.url}: {exc.reason}") from None
+        import pydicom
+
+        headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+    image.meta["source"] = location.url
+    image.meta["format"] = "dicomweb"
+    image.meta.pop("skipped", None)
+    return image, headers

@@ -1,0 +1,1 @@
+"""Helpers for running medannot against real external services in tests and demos (a local Orthanc PACS)."""
