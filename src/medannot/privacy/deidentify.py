@@ -34,6 +34,8 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
+from pydicom.multival import MultiValue
+
 from medannot.errors import ConfigError, InputError
 from medannot.privacy.profile import CLEAN_DESCRIPTOR_KEYWORDS, Action, action_for_tag, resolve
 from medannot.privacy.uidmap import UidMap
@@ -58,11 +60,15 @@ _DUMMY_BY_VR: dict[str, object] = {
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 _KEPT_UID_KEYWORDS = {"CodingSchemeUID", "ContextUID", "MappingResourceUID", "PrivateInformationCreatorUID"}
 _BIRTH_KEYWORDS = {"PatientBirthDate", "PatientBirthTime"}
+# Removal (X) would break the IOD: the Patient Module requires these (Type 2C) for animals,
+# so they are emptied instead (no information is left either way).
+_EMPTIED_NOT_REMOVED = {"ResponsiblePerson", "ResponsibleOrganization"}
 _IDENTIFYING_KEYWORDS = (
     "PatientName", "PatientID", "OtherPatientIDs", "OtherPatientNames", "PatientBirthName", "PatientMotherBirthName",
     "PatientAddress", "PatientBirthDate", "AccessionNumber", "StudyID", "InstitutionName", "InstitutionAddress",
     "InstitutionalDepartmentName", "ReferringPhysicianName", "PerformingPhysicianName", "NameOfPhysiciansReadingStudy",
     "PhysiciansOfRecord", "OperatorsName", "RequestingPhysician", "StationName", "DeviceSerialNumber", "IssuerOfPatientID",
+    "MilitaryRank", "BranchOfService", "CurrentPatientLocation", "RequestingService", "NetworkID", "RequestedProcedureID",
 )
 
 # Images of these SOP classes carry text in their pixels so often that, without an explicit
@@ -200,7 +206,7 @@ def _is_empty(elem) -> bool:
 def _values(value) -> list:
     if value is None:
         return []
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+    if not isinstance(value, (list, tuple, MultiValue)):
         return [value]
     return list(value)
 
@@ -330,6 +336,8 @@ class Deidentifier:
             elem.value = self._clean_text(elem.value, identifiers) if vr in ("LO", "LT", "SH", "ST", "UT", "UC") else None
             return
         resolved = resolve(action, vr=vr, empty=_is_empty(elem))
+        if resolved is Action.X and keyword in _EMPTIED_NOT_REMOVED:
+            resolved = Action.Z
         if resolved is Action.X:
             del ds[elem.tag]
         elif resolved is Action.Z:
@@ -406,7 +414,10 @@ class Deidentifier:
         text = re.sub(r"\b\d{4}[-/.]?\d{2}[-/.]?\d{2}\b|\b\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}\b", " ", text)  # dates
         text = re.sub(r"\d{5,}", " ", text)  # long digit runs: record numbers, phone numbers
         kept = [w for w in re.split(r"(\s+)", text) if w.strip(" .,;:^()[]").upper() not in identifiers]
-        return re.sub(r"\s+", " ", "".join(kept)).strip()
+        text = "".join(kept)
+        for word in sorted((w for w in identifiers if len(w) >= 4), key=len, reverse=True):  # also inside tokens
+            text = re.sub(re.escape(word), " ", text, flags=re.IGNORECASE)
+        return re.sub(r"\s+", " ", text).strip()
 
     def _dummy_all_text(self, elem) -> None:
         for item in elem.value or []:

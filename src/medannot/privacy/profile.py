@@ -169,7 +169,9 @@ def resolve(action: Action, *, vr: str, empty: bool) -> Action:
     medannot does not carry the IOD tables, so it picks the choice that keeps any IOD valid
     while removing the identifying value:
 
-    - ``X/Z`` becomes ``Z`` (present and empty is valid for Type 2 and Type 3 attributes);
+    - ``X/Z`` becomes ``Z`` (present and empty is valid for Type 2 and Type 3 attributes), except
+      for a sequence with items: an empty Type 3 sequence is invalid, so its items are kept and
+      de-identified like ``U`` (every attribute inside follows the table, UIDs are remapped);
     - ``X/D``, ``Z/D`` and ``X/Z/D`` become ``D`` (a dummy keeps Type 1 attributes valid),
       or ``Z`` when the original value is already empty;
     - ``X/Z/U*`` becomes ``U`` for sequences (their instance UIDs are remapped, so references
@@ -185,7 +187,7 @@ def resolve(action: Action, *, vr: str, empty: bool) -> Action:
     if action in (Action.X_D, Action.Z_D, Action.X_Z_D):
         return Action.Z if empty else Action.D
     if action is Action.X_Z:
-        return Action.Z
+        return Action.U if vr == "SQ" and not empty else Action.Z
     if action is Action.X_Z_U:
         return Action.U if vr in ("SQ", "UI") else Action.Z
     return action
