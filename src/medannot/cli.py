@@ -306,5 +306,9 @@ def demo(
     run_demo(out)
 
 
+from medannot.server.cli import register as _register_server_commands  # noqa: E402 - serve, worker, users, projects
+
+_register_server_commands(app, friendly_errors)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

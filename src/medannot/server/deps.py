@@ -1,0 +1,143 @@
+"""What every route needs: the app context, the caller (from the bearer token), access checks, JSON forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medannot.server import store
+from medannot.server.db import Database
+from medannot.server.files import BlobStore
+from medannot.server.models import AnnotationVersion, Case, Project, User
+from medannot.server.security import Action, allowed
+from medannot.server.settings import ServerSettings
+
+
+@dataclass
+class AppContext:
+    """Shared state of one app: settings, database, file store and token secret."""
+
+    settings: ServerSettings
+    db: Database
+    blobs: BlobStore
+    secret: str
+
+
+def ctx(request: Request) -> AppContext:
+    """The app context (``app.state.ctx``)."""
+    return request.app.state.ctx
+
+
+def bearer(request: Request) -> str | None:
+    """The bearer token of the request, or None."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def current_user(request: Request) -> User:
+    """The authenticated caller (FastAPI dependency).
+
+    Raises:
+        HTTPException: 401 without a valid, unexpired token.
+    """
+    token = bearer(request)
+    c = ctx(request)
+    if token is not None:
+        with c.db.read() as s:
+            user = store.user_for_token(s, token, c.secret)
+            if user is not None:
+                s.expunge(user)
+                return user
+    raise HTTPException(401, "log in first: send 'Authorization: Bearer <token>' from POST /api/login",
+                        headers={"WWW-Authenticate": "Bearer"})
+
+
+def project_access(s: Session, user: User, project_id: int, action: Action) -> tuple[Project, str]:
+    """The project and the caller's role, checked for ``action``.
+
+    Raises:
+        HTTPException: 404 when it does not exist or the caller is not a member; 403 when the role lacks ``action``.
+    """
+    project = s.get(Project, project_id)
+    role = store.role_in(s, user, project_id) if project is not None else None
+    if project is None or (role is None and not user.is_admin):
+        raise HTTPException(404, f"project {project_id} not found")
+    if not allowed(role, action, user.is_admin):
+        raise HTTPException(403, f"your role ({role}) may not {action.value} in project {project_id}")
+    return project, role or "admin"
+
+
+def case_access(s: Session, user: User, case_id: int, action: Action) -> tuple[Case, Project, str]:
+    """The case, its project and the caller's role, checked for ``action`` (404 / 403 as :func:`project_access`)."""
+    case = s.get(Case, case_id)
+    if case is None:
+        raise HTTPException(404, f"case {case_id} not found")
+    try:
+        project, role = project_access(s, user, case.project_id, action)
+    except HTTPException as exc:
+        if exc.status_code == 404:
+            raise HTTPException(404, f"case {case_id} not found") from None
+        raise
+    return case, project, role
+
+
+def usernames(s: Session, ids: set[int | None]) -> dict[int, str]:
+    """User id -> name for the given ids."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return dict(s.execute(select(User.id, User.username).where(User.id.in_(wanted))).all())
+
+
+def version_json(v: AnnotationVersion | None, names: dict[int, str]) -> dict | None:
+    """The contract's V form of a version."""
+    if v is None:
+        return None
+    return {
+        "id": v.id, "number": v.number, "kind": v.kind,
+        "author": names.get(v.author_id) if v.author_id else (f"model {v.model_name}" if v.model_name else None),
+        "created": v.created.isoformat(), "model_name": v.model_name, "model_version": v.model_version,
+        "base_version_id": v.base_version_id, "job_id": v.job_id,
+        "mask_url": f"/api/cases/{v.case_id}/versions/{v.id}/mask",
+    }
+
+
+def project_json(p: Project, role: str | None) -> dict:
+    """The API form of a project."""
+    return {"id": p.id, "name": p.name, "model": p.model, "labels": p.labels, "role": role}
+
+
+def case_summary(s: Session, case: Case) -> dict:
+    """A case as listed: id, name, status, updated, latest version, latest job."""
+    from medannot.server.jobs import job_json
+
+    latest = store.latest_version(s, case.id)
+    names = usernames(s, {latest.author_id} if latest else set())
+    job = store.latest_job(s, case.id)
+    j = job_json(job)
+    return {
+        "id": case.id, "name": case.name, "status": case.status, "updated": case.updated.isoformat(),
+        "latest_version": version_json(latest, names),
+        "job": None if j is None else {k: j[k] for k in ("id", "state", "progress", "message")},
+    }
+
+
+def case_detail(s: Session, case: Case, project: Project) -> dict:
+    """The contract's case form (``GET /api/cases/{cid}``)."""
+    versions = list(s.scalars(select(AnnotationVersion).where(AnnotationVersion.case_id == case.id).order_by(AnnotationVersion.number.desc())))
+    names = usernames(s, {v.author_id for v in versions})
+    latest = versions[0] if versions else None
+    accepted = next((v for v in versions if v.kind == "accepted"), None)
+    out = case_summary(s, case)
+    out.update({
+        "project_id": case.project_id, "labels": project.labels, "model": project.model,
+        "image_url": f"/api/cases/{case.id}/image", "spatial_dims": case.spatial_dims, "shape": case.shape,
+        "source_format": case.source_format,
+        "latest_version": version_json(latest, names), "accepted_version": version_json(accepted, names),
+        "effort": case.effort if case.status == "accepted" else None, "reject_reason": case.reject_reason,
+    })
+    return out

@@ -1,0 +1,1 @@
+"""Alembic migrations of the server database (applied by :meth:`medannot.server.db.Database.migrate`)."""

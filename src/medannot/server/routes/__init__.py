@@ -1,0 +1,1 @@
+"""HTTP routes by area: auth, projects, cases, versions (and drafts, review), jobs, exports."""

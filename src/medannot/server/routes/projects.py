@@ -1,0 +1,114 @@
+"""Projects: list, create, members, cases list, audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from medannot.server import store
+from medannot.server.deps import case_summary, ctx, current_user, project_access, project_json
+from medannot.server.models import AuditEntry, Case, Membership, User
+from medannot.server.security import Action, Role
+
+router = APIRouter(prefix="/api", tags=["projects"])
+
+
+class NewProject(BaseModel):
+    name: str
+    model: str
+    labels: Any = None
+
+
+class MemberBody(BaseModel):
+    username: str
+    role: Role
+
+
+@router.get("/projects")
+def list_projects(request: Request, user: User = Depends(current_user)) -> list[dict]:
+    """The caller's projects (``id``, ``name``, ``model``, ``labels``, ``role``)."""
+    with ctx(request).db.read() as s:
+        return [project_json(p, role) for p, role in store.projects_of(s, user)]
+
+
+@router.post("/projects", status_code=201)
+def create_project(body: NewProject, request: Request, user: User = Depends(current_user)) -> dict:
+    """Create a project (site admins only); the creator becomes its admin."""
+    if not user.is_admin:
+        raise HTTPException(403, "only site admins create projects")
+    with ctx(request).db.write() as s:
+        project = store.add_project(s, body.name, body.model, body.labels)
+        store.set_member(s, project, s.get(User, user.id), Role.ADMIN)
+        store.audit(s, user, "create_project", project.id)
+        return project_json(project, Role.ADMIN.value)
+
+
+@router.get("/projects/{pid}")
+def get_project(pid: int, request: Request, user: User = Depends(current_user)) -> dict:
+    """One project."""
+    with ctx(request).db.read() as s:
+        project, role = project_access(s, user, pid, Action.READ)
+        return project_json(project, role)
+
+
+@router.get("/projects/{pid}/members")
+def list_members(pid: int, request: Request, user: User = Depends(current_user)) -> list[dict]:
+    """Members and roles (project admins)."""
+    with ctx(request).db.read() as s:
+        project_access(s, user, pid, Action.MANAGE)
+        rows = s.execute(select(User.id, User.username, Membership.role).join(Membership, Membership.user_id == User.id)
+                         .where(Membership.project_id == pid).order_by(User.username)).all()
+        return [{"user_id": i, "username": n, "role": r} for i, n, r in rows]
+
+
+@router.put("/projects/{pid}/members")
+def set_member(pid: int, body: MemberBody, request: Request, user: User = Depends(current_user)) -> dict:
+    """Give a user a role in the project (project admins)."""
+    with ctx(request).db.write() as s:
+        project, _ = project_access(s, user, pid, Action.MANAGE)
+        member = s.scalar(select(User).where(User.username == body.username))
+        if member is None:
+            raise HTTPException(404, f"user {body.username!r} not found")
+        store.set_member(s, project, member, body.role)
+        store.audit(s, user, "set_member", pid, detail={"username": member.username, "role": body.role.value})
+        return {"user_id": member.id, "username": member.username, "role": body.role.value}
+
+
+@router.get("/projects/{pid}/cases")
+def list_cases(pid: int, request: Request, status: str | None = Query(None), user: User = Depends(current_user)) -> list[dict]:
+    """Cases of the project, optionally with one ``status`` (pending, in_review, accepted, rejected)."""
+    if status is not None and status not in store.CASE_STATUSES:
+        raise HTTPException(422, f"status must be one of {', '.join(store.CASE_STATUSES)}, got {status!r}")
+    with ctx(request).db.read() as s:
+        project_access(s, user, pid, Action.READ)
+        query = select(Case).where(Case.project_id == pid).order_by(Case.id)
+        if status is not None:
+            query = query.where(Case.status == status)
+        return [case_summary(s, c) for c in s.scalars(query)]
+
+
+def _audit_rows(rows: list[AuditEntry]) -> list[dict]:
+    return [{"id": a.id, "time": a.time.isoformat(), "user": a.username, "project_id": a.project_id, "case_id": a.case_id,
+             "action": a.action, "detail": a.detail} for a in rows]
+
+
+@router.get("/projects/{pid}/audit")
+def project_audit(pid: int, request: Request, limit: int = Query(500, ge=1, le=10000),
+                  user: User = Depends(current_user)) -> list[dict]:
+    """The project's audit log, newest first (project admins)."""
+    with ctx(request).db.read() as s:
+        project_access(s, user, pid, Action.MANAGE)
+        rows = list(s.scalars(select(AuditEntry).where(AuditEntry.project_id == pid).order_by(AuditEntry.id.desc()).limit(limit)))
+        return _audit_rows(rows)
+
+
+@router.get("/audit")
+def site_audit(request: Request, limit: int = Query(500, ge=1, le=10000), user: User = Depends(current_user)) -> list[dict]:
+    """The whole audit log, newest first (site admins)."""
+    if not user.is_admin:
+        raise HTTPException(403, "only site admins read the whole audit log")
+    with ctx(request).db.read() as s:
+        return _audit_rows(list(s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit))))

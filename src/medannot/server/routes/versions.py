@@ -1,0 +1,137 @@
+"""Annotation versions (optimistic concurrency), their masks, and per-user drafts (autosave)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+
+from medannot.server import store
+from medannot.server.deps import AppContext, case_access, ctx, current_user, usernames, version_json
+from medannot.server.imaging import check_mask
+from medannot.server.models import AnnotationVersion, Draft, User, utcnow
+from medannot.server.routes.cases import _conflict, blob_response
+from medannot.server.security import Action
+
+router = APIRouter(prefix="/api", tags=["versions"])
+
+
+@router.get("/cases/{cid}/versions")
+def list_versions(cid: int, request: Request, user: User = Depends(current_user)) -> list[dict]:
+    """Every version of the case, newest first."""
+    with ctx(request).db.read() as s:
+        case_access(s, user, cid, Action.READ)
+        rows = list(s.scalars(select(AnnotationVersion).where(AnnotationVersion.case_id == cid).order_by(AnnotationVersion.number.desc())))
+        names = usernames(s, {v.author_id for v in rows})
+        return [version_json(v, names) for v in rows]
+
+
+@router.get("/cases/{cid}/versions/{vid}/mask")
+def get_mask(cid: int, vid: int, request: Request, user: User = Depends(current_user)) -> Response:
+    """A version's mask: uint8 label NIfTI (gz) on the image grid, as a download."""
+    c = ctx(request)
+    with c.db.write() as s:
+        case, _, _ = case_access(s, user, cid, Action.READ)
+        version = s.get(AnnotationVersion, vid)
+        if version is None or version.case_id != cid:
+            raise HTTPException(404, f"version {vid} of case {cid} not found")
+        store.audit(s, user, "read_mask", case.project_id, cid, {"version_id": vid})
+        sha = version.mask_sha256
+    return blob_response(c.blobs.path(sha), f"case-{cid}-v{version.number}.nii.gz")
+
+
+def _checked(c: AppContext, user: User, cid: int, data: bytes) -> tuple[str, int]:
+    """Validate a posted mask against the case; store it; return (sha256, project id)."""
+    if not data:
+        raise HTTPException(422, "empty body; send the label NIfTI bytes (application/octet-stream)")
+    with c.db.read() as s:
+        case, project, _ = case_access(s, user, cid, Action.EDIT)
+        shape, affine, pid = case.shape, case.affine, case.project_id
+        values = {int(lab["value"]) for lab in project.labels}
+    mask = check_mask(data, shape, affine, values)
+    return c.blobs.put(mask.data), pid
+
+
+def _save_version(c: AppContext, user: User, cid: int, base: int | None, data: bytes) -> Any:
+    sha, _ = _checked(c, user, cid, data)
+    try:
+        with c.db.write() as s:
+            case, _, _ = case_access(s, user, cid, Action.EDIT)
+            latest = store.latest_version(s, cid)
+            if (latest.id if latest else None) != base:
+                return _conflict(s, cid, f"base_version {base} is not the latest version of case {cid}; "
+                                 "load the latest, re-apply your edit and save again")
+            version = AnnotationVersion(case_id=cid, number=(latest.number if latest else 0) + 1, kind="edit", mask_sha256=sha,
+                                        author_id=user.id, base_version_id=base)
+            s.add(version)
+            s.flush()
+            store.touch(case, "in_review")
+            s.execute(delete(Draft).where(Draft.case_id == cid, Draft.user_id == user.id))
+            store.audit(s, user, "save_version", case.project_id, cid, {"version_id": version.id, "number": version.number})
+            return JSONResponse(version_json(version, {user.id: user.username}), status_code=201)
+    except IntegrityError:  # another save took this number between our check and our insert
+        with c.db.read() as s:
+            return _conflict(s, cid, f"case {cid} got a new version while saving; load the latest and save again")
+
+
+@router.post("/cases/{cid}/versions", status_code=201)
+async def save_version(cid: int, request: Request, base_version: int | None = Query(None),
+                       user: User = Depends(current_user)) -> Any:
+    """Save an edited mask (label NIfTI bytes) on top of ``base_version``.
+
+    201 with the new version; 409 ``{"detail", "latest"}`` when ``base_version`` is not the latest (nothing
+    is overwritten); 422 when the mask is not on the image grid or holds unknown labels.
+    """
+    data = await request.body()
+    return await run_in_threadpool(_save_version, ctx(request), user, cid, base_version, data)
+
+
+def _save_draft(c: AppContext, user: User, cid: int, data: bytes) -> Response:
+    sha, pid = _checked(c, user, cid, data)
+    for _ in range(3):
+        try:
+            with c.db.write() as s:
+                row = s.scalar(select(Draft).where(Draft.case_id == cid, Draft.user_id == user.id))
+                if row is None:
+                    s.add(Draft(case_id=cid, user_id=user.id, mask_sha256=sha))
+                else:
+                    row.mask_sha256, row.updated = sha, utcnow()
+                store.audit(s, user, "save_draft", pid, cid)
+            return Response(status_code=204)
+        except IntegrityError:  # two tabs of the same user inserted at once: update the other's row
+            continue
+    raise HTTPException(409, "draft kept changing; try again")
+
+
+@router.put("/cases/{cid}/draft", status_code=204)
+async def put_draft(cid: int, request: Request, user: User = Depends(current_user)) -> Response:
+    """Autosave the caller's draft mask of the case (not a version; dropped when the caller saves a version)."""
+    data = await request.body()
+    return await run_in_threadpool(_save_draft, ctx(request), user, cid, data)
+
+
+@router.get("/cases/{cid}/draft")
+def get_draft(cid: int, request: Request, user: User = Depends(current_user)) -> Response:
+    """The caller's draft mask (gzipped NIfTI), or 404 when there is none."""
+    c = ctx(request)
+    with c.db.write() as s:
+        case, _, _ = case_access(s, user, cid, Action.EDIT)
+        row = s.scalar(select(Draft).where(Draft.case_id == cid, Draft.user_id == user.id))
+        if row is None:
+            raise HTTPException(404, f"no draft of case {cid} for {user.username}")
+        store.audit(s, user, "read_draft", case.project_id, cid)
+        sha = row.mask_sha256
+    return blob_response(c.blobs.path(sha), f"case-{cid}-draft.nii.gz")
+
+
+@router.delete("/cases/{cid}/draft", status_code=204)
+def delete_draft(cid: int, request: Request, user: User = Depends(current_user)) -> Response:
+    """Drop the caller's draft of the case."""
+    with ctx(request).db.write() as s:
+        case_access(s, user, cid, Action.EDIT)
+        s.execute(delete(Draft).where(Draft.case_id == cid, Draft.user_id == user.id))
+    return Response(status_code=204)
