@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-fast bench lint clean
+.PHONY: install system-deps demo test test-fast bench lint clean pacs pacs-stop
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ test: $(STAMP) system-deps
 
 test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# A local Orthanc PACS with DICOMweb on 127.0.0.1 (data in $(PACS_DIR)); see README "PACS round trip".
+PACS_DIR ?= .pacs
+PACS_PORT ?= 8042
+pacs: $(STAMP) system-deps
+	$(PY) -m medannot.testing.orthanc start $(PACS_DIR) --port $(PACS_PORT)
+
+pacs-stop:
+	$(PY) -m medannot.testing.orthanc stop $(PACS_DIR)
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

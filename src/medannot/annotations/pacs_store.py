@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.schema import Provenance
 from medannot.data import Image
-from medannot.errors import PacsError
+from medannot.errors import InputError, PacsError
 from medannot.io.dicomweb import DicomWebLocation, PacsClient, PacsSettings
 
 __all__ = ["store_segmentation"]
@@ -17,7 +17,7 @@ __all__ = ["store_segmentation"]
 
 def store_segmentation(
     location: DicomWebLocation,
-    labels: Image,
+    labels: Image | None,
     source_datasets: Sequence[Any],
     label_map: LabelMap,
     provenance: Provenance,
@@ -48,6 +48,8 @@ def store_segmentation(
 
     from medannot.annotations.dicom_seg import write_dicom_seg
 
+    if labels is None:  # a detection model: boxes only
+        raise InputError(f"{location.url}: the model gives boxes, not labels; a DICOM SEG cannot hold them, nothing stored")
     with tempfile.TemporaryDirectory(prefix="medannot-seg-") as tmp:
         path = Path(tmp) / "seg.dcm"
         write_dicom_seg(labels, list(source_datasets), label_map, provenance.name, provenance.version or "unknown", path)

@@ -249,6 +249,7 @@ def _cmd_start(args: argparse.Namespace) -> int:
         return 0
     server = OrthancServer(args.dir, port=args.port or None).start(detach=True)
     print(f"Orthanc runs (pid {server.pid}, data in {server.folder}); DICOMweb: {server.dicomweb_url}")
+    print(f"store a DICOM folder: python -m medannot.testing.orthanc upload SERIES_DIR {args.dir}")
     print(f"annotate a study: medannot annotate dicomweb+{server.dicomweb_url}/studies/STUDY_UID --model brain-mri")
     return 0
 
