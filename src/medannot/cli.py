@@ -107,6 +107,7 @@ def annotate(
     study: Optional[str] = typer.Option(None, "--study", help="StudyInstanceUID to annotate on --pacs."),
     pacs_timeout: float = typer.Option(30.0, "--pacs-timeout", min=0.001, help="Seconds to wait for the PACS to connect or answer."),
     pacs_retries: int = typer.Option(3, "--pacs-retries", min=0, help="Retries (exponential back-off) on refused connections and HTTP 5xx."),
+    deid: bool = typer.Option(False, "--deid", help="PACS input: de-identify each series on ingest, before it touches the disk (local outputs hold pseudonyms only)."),
 ) -> None:
     """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
 
@@ -130,7 +131,9 @@ def annotate(
     if not remote and not Path(input).exists():
         fail(f"{input}: no such file or folder")
     out = out if out is not None or remote else Path("medannot_out")
-    pacs_settings = PacsSettings(timeout_s=pacs_timeout, retries=pacs_retries) if remote else None
+    if deid and not remote:
+        fail("--deid de-identifies PACS input on ingest; for files and folders run `medannot deid IN OUT` first")
+    pacs_settings = PacsSettings(timeout_s=pacs_timeout, retries=pacs_retries, deidentify=deid) if remote else None
     annotator = (
         ModelAnnotator(model, tta=tta, progress=not quiet) if model is not None else ClassicalAnnotator(method, parse_params(param))
     )

@@ -173,3 +173,9 @@ def test_http_503_is_retried_with_back_off(orthanc, failures, retries, succeeds)
     finally:
         front.shutdown()
         front.server_close()
+
+
+def test_retrieving_a_missing_series_is_an_input_error(mr_study):
+    client = PacsClient(mr_study.server.dicomweb_url)
+    with pytest.raises(InputError, match=rf"series 1.2.3 of study {mr_study.study_uid} not found .*HTTP 404"):
+        client.retrieve_series(mr_study.study_uid, "1.2.3")

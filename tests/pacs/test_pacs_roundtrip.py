@@ -96,3 +96,64 @@ def test_pacs_and_study_options_keep_nothing_locally(mr_study, tmp_path, monkeyp
     expected = run_method("otsu", source).scalar()
     assert 0.1 < expected.mean() < 0.9
     np.testing.assert_array_equal(pixels, expected.transpose(2, 1, 0))
+
+
+@pytest.mark.integration
+def test_a_bad_series_is_skipped_and_the_rest_of_the_study_goes_on(orthanc, tmp_path):
+    from pacs_helpers import write_mr_study
+    from pydicom.uid import generate_uid
+
+    from iohelpers import mni_block, write_dicom_series
+
+    study = generate_uid()
+    good = write_mr_study(tmp_path / "good", study, description="good", number=1)
+    # a "localizer" series: two stacks of different orientation share one SeriesInstanceUID
+    bad = generate_uid()
+    write_dicom_series(tmp_path / "bad_a", mni_block()[:8, :8, :3], (1, 0, 0), (0, 1, 0), series_uid=bad, description="loc", series_number=2)
+    write_dicom_series(tmp_path / "bad_b", mni_block()[:8, :8, :3], (0, 1, 0), (0, 0, -1), series_uid=bad, description="loc", series_number=2)
+    files = sorted(tmp_path.glob("bad_*/*.dcm"))
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID = study
+        ds.save_as(path, enforce_file_format=True)
+    client = PacsClient(orthanc.dicomweb_url)
+    client.store_files(sorted((tmp_path / "good").glob("*.dcm")) + files)
+
+    result = runner.invoke(app, ["annotate", f"dicomweb+{orthanc.dicomweb_url}/studies/{study}", "--method", "otsu", "-q"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    skipped = [line for line in result.output.splitlines() if line.startswith("medannot: skipped")]
+    assert len(skipped) == 1 and "orientations" in skipped[0] and f"/series/{bad}" in skipped[0]
+    seg = _retrieve_one_seg(client, study)
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [good]
+
+
+@pytest.mark.integration
+def test_deid_on_ingest_keeps_no_identifier_locally_and_the_seg_goes_to_the_real_study(mr_study, tmp_path):
+    import json
+
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["annotate", mr_study.url, "--method", "otsu", "--deid", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["series_1"]  # series descriptions may hold identifiers
+    meta = json.loads((out / "series_1" / "annotation.json").read_text())["provenance"]["input"]
+    assert meta["PatientID"] not in ("", "PAT-001")
+    assert meta["StudyInstanceUID"] != mr_study.study_uid and meta["SeriesInstanceUID"] != mr_study.series_uid
+    identifiers = [b"PAT-001", b"Phantom", b"ACC1", mr_study.study_uid.encode(), mr_study.series_uid.encode()]
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not [i for i in identifiers if i in data], path
+    # the SEG still belongs to the study on the PACS and references the original instances
+    seg = _retrieve_one_seg(PacsClient(mr_study.server.dicomweb_url), mr_study.study_uid)
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [mr_study.series_uid]
+    files = sorted(mr_study.folder.glob("*.dcm"))
+    uids = [str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for f in files]
+    pixels = seg.get_pixels_by_source_instance(uids, combine_segments=True, relabel=False, dtype=np.uint8)
+    labels = np.asarray(nib.load(out / "series_1" / "labels.nii.gz").dataobj)
+    np.testing.assert_array_equal(pixels, labels.transpose(2, 1, 0))
+
+
+def test_deid_needs_a_pacs_input(tmp_path):
+    result = runner.invoke(app, ["annotate", str(tmp_path), "--method", "otsu", "--deid"])
+    assert result.exit_code == 2 and "medannot deid" in result.output

@@ -35,8 +35,10 @@ __all__ = [
     "SeriesInfo",
     "discover_dicomweb",
     "is_dicomweb_url",
+    "load_dicomweb_series",
     "pacs_location",
     "parse_dicomweb_url",
+    "write_instances",
 ]
 
 SCHEMES = ("dicomweb+http", "dicomweb+https")
@@ -162,17 +164,21 @@ def pacs_location(pacs_url: str, study_uid: str, series_uid: str | None = None) 
 
 @dataclass(frozen=True)
 class PacsSettings:
-    """How patiently to talk to a PACS.
+    """How patiently to talk to a PACS, and whether to de-identify what it sends.
 
     Attributes:
-        timeout_s: Seconds to wait for a connection, and again for each answer (> 0).
+        timeout_s: Seconds to wait for a connection, and the longest silence allowed while waiting for or
+            reading an answer (> 0); a long transfer that keeps sending is not cut.
         retries: Extra attempts after a refused connection or an HTTP 5xx answer (>= 0).
         backoff_s: Back-off factor in seconds: waits 0, 2*b, 4*b, ... between attempts (>= 0).
+        deidentify: De-identify what is retrieved, in memory, before it touches the disk (PS3.15 Basic
+            Profile, :mod:`medannot.privacy`), so local outputs carry only pseudonyms and new UIDs.
     """
 
     timeout_s: float = 30.0
     retries: int = 3
     backoff_s: float = 0.5
+    deidentify: bool = False
 
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
@@ -256,8 +262,11 @@ class PacsClient:
     # ------------------------------------------------------------------ errors
 
     @contextmanager
-    def _errors(self, action: str, study_uid: str | None = None) -> Iterator[None]:
-        """Turn requests / urllib3 / dicomweb-client failures into one-line PacsError / InputError."""
+    def _errors(self, action: str, missing: str | None = None) -> Iterator[None]:
+        """Turn requests / urllib3 / dicomweb-client failures into one-line PacsError / InputError.
+
+        ``missing`` names what an HTTP 404 means is absent (e.g. ``"study 1.2.3"``): InputError, not PacsError.
+        """
         import requests
 
         where = f"the PACS at {self.base_url}"
@@ -282,12 +291,13 @@ class PacsClient:
                     f"{action}: {where} refused access (HTTP {code} {reason}); give credentials as "
                     "dicomweb+http://USER:PASSWORD@HOST/... or ask the PACS administrator for access"
                 ) from None
-            if code == 404 and study_uid is not None:
-                raise InputError(f"study {study_uid} not found on {where} (HTTP 404); check the StudyInstanceUID") from None
+            if code == 404 and missing is not None:
+                raise InputError(f"{missing} not found on {where} (HTTP 404); check the UID") from None
             detail = ""
             if response is not None and response.text:
                 detail = ": " + " ".join(response.text.split())[:160]
-            raise PacsError(f"{action}: {where} answered HTTP {code} {reason}{detail}") from None
+            after = f" ({tries})" if code in _RETRY_STATUS else ""
+            raise PacsError(f"{action}: {where} answered HTTP {code} {reason}{after}{detail}") from None
         except requests.exceptions.RequestException as exc:
             raise PacsError(f"{action}: request to {where} failed ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:  # malformed answers (multipart, JSON)
@@ -307,7 +317,7 @@ class PacsClient:
         study_uid = _check_uid(study_uid, "StudyInstanceUID")
         filters = {"Modality": modality} if modality else None
         fields = ("SeriesDescription", "SeriesNumber", "Modality", "NumberOfSeriesRelatedInstances")
-        with self._errors(f"listing the series of study {study_uid}", study_uid):
+        with self._errors(f"listing the series of study {study_uid}", f"study {study_uid}"):
             found = self._client.search_for_series(study_uid, fields=fields, search_filters=filters, get_remaining=True)
         out = []
         for item in found:
@@ -345,33 +355,15 @@ class PacsClient:
         """
         study_uid = _check_uid(study_uid, "StudyInstanceUID")
         series_uid = _check_uid(series_uid, "SeriesInstanceUID")
-        with self._errors(f"retrieving series {series_uid}", study_uid):
+        with self._errors(f"retrieving series {series_uid}", f"series {series_uid} of study {study_uid}"):
             datasets = self._client.retrieve_series(study_uid, series_uid)
         if not datasets:
             raise InputError(f"series {series_uid} of study {study_uid} has no instances on the PACS at {self.base_url}")
         return datasets
 
     def retrieve_series_to(self, study_uid: str, series_uid: str, folder: Path) -> list[Path]:
-        """Retrieve a series (WADO-RS) and write its instances as DICOM files ``00001.dcm``, ... into ``folder``.
-
-        Files are named by position, never by a UID. Returns the written paths.
-        """
-        from pydicom.dataset import FileMetaDataset
-        from pydicom.uid import ExplicitVRLittleEndian
-
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for index, ds in enumerate(self.retrieve_series(study_uid, series_uid), start=1):
-            if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
-                meta = FileMetaDataset()
-                meta.MediaStorageSOPClassUID = ds.SOPClassUID
-                meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-                meta.TransferSyntaxUID = ExplicitVRLittleEndian
-                ds.file_meta = meta
-            path = folder / f"{index:05d}.dcm"
-            ds.save_as(path, enforce_file_format=True)
-            paths.append(path)
-        return paths
+        """Retrieve a series (WADO-RS) and write its instances into ``folder`` (see :func:`write_instances`)."""
+        return write_instances(self.retrieve_series(study_uid, series_uid), folder)
 
     # ------------------------------------------------------------------ STOW-RS
 
@@ -428,6 +420,30 @@ class PacsClient:
         return stored
 
 
+def write_instances(datasets: Sequence[Any], folder: Path) -> list[Path]:
+    """Write datasets as DICOM files ``00001.dcm``, ``00002.dcm``, ... into ``folder`` (created).
+
+    Files are named by position, never by a UID; file meta information is added when missing.
+    Returns the written paths.
+    """
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, ds in enumerate(datasets, start=1):
+        if not getattr(ds, "file_meta", None) or "TransferSyntaxUID" not in ds.file_meta:
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = ds.SOPClassUID
+            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds.file_meta = meta
+        path = folder / f"{index:05d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
 # ---------------------------------------------------------------------- discovery
 
 
@@ -436,6 +452,8 @@ def discover_dicomweb(url: str, settings: PacsSettings | None = None) -> list[An
 
     Series without images (SEG, SR, RTSTRUCT, ...) are left out, so a study annotated before is not
     annotated again from its own segmentations. Nothing is retrieved until ``InputItem.load()``.
+    Items are named ``SeriesDescription_SeriesNumber`` (``series_N`` when de-identifying: descriptions
+    may hold identifiers).
 
     Raises:
         InputError: Malformed address, unknown study or series, or a study without image series.
@@ -452,49 +470,68 @@ def discover_dicomweb(url: str, settings: PacsSettings | None = None) -> list[An
         if not series:
             raise InputError(f"series {location.series_uid} not found in study {location.study_uid} on the PACS at {location.base_url}")
     images = [s for s in series if s.is_image]
+    deidentifier = None
+    if settings.deidentify:
+        from medannot.privacy import Deidentifier
+
+        deidentifier = Deidentifier()  # one map for the run: UIDs stay consistent across the study's series
     if not images:
         kinds = ", ".join(sorted({s.modality or "?" for s in series}))
         raise InputError(f"study {location.study_uid} on the PACS at {location.base_url} has no image series to annotate (only {kinds})")
     items = []
     for index, info in enumerate(images, start=1):
-        label = "_".join(x for x in (info.description, info.number) if x)
+        label = "" if deidentifier is not None else "_".join(x for x in (info.description, info.number) if x)
         name = safe_name(label or f"series_{index}", f"series_{index}")
         series_location = DicomWebLocation(location.base_url, location.study_uid, info.series_uid, location.username, location.password)
-        meta = {"modality": info.modality, "dicomweb": series_location, "pacs_settings": settings}
+        meta = {"modality": info.modality, "dicomweb": series_location, "pacs_settings": settings, "deidentifier": deidentifier}
         items.append(InputItem(name, (), "dicomweb", None, info.series_uid, meta))
     return items
 
 
-def load_dicomweb_series(location: DicomWebLocation, settings: PacsSettings | None = None, kind: Any = None) -> tuple[Any, list[Any]]:
+def load_dicomweb_series(
+    location: DicomWebLocation, settings: PacsSettings | None = None, kind: Any = None, deidentifier: Any = None
+) -> tuple[Any, list[Any]]:
     """Retrieve one series (WADO-RS) into a temporary folder and read it with :func:`medannot.io.dicom.read_dicom_series`.
 
     Args:
         location: A location naming a series.
         settings: Timeout, retries, back-off.
         kind: ``"intensity"`` (default) or ``"label"``.
+        deidentifier: A :class:`medannot.privacy.Deidentifier`: the instances are de-identified in memory
+            before they touch the disk, so the image (and its ``meta``) carries only pseudonyms and new UIDs;
+            images that may show identifying text in their pixels are refused (burned-in annotation).
 
     Returns:
-        The 3D image (RAS mm; ``meta["source"]`` is the series address) and the source datasets without
-        their pixel data (for a DICOM SEG that references them). The temporary folder is removed.
+        The 3D image (RAS mm; ``meta["source"]`` is the series address, or the server's root when
+        de-identified) and the *original* source datasets without their pixel data (for a DICOM SEG that
+        references the series on the PACS). The temporary folder is removed.
 
     Raises:
-        InputError / GeometryError: As ``read_dicom_series``; PacsError: as :meth:`PacsClient.retrieve_series`.
+        InputError / GeometryError: As ``read_dicom_series``, or a series refused by the de-identification;
+        PacsError: as :meth:`PacsClient.retrieve_series`.
     """
     from medannot.io.dicom import read_dicom_series
 
     if location.series_uid is None:
         raise InputError(f"{location.url} names no series; expected .../studies/UID/series/UID")
-    client = PacsClient.for_location(location, settings)
-    with tempfile.TemporaryDirectory(prefix="medannot-wado-") as tmp:
-        paths = client.retrieve_series_to(location.study_uid, location.series_uid, Path(tmp))
+    originals = PacsClient.for_location(location, settings).retrieve_series(location.study_uid, location.series_uid)
+    local = originals
+    if deidentifier is not None:
         try:
-            image = read_dicom_series(paths, kind=kind, series_uid=location.series_uid)
+            local = [deidentifier.deidentify(ds) for ds in originals]
+        except InputError as exc:
+            raise type(exc)(f"{location.url}: not de-identified, so not annotated: {exc.reason}") from None
+    with tempfile.TemporaryDirectory(prefix="medannot-wado-") as tmp:
+        paths = write_instances(local, Path(tmp))
+        try:
+            image = read_dicom_series(paths, kind=kind)  # the folder holds this one series
         except InputError as exc:
             raise type(exc)(f"{location.url}: {exc.reason}") from None
-        import pydicom
-
-        headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
-    image.meta["source"] = location.url
+    for ds in originals:  # headers suffice for a SEG; do not keep a second copy of the pixels
+        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in ds:
+                delattr(ds, keyword)
+    image.meta["source"] = location.url if deidentifier is None else f"dicomweb+{location.base_url} (de-identified series)"
     image.meta["format"] = "dicomweb"
     image.meta.pop("skipped", None)
-    return image, headers
+    return image, originals

@@ -80,7 +80,7 @@ class InputItem:
         elif self.source == "dicomweb":
             from medannot.io.dicomweb import load_dicomweb_series
 
-            image, headers = load_dicomweb_series(self.meta["dicomweb"], self.meta.get("pacs_settings"))
+            image, headers = load_dicomweb_series(self.meta["dicomweb"], self.meta.get("pacs_settings"), None, self.meta.get("deidentifier"))
             ids = {k: str(image.meta[k]) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID") if k in image.meta}
             return Case(self.name, {"image": image}, ids, {"sources": [image.meta["source"]], "dicom_headers": headers, **self.meta})
         else:
