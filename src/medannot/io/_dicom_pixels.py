@@ -245,15 +245,16 @@ def correct_unused_bits(raw: np.ndarray, fmt: PixelFormat) -> np.ndarray:
     return raw
 
 
-def read_native_frame(header: Header, fmt: PixelFormat, out: np.ndarray) -> None:
-    """Copy one native little-endian frame from the file straight into ``out`` (C-contiguous, ``fmt.native_dtype()``).
+def read_native_pixels(header: Header, out: np.ndarray) -> None:
+    """Copy native little-endian pixels from the file straight into ``out`` (C-contiguous, ``out.nbytes`` bytes:
+    one frame, or all frames of a multi-frame file).
 
     Raises:
-        InputError: The file changed or ends before the frame does.
+        InputError: The file changed or ends before the pixels do.
     """
     el = header.pixels
-    if el is None or not out.flags.c_contiguous or out.nbytes != fmt.frame_bytes:
-        raise ValueError("read_native_frame needs a native Pixel Data element and a C-contiguous frame of the declared size")
+    if el is None or not out.flags.c_contiguous:
+        raise ValueError("read_native_pixels needs a native Pixel Data element and a C-contiguous array")
     try:
         with open(header.path, "rb", buffering=0) as fh:
             fh.seek(el.value_offset)
@@ -266,8 +267,22 @@ def read_native_frame(header: Header, fmt: PixelFormat, out: np.ndarray) -> None
                 got += n
     except OSError as exc:
         raise InputError(f"cannot read the pixel data ({exc.strerror or exc})", header.path) from None
-    if got < fmt.frame_bytes:
-        raise InputError(f"pixel data shorter than declared: {got} bytes read, {fmt.frame_bytes} needed; the file is truncated", header.path)
+    if got < out.nbytes:
+        raise InputError(f"pixel data shorter than declared: {got} bytes read, {out.nbytes} needed; the file is truncated", header.path)
+
+
+def is_native(header: Header, fmt: PixelFormat) -> bool:
+    """True when ``read_native_pixels`` can read the file: uncompressed little endian, defined length, grey,
+    8/16/32 bits allocated."""
+    meta = header.dataset.file_meta
+    return (
+        header.pixels is not None
+        and header.pixels.length is not None
+        and fmt.samples == 1
+        and fmt.native_dtype() is not None
+        and meta is not None
+        and str(meta.get("TransferSyntaxUID", "")) in NATIVE_LITTLE_ENDIAN
+    )
 
 
 def run_parallel(tasks: list[Callable[[], None]], workers: int = 2) -> list[BaseException | None]:

@@ -20,8 +20,8 @@ from typing import Any, Callable
 import numpy as np
 
 from medannot.data.image import ImageKind
-from medannot.errors import GeometryError, InputError
-from medannot.io._common import check_allocation, to_label_array
+from medannot.errors import GeometryError
+from medannot.io._common import to_label_array
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _ORIENT_ATOL = 1e-3  # direction cosines
@@ -209,21 +209,3 @@ def to_volume(raw: np.ndarray, slices: list[Slice], kind: ImageKind, where: Path
     if kind is ImageKind.LABEL:
         values = to_label_array(values, where)
     return values.transpose(2, 1, 0)[None]
-
-
-def assemble(slices: list[Slice], kind: ImageKind, where: Path, default_thickness: float) -> tuple[np.ndarray, np.ndarray]:
-    """Sort, check and stack slices whose ``pixels()`` decode them; returns (array (1, cols, rows, N), RAS affine)."""
-    slices, dz = order_slices(slices, where)
-    rows, cols = slices[0].shape
-    n = len(slices)
-    check_allocation(where, rows * cols * n * 4, "DICOM volume")
-    raw = None
-    for k, s in enumerate(slices):
-        px = s.pixels() if s.pixels is not None else None
-        if px is None or px.shape != (rows, cols):
-            got = None if px is None else px.shape
-            raise InputError(f"{s.where}: decoded pixels have shape {got}, expected {(rows, cols)} (one grey frame)", where)
-        if raw is None:
-            raw = np.empty((n, rows, cols), dtype=px.dtype)
-        raw[k] = px
-    return to_volume(raw, slices, kind, where), stack_affine(slices, default_thickness if dz is None else dz)

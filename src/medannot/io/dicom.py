@@ -30,7 +30,6 @@ from medannot.errors import GeometryError, InputError, MedannotError
 from medannot.io._common import check_allocation, check_readable_file, is_hidden, parse_kind, to_label_array
 from medannot.io._dicom_pixels import (
     ENCAPSULATED_MAX_RATIO,
-    NATIVE_LITTLE_ENDIAN,
     READ_ERRORS,
     Header,
     PixelFormat,
@@ -39,10 +38,11 @@ from medannot.io._dicom_pixels import (
     one_line,
     read_dataset,
     read_header,
-    read_native_frame,
+    is_native,
+    read_native_pixels,
     run_parallel,
 )
-from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, assemble, normal_of, order_slices, stack_affine, to_volume
+from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, normal_of, order_slices, stack_affine, to_volume
 
 __all__ = ["DicomFolder", "read_dicom_file", "read_dicom_series", "scan_dicom_folder"]
 
@@ -157,8 +157,14 @@ def _frame_item(ds, frame: int, sequence: str, keyword: str):
     return None
 
 
-def _multiframe_slices(ds, path: Path, arr: np.ndarray) -> list[Slice]:
-    frames = arr.shape[0]
+def _multiframe_slices(ds, path: Path, frames: int, shape: tuple[int, int]) -> list[Slice]:
+    """One :class:`Slice` per frame (``source`` = frame index) from the header alone: per-frame / shared functional
+    groups (enhanced MR/CT/PET...) or GridFrameOffsetVector (RT dose).
+
+    Raises:
+        InputError: No per-frame positions (cine, ultrasound clip).
+        GeometryError: A frame lacks its position, orientation or pixel spacing.
+    """
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     slices: list[Slice] = []
     if per_frame and len(per_frame) == frames and _frame_item(ds, 0, "PlanePositionSequence", "ImagePositionPatient"):
@@ -173,7 +179,9 @@ def _multiframe_slices(ds, path: Path, arr: np.ndarray) -> list[Slice]:
             resc = _frame_item(ds, f, "PixelValueTransformationSequence", "RescaleSlope")
             slope, icpt = _rescale_pair(resc) if resc is not None else _rescale_pair(ds)
             sp = _floats(sp_item, "PixelSpacing", 2, path)
-            slices.append(Slice(ipp, r, c, sp, arr.shape[1:3], slope, icpt, f"{path.name} frame {f + 1}", lambda f=f: arr[f]))
+            if sp is None or np.any(sp <= 0):
+                raise GeometryError(f"frame {f + 1} has no positive PixelSpacing", path)
+            slices.append(Slice(ipp, r, c, sp, shape, slope, icpt, f"{path.name} frame {f + 1}", source=f))
         return slices
     offsets = ds.get("GridFrameOffsetVector")
     if offsets is not None and len(offsets) == frames:
@@ -184,9 +192,7 @@ def _multiframe_slices(ds, path: Path, arr: np.ndarray) -> list[Slice]:
         normal = np.cross(r, c)
         slope, icpt = _number(ds, "DoseGridScaling", 1.0) * _rescale_pair(ds)[0], _rescale_pair(ds)[1]
         for f, off in enumerate(offsets):
-            slices.append(
-                Slice(ipp + float(off) * normal, r, c, sp, arr.shape[1:3], slope, icpt, f"{path.name} frame {f + 1}", lambda f=f: arr[f])
-            )
+            slices.append(Slice(ipp + float(off) * normal, r, c, sp, shape, slope, icpt, f"{path.name} frame {f + 1}", source=f))
         return slices
     raise InputError(
         f"multi-frame DICOM ({frames} frames) has no per-frame positions (e.g. a cine loop or ultrasound clip); "
@@ -217,24 +223,40 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
     kind = parse_kind(kind)
     p, _ = check_readable_file(path)
     notes: list[str] = []
-    header = read_header(p)
-    if header.dataset.get("Rows") and header.dataset.get("Columns"):
-        check_declared_size(header, PixelFormat.of(header.dataset, p))  # before any pixel byte is read
-    ds = read_dataset(p, notes)
-    arr = _decode(ds, p, notes)
-    frames = max(1, int(_number(ds, "NumberOfFrames", 1)))
+    header = read_header(p, notes)
+    ds = header.dataset
+    _refuse_mosaic(ds, p, p)
+    ordered: list[Slice] = []
+    dz = None
+    if ds.get("Rows") and ds.get("Columns"):
+        fmt = PixelFormat.of(ds, p)
+        check_declared_size(header, fmt)  # before any pixel byte is read
+        if fmt.frames > 1:  # geometry checked before decoding too
+            if fmt.samples != 1:
+                raise InputError(f"multi-frame colour DICOM ({fmt.frames} frames, {fmt.samples} samples) is not a 3D grey volume", p)
+            ordered, dz = order_slices(_multiframe_slices(ds, p, fmt.frames, (fmt.rows, fmt.columns)), p)
+        if is_native(header, fmt):  # copied straight from the file: no second parse, no pydicom buffer
+            arr = np.empty((fmt.frames, fmt.rows, fmt.columns), fmt.native_dtype())
+            read_native_pixels(header, arr)
+            arr = correct_unused_bits(arr, fmt)
+            arr = arr if fmt.frames > 1 else arr[0]
+        else:
+            arr = _decode(read_dataset(p, notes), p, notes)
+    else:
+        arr = _decode(read_dataset(p, notes), p, notes)
     spp = int(ds.get("SamplesPerPixel") or 1)
     meta: dict[str, Any] = {"source": str(p), "format": "dicom", **_identifiers(ds)}
     meta["photometric"] = str(ds.get("PhotometricInterpretation", ""))
     if notes:
         meta["warnings"] = notes
-    if frames > 1:
-        if spp != 1:
-            raise InputError(f"multi-frame colour DICOM ({frames} frames, {spp} samples) is not a 3D grey volume", p)
-        slices = _multiframe_slices(ds, p, arr)
-        vol, affine = assemble(slices, kind, p, default_thickness=_number(ds, "SliceThickness", 1.0) or 1.0)
+    if ordered:
+        if arr.shape != (len(ordered), *ordered[0].shape):
+            raise InputError(f"decoded pixels have shape {arr.shape}, expected {(len(ordered), *ordered[0].shape)} (grey frames)", p)
+        order = [s.source for s in ordered]
+        raw = arr if order == list(range(len(order))) else arr[order]
+        vol = to_volume(raw, ordered, kind, p)
         try:
-            geometry = Geometry.from_affine(affine)
+            geometry = Geometry.from_affine(stack_affine(ordered, (_number(ds, "SliceThickness", 1.0) or 1.0) if dz is None else dz))
         except GeometryError as exc:
             raise GeometryError(exc.reason, p) from None
         return Image(vol, geometry, kind, meta)
@@ -362,6 +384,17 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
 _ROWS_TAG, _COLUMNS_TAG, _SERIES_UID_TAG = 0x00280010, 0x00280011, 0x0020000E
 
 
+def _refuse_mosaic(ds, path: Path, where: Path) -> None:
+    """Siemens mosaics tile many slices into one image: their position and size describe the tiles, not a slice."""
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "MOSAIC" in image_type:
+        raise InputError(
+            f"{path.name} is a Siemens mosaic (several slices tiled in one image, ImageType MOSAIC); its geometry is not "
+            "that of one slice: convert it with dcm2niix first",
+            where,
+        )
+
+
 def _series_uid(ds) -> str:
     """SeriesInstanceUID (from its raw bytes when not yet converted), ``"unknown-series"`` when absent or empty."""
     raw = _raw_value(ds, _SERIES_UID_TAG)
@@ -376,6 +409,7 @@ def _slice_of(header: Header, where: Path) -> Slice:
         InputError / GeometryError: naming the file (``where`` for problems of the whole series).
     """
     p, hdr = header.path, header.dataset
+    _refuse_mosaic(hdr, p, where)
     if int(_number(hdr, "NumberOfFrames", 1)) > 1:
         raise InputError(f"series mixes a multi-frame file ({p.name}) with other files; read it alone with read_image", where)
     if int(hdr.get("SamplesPerPixel") or 1) != 1:
@@ -394,7 +428,7 @@ def _slice_of(header: Header, where: Path) -> Slice:
 # conversion dominates header reading otherwise).
 _SERIES_CONSTANT_TAGS = (
     0x00280010, 0x00280011, 0x00280008, 0x00280002, 0x00200037, 0x00280030, 0x00181164,
-    0x00280100, 0x00280101, 0x00280103, 0x00281053, 0x00281052,
+    0x00280100, 0x00280101, 0x00280103, 0x00281053, 0x00281052, 0x00080008,
 )  # fmt: skip
 _IMAGE_POSITION_TAG = 0x00200032
 
@@ -497,17 +531,12 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
     into one preallocated array on a small thread pool, anything else decoded by pydicom."""
     formats = {s.source[1] for s in slices}
     fmt = next(iter(formats))
-    native_dtype = fmt.native_dtype()
-    native = (
-        len(formats) == 1
-        and native_dtype is not None
-        and all(s.source[0].pixels is not None and s.source[0].pixels.length is not None and _is_native(s.source[0]) for s in slices)
-    )
+    native = len(formats) == 1 and all(is_native(s.source[0], fmt) for s in slices)
     n, (rows, cols) = len(slices), slices[0].shape
     check_allocation(where, rows * cols * n * 4, "DICOM volume")
     if native:
-        raw = np.empty((n, rows, cols), dtype=native_dtype)
-        tasks = [lambda k=k, s=s: read_native_frame(s.source[0], fmt, raw[k]) for k, s in enumerate(slices)]
+        raw = np.empty((n, rows, cols), dtype=fmt.native_dtype())
+        tasks = [lambda k=k, s=s: read_native_pixels(s.source[0], raw[k]) for k, s in enumerate(slices)]
         errors = run_parallel(tasks, _READ_WORKERS)
     else:
         decoded: list[np.ndarray | None] = [None] * n
@@ -531,11 +560,6 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
             raw[k] = d
         return raw
     return correct_unused_bits(raw, fmt)
-
-
-def _is_native(header: Header) -> bool:
-    meta = header.dataset.file_meta
-    return meta is not None and str(meta.get("TransferSyntaxUID", "")) in NATIVE_LITTLE_ENDIAN
 
 
 def read_dicom_series(
