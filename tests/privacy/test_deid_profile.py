@@ -8,8 +8,9 @@ from pydicom.datadict import keyword_for_tag, tag_for_keyword
 
 from medannot.privacy.profile import Action, action_for_tag, basic_profile, resolve
 
-# Rows we carry that dicom-anonymizer's 2026c transcription lacks; all are removals or UID
-# replacements of attributes listed in earlier editions of Table E.1-1, kept on purpose.
+# Rows we carry that dicom-anonymizer's 2026c transcription lacks: attributes listed in earlier
+# editions of Table E.1-1, kept on purpose. Text Value (removed in those editions) gets a dummy
+# instead: it lives in the Content Sequence, which is D now, and TEXT content items need a value.
 OURS_ONLY = {
     "0008010D": "U",  # Context Group Extension Creator UID
     "00100033": "X",  # Patient's Birth Date in Alternative Calendar
@@ -18,7 +19,7 @@ OURS_ONLY = {
     "00321034": "X",  # Requesting Service Code Sequence
     "00380008": "X",  # Visit Status ID
     "00380016": "X",  # Route of Admissions
-    "0040A160": "X",  # Text Value
+    "0040A160": "D",  # Text Value
     "00440102": "U",  # Assertion UID
     "20100150": "X",  # Configuration Information
     "20100152": "X",  # Configuration Information Description

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import warnings
 
 import pydicom
 import pytest
@@ -133,7 +134,7 @@ def test_nested_sequences_are_cleaned(tmp_path):
     out.save_as(out_path, enforce_file_format=True)
     assert leaks(identifiers, out_path) == []
     new_leaf = out.ReferencedSeriesSequence[0].ContentSequence[0].ContentSequence[0]
-    assert new_leaf.UID.startswith("2.25.") and "TextValue" not in new_leaf
+    assert new_leaf.UID.startswith("2.25.") and new_leaf.TextValue == "ANONYMIZED"  # TEXT items stay valid
 
 
 def test_input_dataset_untouched_and_burned_in_refused():
@@ -146,3 +147,26 @@ def test_input_dataset_untouched_and_burned_in_refused():
     out = Deidentifier().deidentify(ds, allow_burned_in=True)
     assert str(ds.PatientName) == name and str(out.PatientName) != name
     assert isinstance(BurnedInAnnotationError("x"), InputError)
+
+
+@pytest.mark.parametrize(
+    ("value", "shiftable"),
+    [("20230101", True), ("20230301101010.5+0100", True), ("2023", False), ("20230101-20231231", False)],
+)
+def test_dates_that_cannot_be_shifted_are_emptied(value, shiftable):
+    """A partial date or a range cannot keep its interval: its value goes rather than leak."""
+    ds = pydicom.dcmread(CT_BRAINS[0])
+    with warnings.catch_warnings():  # a range is invalid outside queries: bad input on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        ds.AcquisitionDateTime = value
+    with UidMap(secret="fixed") as uid_map:
+        deid = Deidentifier(DeidOptions(shift_dates=True, assume_no_burned_in=True), uid_map)
+        key = "id:00007041776|CCHS"
+        shift = uid_map.patient(key).date_shift_days
+        out = deid.deidentify(ds)
+    moved = str(out.AcquisitionDateTime or "")
+    if shiftable:
+        day = dt.date(int(value[:4]), int(value[4:6]), int(value[6:8])) + dt.timedelta(days=shift)
+        assert moved == day.strftime("%Y%m%d") + value[8:]
+    else:
+        assert moved == ""

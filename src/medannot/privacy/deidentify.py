@@ -211,9 +211,13 @@ def _values(value) -> list:
     return list(value)
 
 
+_DT_REST = re.compile(r"^(\d{2}){0,3}(\.\d{1,6})?([+-]\d{4})?$")
+
+
 def _shift_date_text(text: str, days: int) -> str | None:
+    """``text`` (a DA, or a DT) moved by ``days``; None if it is not one full date (partial, range)."""
     text = str(text).strip()
-    if len(text) < 8 or not text[:8].isdigit():
+    if len(text) < 8 or not text[:8].isdigit() or not _DT_REST.match(text[8:]):
         return None
     try:
         day = dt.date(int(text[:4]), int(text[4:6]), int(text[6:8])) + dt.timedelta(days=days)
