@@ -25,6 +25,7 @@ def tree(tmp_path):
     (sub / "notes.dcm").write_text("not dicom at all\n")
     (sub / "cut.dcm").write_bytes(CT_BRAINS[1].read_bytes()[:3000])
     (source / "._cat.dcm").write_bytes(b"\x00\x05\x16\x07 AppleDouble junk")
+    (source / "DICOMDIR").write_bytes(b"\x00" * 200)  # an index of patients by name: never copied
     evil = pydicom.dcmread(CAT)
     with pytest.warns(UserWarning, match="Invalid value for VR UI"):  # pydicom rightly objects
         evil.SOPInstanceUID = "../../../escaped/evil"
@@ -38,11 +39,12 @@ def test_cli_batch_end_to_end(tree, tmp_path):
     result = runner.invoke(app, ["deid", str(tree), str(out), "--map", str(db), "--assume-no-burned-in"])
     assert result.exit_code == 2, result.output
     skipped = [line for line in result.output.splitlines() if line.startswith("medannot: skipped")]
-    assert len(skipped) == 2
+    assert len(skipped) == 3
+    assert any("DICOMDIR: DICOMDIR index not copied" in line for line in skipped)
     assert any("notes.dcm: not a DICOM file" in line for line in skipped)
     assert any("cut.dcm: truncated" in line for line in skipped)
     assert "Traceback" not in result.output and "._cat" not in result.output
-    assert "de-identified 5 file(s), quarantined 1, skipped 2" in result.output
+    assert "de-identified 5 file(s), quarantined 1, skipped 3" in result.output
 
     written = sorted(p for p in out.rglob("*.dcm"))
     assert len(written) == 6
@@ -85,3 +87,12 @@ def test_cli_errors_are_one_line(tmp_path):
     assert bad_tag.exit_code == 2 and "not a private tag" in bad_tag.output and "Traceback" not in bad_tag.output
     same = runner.invoke(app, ["deid", str(tmp_path), str(tmp_path)])
     assert same.exit_code == 2 and "must differ" in same.output
+
+
+def test_cli_output_inside_input_is_not_read_back(tmp_path):
+    source = copy_inputs([CAT], tmp_path / "in")
+    for _ in range(2):  # the second run must not de-identify the first run's output again
+        result = runner.invoke(app, ["deid", str(source), str(source / "deid"), "--map", str(tmp_path / "m.sqlite"), "-q"])
+        assert result.exit_code == 0, result.output
+        assert "de-identified 1 file(s)" in result.output
+    assert len(list((source / "deid").rglob("*.dcm"))) == 1

@@ -170,3 +170,14 @@ def test_dates_that_cannot_be_shifted_are_emptied(value, shiftable):
         assert moved == day.strftime("%Y%m%d") + value[8:]
     else:
         assert moved == ""
+
+
+def test_clean_descriptors_keeps_text_without_identifiers():
+    ds = pydicom.dcmread(CT_BRAINS[0])
+    ds.StudyDescription = "CT for Simpson, Homer 2023-01-01 MRN 00007041776 SPRINGFIELD"
+    ds.ImageComments = "HIBBARD^JULIUS asked; call 555-0199 ext 12345"
+    plain = Deidentifier(DeidOptions(assume_no_burned_in=True)).deidentify(ds)
+    assert "StudyDescription" not in plain and "ImageComments" not in plain  # Basic Profile: removed
+    cleaned = Deidentifier(DeidOptions(clean_descriptors=True, assume_no_burned_in=True)).deidentify(ds)
+    assert cleaned.StudyDescription == "CT for MRN"
+    assert cleaned.ImageComments == "asked; call 555-0199 ext"

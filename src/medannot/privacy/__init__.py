@@ -4,7 +4,7 @@
   in-memory pydicom datasets, so files, folders and PACS ingest share one implementation;
 - :class:`UidMap` keeps UID replacements, patient pseudonyms and date shifts in SQLite;
 - :mod:`medannot.privacy.profile` holds Table E.1-1 as data;
-- :func:`deidentify_tree` de-identifies a file or folder tree (``medannot deid``).
+- :func:`medannot.privacy.batch.deidentify_tree` de-identifies a file or folder tree (``medannot deid``).
 """
 
 from medannot.privacy.deidentify import (
