@@ -55,11 +55,20 @@ def _segments_of(label_map: LabelMap, present: Sequence[int]) -> list[LabelInfo]
     return [infos[v] for v in sorted(infos)]
 
 
-def _segment_descriptions(segments: Sequence[LabelInfo], algorithm_name: str, algorithm_version: str, family: Any) -> list[Any]:
+def _segment_descriptions(
+    segments: Sequence[LabelInfo], algorithm_name: str, algorithm_version: str, family: Any, algorithm_type: str
+) -> list[Any]:
     import highdicom as hd
     from highdicom.seg import SegmentAlgorithmTypeValues
 
-    algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, family=family, version=algorithm_version)
+    try:
+        kind = SegmentAlgorithmTypeValues(str(algorithm_type).upper())
+    except ValueError:
+        valid = ", ".join(v.value for v in SegmentAlgorithmTypeValues)
+        raise InputError(f"unknown segment algorithm type {algorithm_type!r}; expected one of: {valid}") from None
+    algorithm = None
+    if kind is not SegmentAlgorithmTypeValues.MANUAL:
+        algorithm = hd.AlgorithmIdentificationSequence(name=algorithm_name, family=family, version=algorithm_version)
     out = []
     for number, info in enumerate(segments, start=1):
         codes = codes_for_label(info.name)
@@ -69,7 +78,7 @@ def _segment_descriptions(segments: Sequence[LabelInfo], algorithm_name: str, al
                 segment_label=info.name[:64],
                 segmented_property_category=_coded(codes.category),
                 segmented_property_type=_coded(codes.type),
-                algorithm_type=SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_type=kind,
                 algorithm_identification=algorithm,
                 display_color=hd.color.CIELabColor.from_rgb(*info.color),
             )
@@ -105,6 +114,7 @@ def write_dicom_seg(
     series_number: int = 900,
     series_description: str = "medannot segmentation",
     algorithm_family: Any = None,
+    algorithm_type: str = "AUTOMATIC",
     workers: int = 0,
 ) -> Path:
     """Write ``labels`` as a BINARY DICOM SEG referencing ``source_datasets``; atomically.
@@ -123,6 +133,8 @@ def write_dicom_seg(
         series_number: SeriesNumber of the new SEG series.
         series_description: SeriesDescription of the new SEG series.
         algorithm_family: highdicom/pydicom code of the algorithm family (default: DCM Artificial Intelligence).
+        algorithm_type: SegmentAlgorithmType: AUTOMATIC (a model: the default), SEMIAUTOMATIC, or MANUAL
+            (no algorithm identification is written then).
         workers: Frame-encoding worker processes for highdicom (0: none).
 
     Returns:
@@ -164,7 +176,8 @@ def write_dicom_seg(
     if empty:
         frames[0, 0, 0] = 1  # see below: one frame must exist; it is cleared again after construction
     descriptions = _segment_descriptions(
-        segments, algorithm_name, algorithm_version or __version__, algorithm_family or codes.cid7162.ArtificialIntelligence
+        segments, algorithm_name, algorithm_version or __version__, algorithm_family or codes.cid7162.ArtificialIntelligence,
+        algorithm_type,
     )
     try:
         seg = hd.seg.Segmentation(

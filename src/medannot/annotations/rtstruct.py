@@ -52,6 +52,22 @@ def _ds_value(value: float) -> str:
     return f"{value:.6g}"
 
 
+def _contour_data(points: np.ndarray) -> Any:
+    """ContourData (3006,0050) as an encoded element: formatting ~100k DS values through pydicom's
+    per-value DS objects takes seconds, this takes milliseconds (the file is Implicit VR, so no 64 KiB limit)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    values = points.ravel().tolist()
+    if max(map(abs, values), default=0.0) < 1e8:  # "-12345678.123456" is 16 characters: DS's limit
+        encoded = "\\".join(map("{:.6f}".format, values)).encode("ascii")
+    else:
+        encoded = "\\".join(map(_ds_value, values)).encode("ascii")
+    if len(encoded) % 2:
+        encoded += b" "
+    return RawDataElement(Tag(0x30060050), "DS", len(encoded), encoded, 0, True, True, True, False)
+
+
 def _slice_contours(mask: np.ndarray) -> list[np.ndarray]:
     """Closed outlines ``(n, 2)`` in (row, column) pixel units of a 2D mask (rows, columns)."""
     from skimage.measure import approximate_polygon, find_contours
@@ -77,14 +93,14 @@ def _code_item(concept: tuple[str, str, str]) -> Any:
 
 def _base_dataset(src: Any, series_description: str, label: str) -> Any:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 
     now = _dt.datetime.now()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS_UID
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian  # 32-bit lengths: long contours fit
     ds.SpecificCharacterSet = src.get("SpecificCharacterSet", "ISO_IR 100")
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS_UID
     ds.InstanceCreationDate = now.strftime("%Y%m%d")
@@ -121,6 +137,7 @@ def write_rtstruct(
     path: str | Path,
     *,
     series_description: str = "medannot structures",
+    algorithm_type: str = "AUTOMATIC",
 ) -> Path:
     """Write ``labels`` as an RTSTRUCT of closed planar contours on the source slices; atomically.
 
@@ -132,6 +149,7 @@ def write_rtstruct(
         algorithm_version: Its version.
         path: Output ``.dcm`` file.
         series_description: SeriesDescription of the new RTSTRUCT series.
+        algorithm_type: ROIGenerationAlgorithm: AUTOMATIC (a model: the default), SEMIAUTOMATIC or MANUAL.
 
     Returns:
         The written path. A label with no voxels still gets its ROI (without contours).
@@ -147,6 +165,9 @@ def write_rtstruct(
 
     if not labels.is_label or labels.ndim != 3:
         raise InputError("RTSTRUCT needs a 3D label image on the source series grid")
+    algorithm_type = str(algorithm_type).upper()
+    if algorithm_type not in ("AUTOMATIC", "SEMIAUTOMATIC", "MANUAL"):
+        raise InputError(f"unknown ROI generation algorithm {algorithm_type!r}; expected AUTOMATIC, SEMIAUTOMATIC or MANUAL")
     lab = labels.scalar()
     planes = frame_planes(source_datasets)
     if len(planes) != len(source_datasets):
@@ -190,7 +211,7 @@ def write_rtstruct(
         roi.ROINumber = info.value
         roi.ReferencedFrameOfReferenceUID = frame_of_reference
         roi.ROIName = info.name[:64]
-        roi.ROIGenerationAlgorithm = "AUTOMATIC"
+        roi.ROIGenerationAlgorithm = algorithm_type
         roi.ROIGenerationDescription = f"{algorithm_name} {algorithm_version}".strip()[:64]
         roi_items.append(roi)
         roi_contour = Dataset()
@@ -210,7 +231,8 @@ def write_rtstruct(
                 contour.ContourImageSequence = [image_item]
                 contour.ContourGeometricType = "CLOSED_PLANAR"
                 contour.NumberOfContourPoints = len(points)
-                contour.ContourData = [_ds_value(v) for v in points.ravel()]
+                contour[0x30060050] = _contour_data(points)
+                contour.set_original_encoding(True, True, contour._character_set)  # so pydicom writes the raw value as is
                 contours.append(contour)
         if contours:
             roi_contour.ContourSequence = contours
