@@ -421,6 +421,7 @@ class Deidentifier:
         text = "".join(kept)
         for word in sorted((w for w in identifiers if len(w) >= 4), key=len, reverse=True):  # also inside tokens
             text = re.sub(re.escape(word), " ", text, flags=re.IGNORECASE)
+        text = re.sub(r"\^+", " ", text)  # person-name separators left behind
         return re.sub(r"\s+", " ", text).strip()
 
     def _dummy_all_text(self, elem) -> None:
