@@ -103,7 +103,7 @@ def test_retries_reach_a_server_that_starts_late(tmp_path):
         server.stop()
 
 
-@pytest.mark.timeout(60)  # without the client's timeout this test would hang until killed here
+@pytest.mark.timeout(20)  # a hang guard: were the 0.5 s ignored (requests waits forever, the CLI default is 30 s) it trips
 def test_timeout_is_honoured_when_the_server_never_answers():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as silent:  # accepts connections (backlog), never answers
         silent.bind(("127.0.0.1", 0))

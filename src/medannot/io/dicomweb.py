@@ -246,12 +246,15 @@ class PacsClient:
         self.base_url = origin + path.rstrip("/")
         self.settings = settings or PacsSettings()
         user = username if username is not None else url_user
-        self._client = DICOMwebClient(
-            self.base_url,
-            session=_session(self.settings, user, password if password is not None else url_password),
-            timeout=(self.settings.timeout_s, self.settings.timeout_s),
-            chunk_size=2**31 - 1,  # bodies are sent whole, so a retried request can send them again
-        )
+        try:
+            self._client = DICOMwebClient(
+                self.base_url,
+                session=_session(self.settings, user, password if password is not None else url_password),
+                timeout=(self.settings.timeout_s, self.settings.timeout_s),
+                chunk_size=2**31 - 1,  # bodies are sent whole, so a retried request can send them again
+            )
+        except ValueError as exc:
+            raise InputError(f"the DICOMweb root {self.base_url} is not usable: {' '.join(str(exc).split())}") from None
         self._client.set_http_retry_params(retry=False)  # retries live in the session (urllib3), not twice
 
     @classmethod
