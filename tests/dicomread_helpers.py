@@ -83,3 +83,55 @@ def on_our_grid(
         if sign < 0:
             out = np.flip(out, axis=a)
     return out
+
+
+def real_slice_series(folder: Path, name: str, steps_mm, reverse_names: bool = False, **tags) -> list[Path]:
+    """Copies of one real slice (pydicom or pydicom-data file ``name``) moved along its normal by ``steps_mm``.
+
+    Files are ``IM000.dcm``, ``IM001.dcm``... (numbered backwards with ``reverse_names``); ``tags`` are set on every copy.
+    """
+    import pydicom
+
+    from iohelpers import pydicom_test_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = pydicom_test_file(name) if pydicom_test_file(name).exists() else pydicom_data_file(name)
+    ds = pydicom.dcmread(src)
+    origin = np.array([float(v) for v in ds.ImagePositionPatient])
+    normal = np.cross(*np.array([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3))
+    paths = []
+    for k, step in enumerate(steps_mm):
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [f"{v:.5f}" for v in origin + step * normal]
+        for key, value in tags.items():
+            setattr(ds, key, value)
+        paths.append(folder / f"IM{(len(steps_mm) - 1 - k) if reverse_names else k:03d}.dcm")
+        ds.save_as(paths[-1])
+    return paths
+
+
+def nested_sequence(depth: int, undefined_length: bool = True) -> bytes:
+    """A Referenced Series Sequence element (explicit VR little endian) nested ``depth`` items deep."""
+    import struct
+
+    tag = struct.pack("<HH", 0x0008, 0x1115) + b"SQ\x00\x00"
+    if undefined_length:
+        opening = tag + struct.pack("<I", 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+        closing = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+        return opening * depth + closing * depth
+    inner = b""
+    for _ in range(depth):
+        item = struct.pack("<HHI", 0xFFFE, 0xE000, len(inner)) + inner
+        inner = tag + struct.pack("<I", len(item)) + item
+    return inner
+
+
+def with_nested_sequence(src: Path, target: Path, depth: int, undefined_length: bool = True) -> Path:
+    """``src`` (explicit VR little endian) with a deeply nested sequence inserted before PatientName (0010,0010)."""
+    import struct
+
+    raw = src.read_bytes()
+    at = raw.find(struct.pack("<HH", 0x0010, 0x0010) + b"PN")
+    target.write_bytes(raw[:at] + nested_sequence(depth, undefined_length) + raw[at:])
+    return target

@@ -7,6 +7,7 @@ pydicom-data's Enhanced CT, pydicom's CT_small / MR_small; series built from a r
 import shutil
 
 import highdicom as hd
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
@@ -16,6 +17,7 @@ from dicomread_helpers import (
     on_our_grid,
     philips_enhanced_mr,
     pydicom_data_file,
+    real_slice_series,
     sitk_file,
     sitk_series,
 )
@@ -23,6 +25,7 @@ from iohelpers import mni_block, pydicom_test_file, rotation, write_dicom_series
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from medannot.cli import app
 from medannot.errors import GeometryError, InputError
 from medannot.io import read_image
 
@@ -70,28 +73,11 @@ def test_real_siemens_mosaic_refused(tmp_path):
         assert "\n" not in str(err.value) and "dcm2niix" in str(err.value)
 
 
-def _real_slices_along_normal(folder, name, steps_mm, reverse_names=False):
-    """Copies of one real slice (pydicom / pydicom-data file ``name``) moved along its normal, one file each."""
-    folder.mkdir(parents=True, exist_ok=True)
-    src = pydicom_test_file(name) if pydicom_test_file(name).exists() else pydicom_data_file(name)
-    ds = pydicom.dcmread(src)
-    origin = np.array([float(v) for v in ds.ImagePositionPatient])
-    normal = np.cross(*np.array([float(v) for v in ds.ImageOrientationPatient]).reshape(2, 3))
-    paths = []
-    for k, step in enumerate(steps_mm):
-        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [f"{v:.5f}" for v in origin + step * normal]
-        paths.append(folder / f"IM{(len(steps_mm) - 1 - k) if reverse_names else k:03d}.dcm")
-        ds.save_as(paths[-1])
-    return paths
-
-
 def test_real_oblique_mr_series_matches_sitk_highdicom_nibabel(tmp_path):
     from nibabel.nicom.dicomwrappers import wrapper_from_file
 
     # pydicom-data's MR2_UNCR: a real oblique MR slice (row cosine 0.57, 0.82, 0), 1024x1024; files named in reverse
-    paths = _real_slices_along_normal(tmp_path, "MR2_UNCR.dcm", [0.0, 3.0, 6.0], reverse_names=True)
+    paths = real_slice_series(tmp_path, "MR2_UNCR.dcm", [0.0, 3.0, 6.0], reverse_names=True)
     ours = read_image(tmp_path)
     assert ours.spatial_shape == (1024, 1024, 3) and ours.array.dtype == np.float32  # RescaleSlope 6.1e-05
     peer, peer_aff = sitk_series(tmp_path)
@@ -282,3 +268,38 @@ def test_missing_slice_named_as_missing(tmp_path):
     write_dicom_series(tmp_path, mni_block()[:10, :12, :6], (1, 0, 0), (0, 1, 0), slice_offsets=[0, 2, 4, 8, 10, 12])
     with pytest.raises(GeometryError, match=r"missing slices: gap of 4\.000 mm .*about 1 slice"):
         read_image(tmp_path)
+
+
+def _annotate_threshold(source, out, lower, upper):
+    from typer.testing import CliRunner
+
+    args = ["annotate", str(source), "--method", "threshold", "-p", f"lower={lower}", "-p", f"upper={upper}", "--out", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    (case,) = list(out.iterdir())
+    return nib.load(case / "labels.nii.gz")
+
+
+def test_threshold_labels_overlay_the_series_voxel_for_voxel(tmp_path):
+    # an oblique series with non-square pixels, descending slices and files named in reverse order
+    vol = mni_block()[:, :, ::3].astype(np.int16) * 2 - 1000
+    write_dicom_series(tmp_path / "series", vol, OBLIQUE[:, 0], OBLIQUE[:, 1], pixel_spacing=(1.1, 0.7), slice_step=-3.0,
+                       origin=(12.5, -40.0, 33.0), slope=2.0, intercept=-1000.0, reverse_files=True, modality="CT")  # fmt: skip
+    labels = _annotate_threshold(tmp_path / "series", tmp_path / "out", -800, -500)
+    peer, peer_aff = sitk_series(tmp_path / "series")
+    np.testing.assert_allclose(labels.affine, peer_aff, atol=1e-4)
+    expected = ((peer >= -800) & (peer <= -500)).astype(np.uint8)
+    assert 0.05 < expected.mean() < 0.95
+    np.testing.assert_array_equal(np.asarray(labels.dataobj), expected)
+
+
+def test_threshold_labels_overlay_a_real_enhanced_ct(tmp_path):
+    path = pydicom_data_file("eCT_Supplemental.dcm")
+    labels = _annotate_threshold(path, tmp_path / "out", 0, 100)  # HU of soft tissue
+    ours = read_image(path)
+    np.testing.assert_allclose(labels.affine, ours.affine, atol=1e-4)
+    peer, peer_aff = sitk_file(path)  # SimpleITK stacks the frames the other way: compare on the same voxel centres
+    peer_on_labels = on_our_grid(peer, peer_aff, labels.affine, labels.shape, atol_voxels=1e-4)
+    expected = ((peer_on_labels >= 0) & (peer_on_labels <= 100)).astype(np.uint8)
+    assert 0.01 < expected.mean() < 0.99
+    np.testing.assert_array_equal(np.asarray(labels.dataobj), expected)

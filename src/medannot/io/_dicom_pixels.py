@@ -30,6 +30,8 @@ NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _IMPLICIT_VR = "1.2.840.10008.1.2"
 _PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 _UNDEFINED = 0xFFFFFFFF
+#: Identifiers read from every header: their values are converted (and pydicom's warnings caught) while parsing.
+CONVERTED_HERE = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber", "SOPClassUID")
 ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
 READ_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
                EOFError, IndexError, OverflowError, struct.error)  # fmt: skip
@@ -113,6 +115,8 @@ def read_header(path: Path, notes: list[str] | None = None) -> Header:
                 raise InputError("file is empty (0 bytes); the copy or download probably failed", path)
             warnings.simplefilter("always")
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
+            for keyword in CONVERTED_HERE:  # converted (and validated) inside the warning catcher, once
+                ds.get(keyword)
             ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta is not None else ""
             element = _pixel_element(fh, ts, size) if _little_endian_explicit_or_native(ts) else None
     except FileNotFoundError:

@@ -372,8 +372,13 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
             continue
         ds = header.dataset
         if not _raw_value(ds, _ROWS_TAG) or not _raw_value(ds, _COLUMNS_TAG):
-            sop = getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown SOP class"))
-            out.skipped.append((p, f"DICOM without an image ({sop})"))
+            sop = str(getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown SOP class")))
+            if "Image" in sop and header.pixels is None:
+                reason = f"{sop} file without Rows/Columns or pixel data: the file is probably truncated or corrupt"
+                out.unreadable.append((p, reason))
+            else:
+                reason = f"DICOM without an image ({sop})"
+            out.skipped.append((p, reason))
             continue
         uid = _series_uid(ds)
         out.series.setdefault(uid, []).append((p, ds))
