@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
+from dicomout_helpers import complete_headers
 from iohelpers import mni_block, write_dicom_series
 from pydicom.uid import generate_uid
 
@@ -37,11 +38,9 @@ def write_mr_study(folder: Path, study_uid: str, volume: np.ndarray | None = Non
         folder, vol, row_cos=(-1, 0, 0), col_cos=(0, -1, 0), pixel_spacing=(1.0, 1.0), slice_step=2.0,
         origin=(20.0, 18.0, -10.0), series_uid=series_uid, description=description, series_number=number,
     )  # fmt: skip
-    frame_of_reference = generate_uid()
+    complete_headers(files)  # FrameOfReferenceUID, study date/time/ID, accession number, ... as a scanner writes them
     for path in files:
         ds = pydicom.dcmread(path)
         ds.StudyInstanceUID = study_uid
-        ds.FrameOfReferenceUID = frame_of_reference
-        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20260101", "120000", "1", "ACC1"
         ds.save_as(path, enforce_file_format=True)
     return series_uid

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dicomout_helpers import dciodvfy
 from typer.testing import CliRunner
 
 from medannot.cli import app
@@ -22,12 +24,18 @@ def _seg_series(client: PacsClient, study_uid: str) -> list:
     return client.list_series(study_uid, modality="SEG")
 
 
-def _retrieve_one_seg(client: PacsClient, study_uid: str) -> hd.seg.Segmentation:
+def _retrieve_one_seg(client: PacsClient, study_uid: str, validate_in: Path | None = None) -> hd.seg.Segmentation:
+    """The one SEG of the study, retrieved over WADO-RS; with ``validate_in``, also checked by dciodvfy."""
     series = _seg_series(client, study_uid)
     assert len(series) == 1, series
     (seg_ds,) = client.retrieve_series(study_uid, series[0].series_uid)
     buffer = io.BytesIO()  # a full write/read cycle: what a viewer reading the file would get
     seg_ds.save_as(buffer, enforce_file_format=True)
+    if validate_in is not None:
+        path = validate_in / "seg_from_pacs.dcm"
+        path.write_bytes(buffer.getvalue())
+        errors, _ = dciodvfy(path)
+        assert errors == [], errors
     return hd.seg.Segmentation.from_dataset(pydicom.dcmread(io.BytesIO(buffer.getvalue())))
 
 
@@ -44,7 +52,7 @@ def test_annotate_study_stores_a_seg_equal_to_the_labels(mr_study, tmp_path):
     assert {1, 2} <= set(np.unique(labels).tolist())  # the model found both tissues in the real block
 
     client = PacsClient(mr_study.server.dicomweb_url)
-    seg = _retrieve_one_seg(client, mr_study.study_uid)
+    seg = _retrieve_one_seg(client, mr_study.study_uid, validate_in=tmp_path)  # valid DICOM by dciodvfy
     assert seg.StudyInstanceUID == mr_study.study_uid
     # the SEG references exactly the uploaded series and its instances
     (ref_series,) = seg.ReferencedSeriesSequence
