@@ -16,9 +16,9 @@ def postgres():
     server.stop()
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="session", params=BACKENDS)
 def live(request, tmp_path_factory):
-    """A live server (uvicorn thread) on SQLite or PostgreSQL, shared by one test module."""
+    """A live server (uvicorn thread) on SQLite or PostgreSQL, shared by the server tests (each module uses its own users and projects)."""
     url = request.getfixturevalue("postgres").new_database() if request.param == "postgresql" else None
     server = start_server(tmp_path_factory.mktemp(f"srv-{request.param}"), url, lease_seconds=30.0, heartbeat_seconds=0.5)
     yield server
