@@ -179,3 +179,26 @@ def test_retrieving_a_missing_series_is_an_input_error(mr_study):
     client = PacsClient(mr_study.server.dicomweb_url)
     with pytest.raises(InputError, match=rf"series 1.2.3 of study {mr_study.study_uid} not found .*HTTP 404"):
         client.retrieve_series(mr_study.study_uid, "1.2.3")
+
+
+def test_an_instance_the_pacs_refuses_is_named_with_the_reason(mr_study):
+    import pydicom
+
+    ds = pydicom.dcmread(sorted(mr_study.folder.glob("*.dcm"))[0])
+    with pytest.raises(PacsError, match=r"HTTP 409 .*1 of 1 instance\(s\) refused \(first [0-9.]+: FailureReason 0x"):
+        PacsClient(mr_study.server.dicomweb_url).store([ds], generate_uid())  # posted to a study it does not belong to
+
+
+def test_seg_not_stored_when_the_pacs_went_down_meanwhile(mr_study, tmp_path):
+    from medannot.annotations import LabelMap, Provenance
+    from medannot.annotations.pacs_store import store_segmentation
+    from medannot.io.dicomweb import DicomWebLocation, load_dicomweb_series
+    from medannot.classical import run_method
+
+    location = DicomWebLocation(mr_study.server.dicomweb_url, mr_study.study_uid, mr_study.series_uid)
+    image, headers = load_dicomweb_series(location)
+    labels = run_method("otsu", image)
+    gone = DicomWebLocation(f"http://127.0.0.1:{free_port()}/dicom-web", mr_study.study_uid, mr_study.series_uid)
+    with pytest.raises(PacsError, match=r"/series/[0-9.]+: DICOM SEG not stored \(storing 1 instance\(s\): cannot reach"):
+        store_segmentation(gone, labels, headers, LabelMap.parse({1: "tissue"}), Provenance(source="classical", name="otsu"),
+                           PacsSettings(retries=0))  # fmt: skip

@@ -57,7 +57,10 @@ def store_segmentation(
     if str(seg.StudyInstanceUID) != location.study_uid:
         raise PacsError(f"the DICOM SEG belongs to study {seg.StudyInstanceUID}, not to {location.study_uid}; not stored")
     client = PacsClient.for_location(location, settings)
-    stored = client.store([seg], location.study_uid)
+    try:
+        stored = client.store([seg], location.study_uid)
+    except PacsError as exc:
+        raise PacsError(f"{location.url}: DICOM SEG not stored ({exc.reason})") from None
     if str(seg.SOPInstanceUID) not in stored:
         raise PacsError(f"the PACS at {location.base_url} did not confirm storing the DICOM SEG {seg.SOPInstanceUID}")
     return stored

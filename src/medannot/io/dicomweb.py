@@ -47,6 +47,33 @@ NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTRECORD",
 _UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 _STUDY_PATH = re.compile(r"^(?P<root>.*?)/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+))?/?$")
 _RETRY_STATUS = (500, 502, 503, 504)
+#: STOW-RS FailureReason codes (PS3.18 Table I.2-1 / PS3.4 Annex GG) and what they mean.
+_FAILURE_REASONS = {
+    0x0110: "processing failure", 0x0122: "SOP class not supported", 0x0124: "not authorised",
+    0xA700: "out of resources", 0xA900: "data set does not match SOP class", 0xC000: "cannot understand",
+    0xC122: "transfer syntax not supported",
+}  # fmt: skip
+
+
+def _failures_text(answer: Any, total: int) -> str | None:
+    """'N of M instance(s) refused (first UID: reason)' from a STOW-RS answer dataset, or None when none failed."""
+    failed = list(getattr(answer, "FailedSOPSequence", []) or [])
+    if not failed:
+        return None
+    first = failed[0]
+    code = first.get("FailureReason")
+    reason = "no reason given" if code is None else f"FailureReason 0x{int(code):04X} {_FAILURE_REASONS.get(int(code), 'unknown')}"
+    return f"{len(failed)} of {total} instance(s) refused (first {first.get('ReferencedSOPInstanceUID', '?')}: {reason})"
+
+
+def _answer_dataset(response: Any) -> Any:
+    """The DICOM JSON body of an error answer as a pydicom Dataset, or None."""
+    import pydicom
+
+    try:
+        return pydicom.Dataset.from_json(response.json())
+    except Exception:  # noqa: BLE001 - any body that is not DICOM JSON simply has no details to add
+        return None
 
 
 def _check_uid(uid: str, what: str) -> str:
@@ -299,6 +326,12 @@ class PacsClient:
             detail = ""
             if response is not None and response.text:
                 detail = ": " + " ".join(response.text.split())[:160]
+            answer = _answer_dataset(response) if response is not None and code in (400, 409) else None
+            if answer is not None:  # a STOW-RS refusal lists the instances and why
+                total = len(answer.get("FailedSOPSequence") or []) + len(answer.get("ReferencedSOPSequence") or [])
+                refused = _failures_text(answer, total)
+                if refused:
+                    raise PacsError(f"{action}: {where} answered HTTP {code} {reason}: {refused}") from None
             after = f" ({tries})" if code in _RETRY_STATUS else ""
             raise PacsError(f"{action}: {where} answered HTTP {code} {reason}{after}{detail}") from None
         except requests.exceptions.RequestException as exc:
@@ -388,13 +421,9 @@ class PacsClient:
         study_uid = None if study_uid is None else _check_uid(study_uid, "StudyInstanceUID")
         with self._errors(f"storing {len(datasets)} instance(s)"):
             answer = self._client.store_instances(list(datasets), study_instance_uid=study_uid)
-        failed = list(getattr(answer, "FailedSOPSequence", []) or [])
-        if failed:
-            first = failed[0]
-            raise PacsError(
-                f"the PACS at {self.base_url} did not store {len(failed)} of {len(datasets)} instance(s) "
-                f"(first: {first.get('ReferencedSOPInstanceUID', '?')}, failure reason {first.get('FailureReason', '?')})"
-            )
+        refused = _failures_text(answer, len(datasets))
+        if refused:
+            raise PacsError(f"storing {len(datasets)} instance(s): the PACS at {self.base_url} stored only some: {refused}")
         return [str(item.ReferencedSOPInstanceUID) for item in getattr(answer, "ReferencedSOPSequence", []) or []]
 
     def store_files(self, paths: Sequence[Path]) -> list[tuple[str, str]]:
