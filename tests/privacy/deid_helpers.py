@@ -27,6 +27,7 @@ IDENTIFYING_KEYWORDS = {
     "NetworkID", "RequestedProcedureID", "CurrentPatientLocation",
     "MilitaryRank", "BranchOfService", "PerformedStationAETitle", "ScheduledStationAETitle", "RequestingService",
 }
+_UID_IN_TEXT = re.compile(r"\b[0-9]+(\.[0-9]+){2,}\b|(?<=UID )[0-9.]+")
 _TEXT_VRS = {"AE", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT", "AS"}
 
 
@@ -115,7 +116,8 @@ def dciodvfy_errors(path: Path) -> set[str]:
     assert exe is not None, "dciodvfy not found: install the Debian package dicom3tools (scripts/system_deps.txt)"
     proc = subprocess.run([exe, str(path)], capture_output=True, timeout=120)
     lines = (proc.stdout + proc.stderr).decode("latin-1").splitlines()
-    return {line.strip() for line in lines if "Error" in line}
+    # values quoted in a message (<...>) and UIDs differ by design after de-identification
+    return {_UID_IN_TEXT.sub("<UID>", re.sub(r"<[^>]*>", "<>", line.strip())) for line in lines if "Error" in line}
 
 
 def copy_inputs(paths: list[Path], folder: Path) -> Path:

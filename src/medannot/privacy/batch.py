@@ -94,8 +94,8 @@ def _read(path: Path):
     declared = getattr(last, "length", 0xFFFFFFFF)
     if last is not None and declared != 0xFFFFFFFF and isinstance(last.value, bytes) and len(last.value) < declared:
         raise InputError(f"truncated: the last element {last.tag} declares {declared} bytes, the file holds {len(last.value)}", path)
-    if "SOPClassUID" not in ds and "PixelData" not in ds:
-        raise InputError("no SOP Class UID and no pixel data: not a DICOM instance", path)
+    if not str(ds.get("SOPClassUID", "") or "").strip():
+        raise InputError("no SOP Class UID: not a DICOM instance that can be stored", path)
     return ds
 
 
