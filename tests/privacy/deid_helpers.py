@@ -75,7 +75,7 @@ def identifying_values(ds) -> set[str]:
             found.update(values)
         elif elem.VR == "UI":
             keyword = elem.keyword or ""
-            if not keyword.endswith(("ClassUID", "SyntaxUID")):
+            if not keyword.endswith(("ClassUID", "SyntaxUID")) and keyword != "CodingSchemeUID":
                 found.update(v for v in values if not v.startswith("1.2.840.10008."))
         elif elem.keyword in IDENTIFYING_KEYWORDS:
             found.update(values)
