@@ -303,3 +303,33 @@ def test_threshold_labels_overlay_a_real_enhanced_ct(tmp_path):
     expected = ((peer_on_labels >= 0) & (peer_on_labels <= 100)).astype(np.uint8)
     assert 0.01 < expected.mean() < 0.99
     np.testing.assert_array_equal(np.asarray(labels.dataobj), expected)
+
+
+@pytest.mark.parametrize("signed", [0, 1])
+def test_bits_above_bits_stored_are_ignored_like_pydicom_and_sitk(tmp_path, signed):
+    ds = pydicom.dcmread(pydicom_test_file("CT_small.dcm"))
+    stored = ds.pixel_array.astype(np.uint16) & 0x0FFF
+    junk = np.random.default_rng(0).integers(0, 16, size=stored.shape).astype(np.uint16) << 12  # overlay bits, noise
+    ds.PixelData = (stored | junk).tobytes()
+    ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, signed
+    ds.save_as(tmp_path / "ct12.dcm")
+    ours = read_image(tmp_path / "ct12.dcm").array[0]
+    expected = pydicom.dcmread(tmp_path / "ct12.dcm").pixel_array.astype(np.int32) + int(ds.RescaleIntercept)
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(ours, sitk_file(tmp_path / "ct12.dcm")[0][:, :, 0].T)
+    real_slice_series(tmp_path / "series", "CT_small.dcm", [0.0, 5.0, 10.0])  # the same in the fast series path
+    for p in sorted((tmp_path / "series").iterdir()):
+        s = pydicom.dcmread(p)
+        s.PixelData, s.BitsStored, s.HighBit, s.PixelRepresentation = ds.PixelData, 12, 11, signed
+        s.save_as(p)
+    np.testing.assert_array_equal(read_image(tmp_path / "series").array[0], sitk_series(tmp_path / "series")[0])
+
+
+@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm"])
+def test_series_of_compressed_big_endian_or_implicit_files_matches_sitk(tmp_path, name):
+    real_slice_series(tmp_path, name, [0.0, 2.0, 4.0, 6.0], reverse_names=True)
+    ours = read_image(tmp_path)
+    peer, peer_aff = sitk_series(tmp_path)
+    assert ours.spatial_shape == (64, 64, 4)
+    np.testing.assert_array_equal(ours.array[0], peer)
+    np.testing.assert_allclose(ours.affine, peer_aff, atol=1e-4)

@@ -303,3 +303,40 @@ def run_parallel(tasks: list[Callable[[], None]], workers: int = 2) -> list[Base
         return [guarded(t) for t in tasks]
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(guarded, tasks))
+
+
+def decode_dataset(ds, path: Path, notes: list[str]) -> np.ndarray:
+    """Decoded pixel array (pydicom) after checking the declared size against the stored bytes."""
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if ds.get("Rows") and ds.get("Columns"):
+            raise InputError("DICOM file declares an image but holds no pixel data; the file is probably truncated", path)
+        raise InputError("DICOM file has no pixel data (not an image: a report, structure set, DICOMDIR, or a truncated file)", path)
+    fmt = PixelFormat.of(ds, path)
+    check_allocation(path, fmt.nbytes * 2, "DICOM image")
+    if "PixelData" in ds:
+        stored = len(ds.PixelData)
+        ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
+        shape = f"{fmt.rows}x{fmt.columns}x{fmt.frames} frames x {fmt.samples} samples at {fmt.bits_allocated} bits"
+        if ts is not None and ts.is_compressed:
+            if fmt.nbytes > max(stored, 1) * ENCAPSULATED_MAX_RATIO:
+                raise InputError(
+                    f"declared size {shape} ({fmt.nbytes} bytes) is impossible for {stored} bytes of compressed pixel data; "
+                    "the header is corrupt",
+                    path,
+                )
+        elif stored < fmt.nbytes:
+            raise InputError(f"pixel data shorter than declared: {stored} bytes stored, {fmt.nbytes} needed for {shape}; the file is truncated", path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            arr = ds.pixel_array
+    except (*READ_ERRORS, RecursionError) as exc:
+        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta is not None else "unknown"
+        raise InputError(
+            f"cannot decode the pixel data (transfer syntax {getattr(ts, 'name', ts)}): {one_line(exc)}; "
+            "install a decoder plugin (pylibjpeg, gdcm) or convert the file (dcmdjpeg)",
+            path,
+        ) from None
+    notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
+    arr = np.asarray(arr)
+    return arr if arr.flags.writeable else arr.copy()

@@ -13,11 +13,22 @@ of dcm2niix and of ITK (whose ``GetArrayFromImage`` returns the transpose).
 RescaleSlope/Intercept are applied (HU for CT): int16 when the result is exact in int16,
 float32 otherwise. Identifiers (PatientID, StudyInstanceUID, SeriesInstanceUID, Modality,
 SeriesDescription, SeriesNumber) go into ``Image.meta``.
+
+Choices (documented, tested in tests/io/test_io_dicom_geometry.py and test_io_dicom_bad.py):
+
+* nothing is resampled silently: gantry tilt, uneven spacing (the spacings found are listed), missing
+  or duplicate slices and Siemens mosaics are refused with a one-line :class:`GeometryError`/:class:`InputError`
+  (the rules are in :mod:`medannot.io._dicom_stack`);
+* every header is parsed once; the declared Rows x Columns x frames x bits is checked against the bytes the
+  file holds before anything is allocated or decoded; sequences nested too deeply for pydicom are refused;
+* a damaged file in a series folder is skipped (``meta["skipped"]``) only when the other slices are still the
+  complete series: a file whose header places it on the stack, or whose loss leaves a gap, refuses the series;
+* uncompressed little-endian pixels are copied straight from the files into one preallocated array
+  (:mod:`medannot.io._dicom_pixels`); other transfer syntaxes are decoded by pydicom.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -29,12 +40,11 @@ from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, MedannotError
 from medannot.io._common import check_allocation, check_readable_file, is_hidden, parse_kind, to_label_array
 from medannot.io._dicom_pixels import (
-    ENCAPSULATED_MAX_RATIO,
-    READ_ERRORS,
     Header,
     PixelFormat,
     check_declared_size,
     correct_unused_bits,
+    decode_dataset,
     one_line,
     read_dataset,
     read_header,
@@ -43,162 +53,27 @@ from medannot.io._dicom_pixels import (
     run_parallel,
 )
 from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, normal_of, order_slices, stack_affine, to_volume
+from medannot.io._dicom_tags import (
+    COLUMNS_TAG,
+    IDENTIFIERS,  # noqa: F401  (re-exported: the identifiers copied into Image.meta)
+    ROWS_TAG,
+    constants_signature,
+    identifiers,
+    multiframe_slices,
+    number,
+    pixel_spacing,
+    plane_of,
+    position_or_none,
+    raw_position,
+    raw_value,
+    refuse_mosaic,
+    rescale_pair,
+    series_uid,
+)
 
 __all__ = ["DicomFolder", "read_dicom_file", "read_dicom_series", "scan_dicom_folder"]
 
-IDENTIFIERS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber")
 _READ_WORKERS = 2  # threads copying pixel bytes (file reads release the GIL)
-
-
-def _floats(ds, keyword: str, n: int, path: Path) -> np.ndarray | None:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return None
-    try:
-        items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else list(value)
-        arr = np.asarray([float(v) for v in items])
-    except (TypeError, ValueError):
-        raise InputError(f"{keyword} is not numeric: {value!r}", path) from None
-    if arr.size != n or not np.all(np.isfinite(arr)):
-        raise InputError(f"{keyword} must have {n} finite numbers, got {list(value)!r}", path)
-    return arr
-
-
-def _number(ds, keyword: str, default: float) -> float:
-    value = ds.get(keyword)
-    try:
-        return default if value is None or value == "" else float(value)
-    except (TypeError, ValueError):
-        return default
-
-
-def _pixel_spacing(ds, path: Path) -> np.ndarray | None:
-    sp = _floats(ds, "PixelSpacing", 2, path)
-    if sp is None:
-        sp = _floats(ds, "ImagerPixelSpacing", 2, path)
-    if sp is not None and np.any(sp <= 0):
-        raise GeometryError(f"PixelSpacing must be positive, got {sp.tolist()}", path)
-    return sp
-
-
-def _identifiers(ds) -> dict[str, str]:
-    out = {}
-    for key in IDENTIFIERS:
-        value = ds.get(key)
-        if value is not None and str(value) != "":
-            out[key] = str(value)
-    return out
-
-
-def _decode(ds, path: Path, notes: list[str]) -> np.ndarray:
-    """Decoded pixel array (pydicom) after checking the declared size against the stored bytes."""
-    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
-        if ds.get("Rows") and ds.get("Columns"):
-            raise InputError("DICOM file declares an image but holds no pixel data; the file is probably truncated", path)
-        raise InputError("DICOM file has no pixel data (not an image: a report, structure set, DICOMDIR, or a truncated file)", path)
-    fmt = PixelFormat.of(ds, path)
-    check_allocation(path, fmt.nbytes * 2, "DICOM image")
-    if "PixelData" in ds:
-        stored = len(ds.PixelData)
-        ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
-        shape = f"{fmt.rows}x{fmt.columns}x{fmt.frames} frames x {fmt.samples} samples at {fmt.bits_allocated} bits"
-        if ts is not None and ts.is_compressed:
-            if fmt.nbytes > max(stored, 1) * ENCAPSULATED_MAX_RATIO:
-                raise InputError(
-                    f"declared size {shape} ({fmt.nbytes} bytes) is impossible for {stored} bytes of compressed pixel data; "
-                    "the header is corrupt",
-                    path,
-                )
-        elif stored < fmt.nbytes:
-            raise InputError(f"pixel data shorter than declared: {stored} bytes stored, {fmt.nbytes} needed for {shape}; the file is truncated", path)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            arr = ds.pixel_array
-    except (*READ_ERRORS, RecursionError) as exc:
-        ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta is not None else "unknown"
-        raise InputError(
-            f"cannot decode the pixel data (transfer syntax {getattr(ts, 'name', ts)}): {one_line(exc)}; "
-            "install a decoder plugin (pylibjpeg, gdcm) or convert the file (dcmdjpeg)",
-            path,
-        ) from None
-    notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
-    arr = np.asarray(arr)
-    return arr if arr.flags.writeable else arr.copy()
-
-
-def _rescale_pair(item) -> tuple[float, float]:
-    return _number(item, "RescaleSlope", 1.0), _number(item, "RescaleIntercept", 0.0)
-
-
-def _plane_from(iop: np.ndarray | None, ipp: np.ndarray | None, path: Path, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row cosine, column cosine, position) in LPS, checked."""
-    if iop is None or ipp is None:
-        raise GeometryError(f"{where} lacks ImageOrientationPatient/ImagePositionPatient; cannot place it in 3D", path)
-    r, c = iop[:3], iop[3:]
-    if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(r @ c) > 1e-2:
-        raise GeometryError(f"ImageOrientationPatient is not two orthogonal unit vectors: {iop.tolist()}", path)
-    return r / np.linalg.norm(r), c / np.linalg.norm(c), ipp
-
-
-def _plane_of(ds, path: Path, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return _plane_from(_floats(ds, "ImageOrientationPatient", 6, path), _floats(ds, "ImagePositionPatient", 3, path), path, where)
-
-
-def _frame_item(ds, frame: int, sequence: str, keyword: str):
-    """Look ``sequence[0].keyword`` up in the per-frame group of ``frame`` then in the shared group."""
-    for groups in (ds.get("PerFrameFunctionalGroupsSequence"), ds.get("SharedFunctionalGroupsSequence")):
-        if not groups:
-            continue
-        group = groups[frame] if groups is ds.get("PerFrameFunctionalGroupsSequence") else groups[0]
-        seq = group.get(sequence)
-        if seq and keyword in seq[0]:
-            return seq[0]
-    return None
-
-
-def _multiframe_slices(ds, path: Path, frames: int, shape: tuple[int, int]) -> list[Slice]:
-    """One :class:`Slice` per frame (``source`` = frame index) from the header alone: per-frame / shared functional
-    groups (enhanced MR/CT/PET...) or GridFrameOffsetVector (RT dose).
-
-    Raises:
-        InputError: No per-frame positions (cine, ultrasound clip).
-        GeometryError: A frame lacks its position, orientation or pixel spacing.
-    """
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    slices: list[Slice] = []
-    if per_frame and len(per_frame) == frames and _frame_item(ds, 0, "PlanePositionSequence", "ImagePositionPatient"):
-        for f in range(frames):
-            pos_item = _frame_item(ds, f, "PlanePositionSequence", "ImagePositionPatient")
-            ori_item = _frame_item(ds, f, "PlaneOrientationSequence", "ImageOrientationPatient")
-            sp_item = _frame_item(ds, f, "PixelMeasuresSequence", "PixelSpacing")
-            if pos_item is None or ori_item is None or sp_item is None:
-                raise GeometryError(f"frame {f + 1} lacks its position, orientation or pixel spacing", path)
-            iop = _floats(ori_item, "ImageOrientationPatient", 6, path)
-            r, c, ipp = _plane_from(iop, _floats(pos_item, "ImagePositionPatient", 3, path), path, f"frame {f + 1}")
-            resc = _frame_item(ds, f, "PixelValueTransformationSequence", "RescaleSlope")
-            slope, icpt = _rescale_pair(resc) if resc is not None else _rescale_pair(ds)
-            sp = _floats(sp_item, "PixelSpacing", 2, path)
-            if sp is None or np.any(sp <= 0):
-                raise GeometryError(f"frame {f + 1} has no positive PixelSpacing", path)
-            slices.append(Slice(ipp, r, c, sp, shape, slope, icpt, f"{path.name} frame {f + 1}", source=f))
-        return slices
-    offsets = ds.get("GridFrameOffsetVector")
-    if offsets is not None and len(offsets) == frames:
-        r, c, ipp = _plane_of(ds, path, path.name)
-        sp = _pixel_spacing(ds, path)
-        if sp is None:
-            raise GeometryError("multi-frame DICOM lacks PixelSpacing", path)
-        normal = np.cross(r, c)
-        slope, icpt = _number(ds, "DoseGridScaling", 1.0) * _rescale_pair(ds)[0], _rescale_pair(ds)[1]
-        for f, off in enumerate(offsets):
-            slices.append(Slice(ipp + float(off) * normal, r, c, sp, shape, slope, icpt, f"{path.name} frame {f + 1}", source=f))
-        return slices
-    raise InputError(
-        f"multi-frame DICOM ({frames} frames) has no per-frame positions (e.g. a cine loop or ultrasound clip); "
-        "cannot build a 3D grid: extract single frames first",
-        path,
-    )
 
 
 # ----------------------------------------------------------------------------- public: files
@@ -225,7 +100,7 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
     notes: list[str] = []
     header = read_header(p, notes)
     ds = header.dataset
-    _refuse_mosaic(ds, p, p)
+    refuse_mosaic(ds, p, p)
     ordered: list[Slice] = []
     dz = None
     if ds.get("Rows") and ds.get("Columns"):
@@ -234,18 +109,18 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
         if fmt.frames > 1:  # geometry checked before decoding too
             if fmt.samples != 1:
                 raise InputError(f"multi-frame colour DICOM ({fmt.frames} frames, {fmt.samples} samples) is not a 3D grey volume", p)
-            ordered, dz = order_slices(_multiframe_slices(ds, p, fmt.frames, (fmt.rows, fmt.columns)), p)
+            ordered, dz = order_slices(multiframe_slices(ds, p, fmt.frames, (fmt.rows, fmt.columns)), p)
         if is_native(header, fmt):  # copied straight from the file: no second parse, no pydicom buffer
             arr = np.empty((fmt.frames, fmt.rows, fmt.columns), fmt.native_dtype())
             read_native_pixels(header, arr)
             arr = correct_unused_bits(arr, fmt)
             arr = arr if fmt.frames > 1 else arr[0]
         else:
-            arr = _decode(read_dataset(p, notes), p, notes)
+            arr = decode_dataset(read_dataset(p, notes), p, notes)
     else:
-        arr = _decode(read_dataset(p, notes), p, notes)
+        arr = decode_dataset(read_dataset(p, notes), p, notes)
     spp = int(ds.get("SamplesPerPixel") or 1)
-    meta: dict[str, Any] = {"source": str(p), "format": "dicom", **_identifiers(ds)}
+    meta: dict[str, Any] = {"source": str(p), "format": "dicom", **identifiers(ds)}
     meta["photometric"] = str(ds.get("PhotometricInterpretation", ""))
     if notes:
         meta["warnings"] = notes
@@ -256,12 +131,12 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
         raw = arr if order == list(range(len(order))) else arr[order]
         vol = to_volume(raw, ordered, kind, p)
         try:
-            geometry = Geometry.from_affine(stack_affine(ordered, (_number(ds, "SliceThickness", 1.0) or 1.0) if dz is None else dz))
+            geometry = Geometry.from_affine(stack_affine(ordered, (number(ds, "SliceThickness", 1.0) or 1.0) if dz is None else dz))
         except GeometryError as exc:
             raise GeometryError(exc.reason, p) from None
         return Image(vol, geometry, kind, meta)
     if spp == 1:
-        slope, icpt = _rescale_pair(ds)
+        slope, icpt = rescale_pair(ds)
         values = apply_rescale(arr[None], np.array([slope]), np.array([icpt]))
     else:
         values = np.moveaxis(arr, -1, 0)  # (rows, cols, samples) -> (samples, rows, cols)
@@ -269,14 +144,14 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
         if values.shape[0] != 1:
             raise InputError(f"expected a grey label image, received {values.shape[0]} samples per pixel", p)
         values = to_label_array(values, p)
-    sp = _pixel_spacing(ds, p)
+    sp = pixel_spacing(ds, p)
     spacing = (1.0, 1.0) if sp is None else (float(sp[0]), float(sp[1]))
     if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
-        r, c, ipp = _plane_of(ds, p, p.name)
+        r, c, ipp = plane_of(ds, p, p.name)
         aff = np.eye(4)
         aff[:3, 0] = c * spacing[0]
         aff[:3, 1] = r * spacing[1]
-        aff[:3, 2] = np.cross(r, c) * (_number(ds, "SliceThickness", 1.0) or 1.0)
+        aff[:3, 2] = np.cross(r, c) * (number(ds, "SliceThickness", 1.0) or 1.0)
         aff[:3, 3] = ipp
         meta["plane_affine_ras"] = (LPS_TO_RAS @ aff).tolist()
     return Image(np.ascontiguousarray(values), Geometry(spacing=spacing), kind, meta)
@@ -371,7 +246,7 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
                 out.unreadable.append((p, exc.reason))
             continue
         ds = header.dataset
-        if not _raw_value(ds, _ROWS_TAG) or not _raw_value(ds, _COLUMNS_TAG):
+        if not raw_value(ds, ROWS_TAG) or not raw_value(ds, COLUMNS_TAG):
             sop = str(getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown SOP class")))
             if "Image" in sop and header.pixels is None:
                 reason = f"{sop} file without Rows/Columns or pixel data: the file is probably truncated or corrupt"
@@ -380,31 +255,10 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
                 reason = f"DICOM without an image ({sop})"
             out.skipped.append((p, reason))
             continue
-        uid = _series_uid(ds)
+        uid = series_uid(ds)
         out.series.setdefault(uid, []).append((p, ds))
         out.headers[p] = header
     return out
-
-
-_ROWS_TAG, _COLUMNS_TAG, _SERIES_UID_TAG = 0x00280010, 0x00280011, 0x0020000E
-
-
-def _refuse_mosaic(ds, path: Path, where: Path) -> None:
-    """Siemens mosaics tile many slices into one image: their position and size describe the tiles, not a slice."""
-    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    if "MOSAIC" in image_type:
-        raise InputError(
-            f"{path.name} is a Siemens mosaic (several slices tiled in one image, ImageType MOSAIC); its geometry is not "
-            "that of one slice: convert it with dcm2niix first",
-            where,
-        )
-
-
-def _series_uid(ds) -> str:
-    """SeriesInstanceUID (from its raw bytes when not yet converted), ``"unknown-series"`` when absent or empty."""
-    raw = _raw_value(ds, _SERIES_UID_TAG)
-    text = raw.decode("ascii", "replace").strip(" \x00") if isinstance(raw, bytes) else str(ds.get("SeriesInstanceUID", "") or "")
-    return text or "unknown-series"
 
 
 def _slice_of(header: Header, where: Path) -> Slice:
@@ -414,53 +268,18 @@ def _slice_of(header: Header, where: Path) -> Slice:
         InputError / GeometryError: naming the file (``where`` for problems of the whole series).
     """
     p, hdr = header.path, header.dataset
-    _refuse_mosaic(hdr, p, where)
-    if int(_number(hdr, "NumberOfFrames", 1)) > 1:
+    refuse_mosaic(hdr, p, where)
+    if int(number(hdr, "NumberOfFrames", 1)) > 1:
         raise InputError(f"series mixes a multi-frame file ({p.name}) with other files; read it alone with read_image", where)
     if int(hdr.get("SamplesPerPixel") or 1) != 1:
         raise InputError(f"{p.name} is a colour image; a 3D series must be grey", where)
-    r, c, ipp = _plane_of(hdr, p, "this file")
-    sp = _pixel_spacing(hdr, p)
+    r, c, ipp = plane_of(hdr, p, "this file")
+    sp = pixel_spacing(hdr, p)
     if sp is None:
         raise GeometryError("lacks PixelSpacing; cannot place it on a 3D grid", p)
     fmt = PixelFormat.of(hdr, p)
-    slope, icpt = _rescale_pair(hdr)
+    slope, icpt = rescale_pair(hdr)
     return Slice(ipp, r, c, sp, (fmt.rows, fmt.columns), slope, icpt, p.name, source=(header, fmt))
-
-
-# Attributes that are usually identical across a series: when a file's raw bytes for all of them equal those of a
-# file already converted, its slice reuses that conversion and only ImagePositionPatient is parsed (pydicom's value
-# conversion dominates header reading otherwise).
-_SERIES_CONSTANT_TAGS = (
-    0x00280010, 0x00280011, 0x00280008, 0x00280002, 0x00200037, 0x00280030, 0x00181164,
-    0x00280100, 0x00280101, 0x00280103, 0x00281053, 0x00281052, 0x00080008,
-)  # fmt: skip
-_IMAGE_POSITION_TAG = 0x00200032
-
-
-def _raw_value(ds, tag: int) -> Any:
-    elem = ds.get_item(tag)
-    if elem is None:
-        return None
-    value = elem.value
-    return value if isinstance(value, (bytes, type(None))) else repr(value)
-
-
-def _constants_signature(ds) -> tuple:
-    ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
-    return (str(ts), *(_raw_value(ds, tag) for tag in _SERIES_CONSTANT_TAGS))
-
-
-def _raw_position(ds) -> np.ndarray | None:
-    """ImagePositionPatient parsed from its raw DS text (3 finite numbers), ``None`` when that is not possible."""
-    raw = _raw_value(ds, _IMAGE_POSITION_TAG)
-    if not isinstance(raw, bytes):
-        return None
-    try:
-        values = np.array([float(v) for v in raw.decode("ascii").strip(" \x00").split("\\")])
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return values if values.size == 3 and np.all(np.isfinite(values)) else None
 
 
 def _slices_of(headers: list[Header], where: Path) -> list[Slice | MedannotError]:
@@ -470,9 +289,9 @@ def _slices_of(headers: list[Header], where: Path) -> list[Slice | MedannotError
     for header in headers:
         ds = header.dataset
         try:
-            key = _constants_signature(ds)
+            key = constants_signature(ds)
             template = known.get(key)
-            ipp = _raw_position(ds) if template is not None else None
+            ipp = raw_position(ds) if template is not None else None
             if template is None or ipp is None:
                 s = _slice_of(header, where)
                 known.setdefault(key, s)
@@ -503,7 +322,7 @@ def _series_slices(scan: DicomFolder, uid: str, where: Path) -> tuple[list[Slice
         if isinstance(result, Slice):
             good.append(result)
         else:
-            bad.append((result, _position_or_none(header.dataset, header.path)))
+            bad.append((result, position_or_none(header.dataset, header.path)))
     if not good:
         exc = bad[0][0]
         raise type(exc)(f"{exc.reason} (no slice of the series is usable)", exc.path)
@@ -524,13 +343,6 @@ def _series_slices(scan: DicomFolder, uid: str, where: Path) -> tuple[list[Slice
     return good, skipped
 
 
-def _position_or_none(ds, path: Path) -> np.ndarray | None:
-    try:
-        return _floats(ds, "ImagePositionPatient", 3, path)
-    except InputError:
-        return None
-
-
 def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarray:
     """Raw frames ``(N, rows, columns)`` of sorted slices: native little-endian files copied straight from disk
     into one preallocated array on a small thread pool, anything else decoded by pydicom."""
@@ -548,7 +360,7 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
 
         def decode(k: int, s: Slice) -> None:
             header = s.source[0]
-            px = _decode(read_dataset(header.path, notes), header.path, notes)
+            px = decode_dataset(read_dataset(header.path, notes), header.path, notes)
             if px.shape != (rows, cols):
                 raise InputError(f"decoded pixels have shape {px.shape}, expected {(rows, cols)} (one grey frame)", header.path)
             decoded[k] = px
@@ -611,7 +423,7 @@ def read_dicom_series(
     else:
         uid = next(iter(scan.series))
     files = scan.series[uid]
-    if len(files) == 1 and int(_number(files[0][1], "NumberOfFrames", 1)) > 1:
+    if len(files) == 1 and int(number(files[0][1], "NumberOfFrames", 1)) > 1:
         image = read_dicom_file(files[0][0], kind)
         image.meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
         return image
@@ -625,13 +437,13 @@ def read_dicom_series(
             raise GeometryError(f"{exc.reason}; unreadable file(s) skipped: {lost}", where) from None
         raise
     first = files[0][1]
-    thickness = _number(first, "SpacingBetweenSlices", 0.0) or _number(first, "SliceThickness", 1.0) or 1.0
+    thickness = number(first, "SpacingBetweenSlices", 0.0) or number(first, "SliceThickness", 1.0) or 1.0
     vol = to_volume(_load_pixels(slices, where, notes), slices, kind, where)
     try:
         geometry = Geometry.from_affine(stack_affine(slices, thickness if dz is None else dz))
     except GeometryError as exc:
         raise GeometryError(exc.reason, where) from None
-    meta: dict[str, Any] = {"source": str(where), "format": "dicom-series", **_identifiers(first)}
+    meta: dict[str, Any] = {"source": str(where), "format": "dicom-series", **identifiers(first)}
     meta["dicom_files"] = len(slices)
     meta["skipped"] = [[str(p), r] for p, r in scan.skipped + bad]
     if bad:
