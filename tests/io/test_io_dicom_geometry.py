@@ -251,9 +251,25 @@ def test_gantry_tilt_refused_with_its_angle(tmp_path):
     tilt = np.deg2rad(15.0)  # slices 5 mm apart along z, each shifted along y: a 15 degree tilted gantry
     positions = [origin + k * np.array([0.0, 5.0 * np.tan(tilt), 5.0]) for k in range(5)]
     _ct_small_series(tmp_path, positions, ImageOrientationPatient=[1, 0, 0, 0, 1, 0], GantryDetectorTilt="15")
-    with pytest.raises(GeometryError, match=r"gantry tilt about 15\.0 degrees") as err:
+    with pytest.raises(GeometryError, match=r"gantry tilt of about 15\.0 degrees") as err:
         read_image(tmp_path)
     assert "\n" not in str(err.value) and "resample" in str(err.value)
+
+
+def test_positions_rounded_by_the_scanner_are_accepted_but_a_shifted_slice_is_not(tmp_path):
+    paths = write_dicom_series(tmp_path, mni_block()[:10, :12, :12], OBLIQUE[:, 0], OBLIQUE[:, 1], slice_step=0.625)
+    for p in paths:  # positions written to 0.01 mm, as many scanners do: in-plane noise above 1 % of the 0.625 mm step
+        ds = pydicom.dcmread(p)
+        ds.ImagePositionPatient = [f"{float(v):.2f}" for v in ds.ImagePositionPatient]
+        ds.save_as(p)
+    ours = read_image(tmp_path)
+    np.testing.assert_allclose(ours.spacing[2], 0.625, atol=0.005)
+    np.testing.assert_array_equal(ours.array[0], sitk_series(tmp_path)[0])
+    ds = pydicom.dcmread(paths[5])
+    ds.ImagePositionPatient = [float(v) + 0.8 * float(c) for v, c in zip(ds.ImagePositionPatient, OBLIQUE[:, 0])]
+    ds.save_as(paths[5])  # one slice moved 0.8 pixel along its rows
+    with pytest.raises(GeometryError, match="shifted within their plane"):
+        read_image(tmp_path)
 
 
 def test_uneven_spacing_refused_with_the_spacings_found(tmp_path):

@@ -5,10 +5,11 @@ Geometry rules (all distances in mm along the slice normal, row cosine x column 
 * every slice must have the same rows x columns, orientation and PixelSpacing;
 * positions are sorted along the normal; two slices at the same position are refused (mixed acquisitions);
 * a step that is a whole multiple of the others is reported as missing slices;
-* uneven spacing is refused, with the spacings found: a slice may sit at most 5 % of the step (+ 0.001 mm)
+* uneven spacing is refused, with the spacings found: a slice may sit at most 10 % of the step (+ 0.001 mm)
   off the regular grid, so the volume's affine places every slice where the files say it is;
-* slices displaced within their own plane from one to the next (gantry tilt, a sheared stack) are refused:
-  the volume would be sheared, which a NIfTI affine cannot represent without resampling.
+* a stack that drifts within the image plane by more than 0.5 degrees (and 0.05 mm) from the first slice to the last
+  is a gantry tilt (or a sheared stack) and is refused: the volume would be sheared, which a NIfTI affine cannot
+  represent without resampling; so is a slice shifted within its plane by more than half a pixel.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from medannot.io._common import to_label_array
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _ORIENT_ATOL = 1e-3  # direction cosines
 _SPACING_RTOL = 1e-3
-_GRID_RTOL = 0.05  # a slice may sit this fraction of the step off the regular grid
+_GRID_RTOL = 0.1  # a slice may sit this fraction of the step off the regular grid
 _GRID_ATOL = 1e-3  # mm
 _DUPLICATE_MM = 1e-3
+_TILT_DEGREES = 0.5  # larger in-plane drift of the stack is a gantry tilt (or a sheared stack)
+_SHIFT_ATOL = 0.05  # mm of in-plane drift ignored (positions rounded to 0.01-0.1 mm by scanners)
 
 
 def apply_rescale(raw: np.ndarray, slopes: np.ndarray, intercepts: np.ndarray) -> np.ndarray:
@@ -177,16 +180,24 @@ def order_slices(slices: list[Slice], where: Path) -> tuple[list[Slice], float |
             f"regular {dz:.3f} mm grid); medannot does not resample silently: resample the series to regular slices first",
             where,
         )
-    deltas = np.diff(np.array([s.position for s in slices]), axis=0)
-    lateral = np.linalg.norm(deltas - np.outer(deltas @ normal, normal), axis=1)
-    sheared = np.flatnonzero(lateral > _GRID_ATOL + 0.01 * np.abs(deltas @ normal))
-    if sheared.size:
-        i = sheared[0]
-        tilt = np.degrees(np.arctan2(lateral[i], abs(deltas[i] @ normal)))
+    positions = np.array([s.position for s in slices])
+    offsets = positions - positions[0]
+    in_plane = offsets - np.outer(offsets @ normal, normal)  # displacement of each slice within the image plane
+    shift = np.linalg.norm(in_plane, axis=1)
+    span = float(dist[-1] - dist[0])
+    tilt = np.degrees(np.arctan2(shift[-1], span))
+    if shift[-1] > _SHIFT_ATOL and tilt > _TILT_DEGREES:
         raise GeometryError(
-            f"slices are not stacked along their normal (offset {lateral[i]:.3f} mm per slice, gantry tilt about "
-            f"{tilt:.1f} degrees, at {slices[i + 1].where}); medannot does not resample silently: correct the tilt "
-            "(e.g. dcm2niix, which resamples tilted CT) first",
+            f"slices are not stacked along their normal: the last slice ({slices[-1].where}) is shifted {shift[-1]:.3f} mm "
+            f"within its plane over {span:.3f} mm, a gantry tilt of about {tilt:.1f} degrees; medannot does not resample "
+            "silently: correct the tilt (e.g. dcm2niix, which resamples tilted CT) first",
+            where,
+        )
+    worst = int(np.argmax(shift))
+    if shift[worst] > max(_SHIFT_ATOL, 0.5 * float(np.min(slices[0].spacing))):
+        raise GeometryError(
+            f"slices are shifted within their plane: {slices[worst].where} sits {shift[worst]:.3f} mm beside the first slice "
+            "(more than half a pixel); the series mixes stacks or table positions: split it first",
             where,
         )
     return slices, float(dz)
