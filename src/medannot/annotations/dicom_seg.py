@@ -46,6 +46,17 @@ def _coded(concept: tuple[str, str, str]):
     return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
 
 
+def _present_values(lab: np.ndarray) -> list[int]:
+    """Sorted label values present; 8/16-bit labels are counted in contiguous chunks (bincount), faster than np.unique."""
+    if lab.dtype.kind not in "ub" or lab.dtype.itemsize > 2:
+        return [int(v) for v in np.unique(lab)]
+    counts = np.zeros(int(np.iinfo(lab.dtype).max if lab.dtype.kind == "u" else 1) + 1, dtype=np.int64)
+    for plane in lab.reshape(lab.shape[0], -1) if lab.flags.c_contiguous else lab.reshape(-1, lab.shape[-1]):
+        found = np.bincount(plane)
+        counts[: found.size] += found
+    return [int(v) for v in np.flatnonzero(counts)]
+
+
 def _segments_of(label_map: LabelMap, present: Sequence[int]) -> list[LabelInfo]:
     """Foreground labels to describe: every label of the map plus values present but unnamed."""
     infos = {info.value: info for info in label_map.foreground}
@@ -161,7 +172,7 @@ def write_dicom_seg(
     ks = frame_slice_indices(planes, labels.geometry, labels.spatial_shape)
     if not isinstance(label_map, LabelMap):
         label_map = LabelMap.parse(label_map) if label_map is not None else LabelMap()
-    present = [int(v) for v in np.unique(lab)]
+    present = _present_values(lab)
     segments = _segments_of(label_map, present)
     if not segments:
         segments = [LabelInfo(1, "label_1", default_color(1))]
@@ -171,7 +182,10 @@ def write_dicom_seg(
     for number, info in enumerate(segments, start=1):
         lut[info.value] = number
     # frames (n, rows, columns) in source-frame order, values = segment numbers
-    frames = lut[lab[:, :, ks].transpose(2, 1, 0)]
+    in_order = bool(np.array_equal(ks, np.arange(lab.shape[2])))
+    stack = lab.transpose(2, 1, 0) if in_order else lab[:, :, ks].transpose(2, 1, 0)
+    identity = all(info.value == number for number, info in enumerate(segments, start=1)) and lab.dtype.itemsize <= lut.itemsize
+    frames = np.ascontiguousarray(stack, dtype=lut.dtype) if identity else lut[stack]
     empty = not frames.any()
     if empty:
         frames[0, 0, 0] = 1  # see below: one frame must exist; it is cleared again after construction
