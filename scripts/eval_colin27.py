@@ -54,10 +54,21 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/colin27"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", type=Path, help="a training checkpoint.pt: evaluate its weights ('model', or 'best_state' with --best) in the bundle's pipeline")
+    parser.add_argument("--best", action="store_true", help="with --checkpoint: the best validation weights so far")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_bundle(args.bundle)
+    if args.checkpoint is not None:
+        from medannot.models.bundle import Bundle
+
+        state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        bundle = Bundle.load(args.bundle)
+        network = bundle.build_network()
+        network.load_state_dict(state["best_state"] if args.best else state["model"])
+        predictor = Predictor(bundle, network=network)
+        print(f"weights of {args.checkpoint} (epoch {state.get('epoch')}, {'best' if args.best else 'latest'})")
     rows = []
     for i, (name, spacing, axcodes, rotation) in enumerate(CASES):
         if args.quick and i not in QUICK:

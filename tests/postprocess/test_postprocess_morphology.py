@@ -87,3 +87,28 @@ def test_apply_postprocessing(nuclei_mask: np.ndarray) -> None:
 def test_apply_postprocessing_bad_spec(spec: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         apply_postprocessing(np.ones((3, 3), np.uint8), (1, 1), spec)
+
+
+def test_group_keeps_largest_component_of_the_union_like_monai() -> None:
+    import torch
+    from monai.transforms import KeepLargestConnectedComponent
+
+    rng = np.random.default_rng(3)
+    lab = np.zeros((40, 40, 40), np.uint8)
+    lab[5:25, 5:25, 5:25] = 1
+    lab[10:20, 10:20, 10:20] = 2  # WM inside GM: one object of the union
+    lab[30:34, 30:34, 30:34] = 1  # a stray GM blob
+    lab[30:33, 2:5, 30:33] = 2  # a stray WM blob
+    lab[rng.random(lab.shape) < 0.002] = 1  # speckle
+    out = apply_postprocessing(lab, (1.0, 1.0, 1.0), {"1+2": [{"name": "keep_largest_component", "params": {"connectivity": 26}}]})
+    monai = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=False, connectivity=3)
+    ref = np.asarray(monai(torch.from_numpy(lab[None].astype(np.int64))))[0].astype(np.uint8)
+    np.testing.assert_array_equal(out, ref)
+    assert out[12, 12, 12] == 2 and out[31, 31, 31] == 0 and out[31, 3, 31] == 0
+
+
+def test_group_rejects_steps_that_add_voxels() -> None:
+    with pytest.raises(ConfigError, match="add voxels"):
+        apply_postprocessing(np.zeros((4, 4), np.uint8), (1, 1), {"1+2": [{"name": "fill_holes"}]})
+    with pytest.raises(ConfigError, match="groups like"):
+        apply_postprocessing(np.zeros((4, 4), np.uint8), (1, 1), {"1+1": [{"name": "keep_largest_component"}]})

@@ -4,6 +4,12 @@ A spec maps label values (as strings, ``"1"``) or ``"*"`` (every non-zero label 
 ordered list of steps ``{"name": ..., "params": {...}}``. For each label the ``"*"`` steps run
 first, then that label's own steps; labels are processed in ascending order.
 
+A key may also name a group of labels joined by ``+`` (``"1+2"``): its steps see the union of
+those labels as one foreground (MONAI's ``KeepLargestConnectedComponent(independent=False)``),
+and voxels they drop become 0 whatever their label. Only steps that remove voxels
+(``keep_largest_component``, ``remove_small_objects``, ``open``) are allowed on groups, and
+groups run before the per-label steps.
+
 Step names (:class:`PostprocessStep`) and params:
 
 - ``keep_largest_component``: ``connectivity`` (optional)
@@ -113,12 +119,30 @@ def validate_postprocessing(spec: Mapping[str, Any] | None) -> dict[str, list[tu
     parsed: dict[str, list[tuple[Callable[..., np.ndarray], dict[str, Any]]]] = {}
     for key, steps in spec.items():
         key = str(key)
-        if key != "*" and not (key.isdigit() and int(key) > 0):
-            raise ConfigError(f"postprocessing keys must be label values like '1' or '*', got {key!r}")
+        if key != "*" and _group_values(key) is None:
+            raise ConfigError(f"postprocessing keys must be label values like '1', groups like '1+2', or '*', got {key!r}")
         if isinstance(steps, (str, Mapping)) or not isinstance(steps, Sequence):
             raise ConfigError(f"postprocessing[{key!r}] must be a list of steps, got {steps!r}")
         parsed[key] = [_parse_step(key, s) for s in steps]
+        if "+" in key:
+            adding = [s["name"] for s in steps if s["name"] not in _GROUP_STEPS]
+            if adding:
+                raise ConfigError(
+                    f"postprocessing[{key!r}]: steps {adding} add voxels and need one label; a group of labels "
+                    f"accepts only {sorted(s.value for s in _GROUP_STEPS)}"
+                )
     return parsed
+
+
+_GROUP_STEPS = {PostprocessStep.KEEP_LARGEST_COMPONENT, PostprocessStep.REMOVE_SMALL_OBJECTS, PostprocessStep.OPEN}
+
+
+def _group_values(key: str) -> tuple[int, ...] | None:
+    """Label values of a key ``"3"`` or ``"1+2"``; None if the key is not of that form."""
+    parts = key.split("+")
+    if not all(p.isdigit() and int(p) > 0 for p in parts) or len(set(parts)) != len(parts):
+        return None
+    return tuple(int(p) for p in parts)
 
 
 def apply_postprocessing(labels: np.ndarray, spacing: Sequence[float], spec: Mapping[str, Any] | None) -> np.ndarray:
@@ -139,8 +163,16 @@ def apply_postprocessing(labels: np.ndarray, spacing: Sequence[float], spec: Map
     out = _check_array(labels, "apply_postprocessing").copy()
     if not parsed:
         return out
+    for key in (k for k in parsed if "+" in k):
+        sel = np.isin(out, _group_values(key))
+        fg = sel.astype(np.uint8)
+        for fn, params in parsed[key]:
+            if not fg.any():
+                break
+            fg = fn(fg, 1, spacing, **params)
+        out[sel & (fg == 0)] = 0
     present = {int(v) for v in np.unique(out) if v != 0}
-    keys = sorted(present | {int(k) for k in parsed if k != "*"})
+    keys = sorted(present | {int(k) for k in parsed if k != "*" and "+" not in k})
     for value in keys:
         steps = (parsed.get("*", []) if value in present else []) + parsed.get(str(value), [])
         for fn, params in steps:
