@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
-from dicomread_helpers import real_slice_series, sitk_series, with_nested_sequence
+from dicomread_helpers import pydicom_data_file, real_slice_series, sitk_series, with_nested_sequence
 from iohelpers import pydicom_test_file
 from typer.testing import CliRunner
 
@@ -46,7 +46,7 @@ def _truncate_pixels(path, keep: float = 0.5) -> None:
     path.write_bytes(raw[: len(raw) - int(128 * 128 * 2 * (1 - keep))])
 
 
-def test_not_dicom_and_apple_double_and_ds_store_ignored(tmp_path):
+def test_not_dicom_apple_double_ds_store_and_seg_ignored(tmp_path):
     real_slice_series(tmp_path, "CT_small.dcm", STEPS)
     (tmp_path / "._IM002.dcm").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
     (tmp_path / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
@@ -57,6 +57,9 @@ def test_not_dicom_and_apple_double_and_ds_store_ignored(tmp_path):
     reasons = {p.split("/")[-1]: r for p, r in image.meta["skipped"]}
     assert "resource fork" in reasons["._IM002.dcm"] and "DS_Store" in reasons[".DS_Store"]
     assert "not a DICOM" in reasons["README.txt"] and "not a DICOM" in reasons["IM999.dcm"]
+    shutil.copy(pydicom_data_file("liver.dcm"), tmp_path / "seg.dcm")  # a real DICOM SEG beside its (other) series
+    image = read_image(tmp_path)
+    assert "DICOM SEG" in {p.split("/")[-1]: r for p, r in image.meta["skipped"]}["seg.dcm"]
     items = discover_inputs(tmp_path)
     assert len(items) == 1 and len(items[0].paths) == 6
     assert _refused(tmp_path / "IM999.dcm", match="not a DICOM").startswith(str(tmp_path / "IM999.dcm"))

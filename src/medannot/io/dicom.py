@@ -74,6 +74,7 @@ from medannot.io._dicom_tags import (
 __all__ = ["DicomFolder", "read_dicom_file", "read_dicom_series", "scan_dicom_folder"]
 
 _READ_WORKERS = 2  # threads copying pixel bytes (file reads release the GIL)
+_SEGMENTATION_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # Segmentation, Label Map Segmentation
 
 
 # ----------------------------------------------------------------------------- public: files
@@ -255,6 +256,9 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
                 reason = f"DICOM without an image ({sop})"
             out.skipped.append((p, reason))
             continue
+        if str(ds.get("SOPClassUID", "")) in _SEGMENTATION_CLASSES:
+            out.skipped.append((p, "DICOM SEG (a segmentation of another series, not an image to annotate)"))
+            continue
         uid = series_uid(ds)
         out.series.setdefault(uid, []).append((p, ds))
         out.headers[p] = header
@@ -365,7 +369,8 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
                 raise InputError(f"decoded pixels have shape {px.shape}, expected {(rows, cols)} (one grey frame)", header.path)
             decoded[k] = px
 
-        errors = run_parallel([lambda k=k, s=s: decode(k, s) for k, s in enumerate(slices)], _READ_WORKERS)
+        # sequential: pydicom decoding holds the GIL, and warnings.catch_warnings (used around it) is not thread-safe
+        errors = run_parallel([lambda k=k, s=s: decode(k, s) for k, s in enumerate(slices)], workers=1)
     for err in errors:
         if err is not None:
             reason = err.reason if isinstance(err, MedannotError) else one_line(err)
