@@ -104,8 +104,10 @@ def test_seg_metadata_names_colours_codes_algorithm_and_references(tmp_path):
 def test_empty_labels_give_a_valid_seg_that_reads_back_empty(tmp_path):
     _, labels, folder = _series(tmp_path, "sagittal")
     sources = load_source_datasets(folder)
-    empty = labels.with_array(np.zeros_like(labels.array))
+    zeros = np.zeros(labels.array.shape[::-1], np.uint8).T  # a transposed view, as the DICOM reader returns
+    empty = labels.with_array(zeros)
     path = write_dicom_seg(empty, sources, LABELS, "brain-mri", "1.2.0", tmp_path / "seg.dcm")
+    assert not zeros.any()  # the writer's placeholder frame never touches the caller's array
     errors, _ = dciodvfy(path)
     assert errors == []
     ds = pydicom.dcmread(path)
@@ -169,3 +171,29 @@ def test_real_liver_seg_from_pydicom_data_reads_like_its_frames():
     np.testing.assert_allclose(image.geometry.origin, (-first[0], -first[1], first[2]), atol=1e-4)
     spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
     np.testing.assert_allclose(image.spacing[:2], (float(spacing[1]), float(spacing[0])), atol=1e-6)
+
+
+def test_seg_on_a_real_enhanced_multiframe_source():
+    """nibabel's real Philips Enhanced MR header (176 oblique frames, measures given per frame): a SEG on its grid."""
+    import tempfile
+
+    from dicomread_helpers import philips_enhanced_mr
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = philips_enhanced_mr(Path(tmp))
+        image = read_image(source)
+        lab = np.zeros(image.spatial_shape, np.uint8)
+        i, j, k = np.ogrid[: lab.shape[0], : lab.shape[1], : lab.shape[2]]
+        lab[(i - 60) ** 2 + (j - 80) ** 2 + (k - 40) ** 2 < 20**2] = 1  # two balls, off-centre: flips would show
+        lab[(i - 150) ** 2 + (j - 170) ** 2 + (k - 120) ** 2 < 30**2] = 2
+        labels = image.with_array(lab[None], kind="label")
+        header = pydicom.dcmread(source, stop_before_pixels=True)
+        path = write_dicom_seg(labels, [header], LABELS, "brain-mri", "1.2.0", Path(tmp) / "seg.dcm")
+        assert dciodvfy(path)[0] == []
+        geometry, shape = series_grid([header])
+        assert geometry == image.geometry and shape == image.spatial_shape
+        back = read_dicom_seg(path, geometry, shape)
+        np.testing.assert_array_equal(back.array, labels.array)
+        ds = pydicom.dcmread(path)
+        refs = ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence
+        assert [r.ReferencedSOPInstanceUID for r in refs] == [header.SOPInstanceUID]

@@ -20,6 +20,7 @@ values by name (so labels 1, 2, 5 written by :func:`write_dicom_seg` read back a
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -101,16 +102,45 @@ _TYPE2_PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "Patient
                         "StudyDate", "StudyTime", "ReferringPhysicianName")  # fmt: skip
 
 
-def with_patient_study_type2(ds: Any) -> Any:
-    """``ds``, or a copy with the Type 2 patient/study attributes it lacks added empty (as DICOM allows)."""
+def _hoistable(ds: Any) -> list[str]:
+    """Functional groups an enhanced image gives per frame, identically for every frame, but not in the shared group."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    shared = (ds.get("SharedFunctionalGroupsSequence") or [None])[0]
+    if not per_frame or int(ds.get("NumberOfFrames") or 1) < 2:
+        return []
+    out = []
+    for keyword in ("PixelMeasuresSequence", "PlaneOrientationSequence"):
+        if shared is not None and keyword in shared:
+            continue
+        values = [item.get(keyword) for item in per_frame]
+        if values[0] is not None and all(v is not None and v == values[0] for v in values[1:]):
+            out.append(keyword)
+    return out
+
+
+def highdicom_source(ds: Any) -> Any:
+    """``ds``, or a header copy that highdicom accepts as the first source image.
+
+    Type 2 patient/study attributes it lacks are added empty (as DICOM allows); an enhanced
+    multi-frame image that repeats its pixel measures / orientation in every frame (as Philips
+    does) gets them in the shared functional group, where highdicom looks.
+    """
     import copy
 
+    from pydicom.dataset import Dataset
+
     missing = [k for k in _TYPE2_PATIENT_STUDY if k not in ds]
-    if not missing:
+    hoist = _hoistable(ds)
+    if not missing and not hoist:
         return ds
     out = copy.deepcopy(ds)
     for keyword in missing:
         setattr(out, keyword, None)
+    if hoist:
+        if not out.get("SharedFunctionalGroupsSequence"):
+            out.SharedFunctionalGroupsSequence = [Dataset()]
+        for keyword in hoist:
+            setattr(out.SharedFunctionalGroupsSequence[0], keyword, out.PerFrameFunctionalGroupsSequence[0].get(keyword))
     return out
 
 
@@ -187,33 +217,37 @@ def write_dicom_seg(
     identity = all(info.value == number for number, info in enumerate(segments, start=1)) and lab.dtype.itemsize <= lut.itemsize
     frames = np.ascontiguousarray(stack, dtype=lut.dtype) if identity else lut[stack]
     empty = not frames.any()
-    if empty:
-        frames[0, 0, 0] = 1  # see below: one frame must exist; it is cleared again after construction
+    if empty:  # one frame must exist: a placeholder pixel, cleared again after construction (never in the caller's array)
+        frames = np.zeros_like(frames)
+        frames[0, 0, 0] = 1
     descriptions = _segment_descriptions(
         segments, algorithm_name, algorithm_version or __version__, algorithm_family or codes.cid7162.ArtificialIntelligence,
         algorithm_type,
     )
     try:
-        seg = hd.seg.Segmentation(
-            source_images=[with_patient_study_type2(source_datasets[0]), *source_datasets[1:]],
-            pixel_array=frames if len(source_datasets) > 1 or frames.shape[0] > 1 else frames[0],
-            segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-            segment_descriptions=descriptions,
-            series_instance_uid=generate_uid(),
-            series_number=series_number,
-            sop_instance_uid=generate_uid(),
-            instance_number=1,
-            manufacturer="medannot",
-            manufacturer_model_name=algorithm_name[:64],
-            software_versions=f"medannot {__version__}",
-            device_serial_number="none",
-            series_description=series_description[:64],
-            content_label="SEGMENTATION",
-            content_description=f"{algorithm_name} {algorithm_version}"[:64],
-            content_creator_name=None,
-            omit_empty_frames=True,
-            workers=workers,
-        )
+        with warnings.catch_warnings():
+            # highdicom re-checks the source's patient name; odd names in real data are not ours to fix
+            warnings.filterwarnings("ignore", category=UserWarning, module="highdicom")
+            seg = hd.seg.Segmentation(
+                source_images=[highdicom_source(source_datasets[0]), *source_datasets[1:]],
+                pixel_array=frames if len(source_datasets) > 1 or frames.shape[0] > 1 else frames[0],
+                segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+                segment_descriptions=descriptions,
+                series_instance_uid=generate_uid(),
+                series_number=series_number,
+                sop_instance_uid=generate_uid(),
+                instance_number=1,
+                manufacturer="medannot",
+                manufacturer_model_name=algorithm_name[:64],
+                software_versions=f"medannot {__version__}",
+                device_serial_number="none",
+                series_description=series_description[:64],
+                content_label="SEGMENTATION",
+                content_description=f"{algorithm_name} {algorithm_version}"[:64],
+                content_creator_name=None,
+                omit_empty_frames=True,
+                workers=workers,
+            )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise InputError(f"cannot build a DICOM SEG from these source images: {' '.join(str(exc).split())}") from None
     if empty:
