@@ -30,8 +30,9 @@ NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
 _IMPLICIT_VR = "1.2.840.10008.1.2"
 _PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 _UNDEFINED = 0xFFFFFFFF
-#: Identifiers read from every header: their values are converted (and pydicom's warnings caught) while parsing.
-CONVERTED_HERE = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber", "SOPClassUID")
+#: Identifiers read from the first header of a series: :func:`convert_identifiers` converts them once.
+IDENTIFIER_KEYWORDS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber",
+                       "SOPClassUID")  # fmt: skip
 ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
 READ_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
                EOFError, IndexError, OverflowError, struct.error)  # fmt: skip
@@ -115,8 +116,6 @@ def read_header(path: Path, notes: list[str] | None = None) -> Header:
                 raise InputError("file is empty (0 bytes); the copy or download probably failed", path)
             warnings.simplefilter("always")
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
-            for keyword in CONVERTED_HERE:  # converted (and validated) inside the warning catcher, once
-                ds.get(keyword)
             ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta is not None else ""
             element = _pixel_element(fh, ts, size) if _little_endian_explicit_or_native(ts) else None
     except FileNotFoundError:
@@ -134,6 +133,20 @@ def read_header(path: Path, notes: list[str] | None = None) -> Header:
     if notes is not None:
         notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
     return Header(path, ds, element)
+
+
+def convert_identifiers(header: Header, notes: list[str] | None = None) -> None:
+    """Convert (and let pydicom validate) the identifiers of a header now, its warnings going to ``notes``,
+    so that later reads of them (case names, ``Image.meta``) are silent. Done once per series, not per file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for keyword in IDENTIFIER_KEYWORDS:
+            try:
+                header.dataset.get(keyword)
+            except READ_ERRORS:
+                pass  # left for the caller's own checks
+    if notes is not None:
+        notes.extend(f"{header.path.name}: {one_line(w.message)}" for w in caught)
 
 
 def read_dataset(path: Path, notes: list[str]) -> Any:

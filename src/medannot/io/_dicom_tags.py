@@ -145,7 +145,7 @@ def multiframe_slices(ds, path: Path, frames: int, shape: tuple[int, int]) -> li
     )
 
 
-ROWS_TAG, COLUMNS_TAG, SERIES_UID_TAG = 0x00280010, 0x00280011, 0x0020000E
+ROWS_TAG, COLUMNS_TAG, SERIES_UID_TAG, SOP_CLASS_TAG = 0x00280010, 0x00280011, 0x0020000E, 0x00080016
 
 
 def refuse_mosaic(ds, path: Path, where: Path) -> None:
@@ -159,11 +159,15 @@ def refuse_mosaic(ds, path: Path, where: Path) -> None:
         )
 
 
+def raw_text(ds, tag: int, keyword: str) -> str:
+    """A text attribute (UI, CS...) from its raw bytes when not yet converted (no pydicom conversion or warning)."""
+    raw = raw_value(ds, tag)
+    return raw.decode("ascii", "replace").strip(" \x00") if isinstance(raw, bytes) else str(ds.get(keyword, "") or "")
+
+
 def series_uid(ds) -> str:
-    """SeriesInstanceUID (from its raw bytes when not yet converted), ``"unknown-series"`` when absent or empty."""
-    raw = raw_value(ds, SERIES_UID_TAG)
-    text = raw.decode("ascii", "replace").strip(" \x00") if isinstance(raw, bytes) else str(ds.get("SeriesInstanceUID", "") or "")
-    return text or "unknown-series"
+    """SeriesInstanceUID, ``"unknown-series"`` when absent or empty."""
+    return raw_text(ds, SERIES_UID_TAG, "SeriesInstanceUID") or "unknown-series"
 
 
 # Attributes that are usually identical across a series: when a file's raw bytes for all of them equal those of a

@@ -43,6 +43,7 @@ from medannot.io._dicom_pixels import (
     Header,
     PixelFormat,
     check_declared_size,
+    convert_identifiers,
     correct_unused_bits,
     decode_dataset,
     one_line,
@@ -57,6 +58,7 @@ from medannot.io._dicom_tags import (
     COLUMNS_TAG,
     IDENTIFIERS,  # noqa: F401  (re-exported: the identifiers copied into Image.meta)
     ROWS_TAG,
+    SOP_CLASS_TAG,
     constants_signature,
     identifiers,
     multiframe_slices,
@@ -65,6 +67,7 @@ from medannot.io._dicom_tags import (
     plane_of,
     position_or_none,
     raw_position,
+    raw_text,
     raw_value,
     refuse_mosaic,
     rescale_pair,
@@ -100,6 +103,7 @@ def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Im
     p, _ = check_readable_file(path)
     notes: list[str] = []
     header = read_header(p, notes)
+    convert_identifiers(header, notes)
     ds = header.dataset
     refuse_mosaic(ds, p, p)
     ordered: list[Slice] = []
@@ -256,10 +260,12 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
                 reason = f"DICOM without an image ({sop})"
             out.skipped.append((p, reason))
             continue
-        if str(ds.get("SOPClassUID", "")) in _SEGMENTATION_CLASSES:
+        if raw_text(ds, SOP_CLASS_TAG, "SOPClassUID") in _SEGMENTATION_CLASSES:
             out.skipped.append((p, "DICOM SEG (a segmentation of another series, not an image to annotate)"))
             continue
         uid = series_uid(ds)
+        if uid not in out.series:
+            convert_identifiers(header)  # the first header of a series names it (case names, Image.meta)
         out.series.setdefault(uid, []).append((p, ds))
         out.headers[p] = header
     return out
