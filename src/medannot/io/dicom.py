@@ -29,6 +29,7 @@ Choices (documented, tested in tests/io/test_io_dicom_geometry.py and test_io_di
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -252,7 +253,7 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
             continue
         ds = header.dataset
         if not raw_value(ds, ROWS_TAG) or not raw_value(ds, COLUMNS_TAG):
-            sop = str(getattr(ds.get("SOPClassUID"), "name", ds.get("SOPClassUID", "unknown SOP class")))
+            sop = _sop_class_name(raw_text(ds, SOP_CLASS_TAG, "SOPClassUID"))
             if "Image" in sop and header.pixels is None:
                 reason = f"{sop} file without Rows/Columns or pixel data: the file is probably truncated or corrupt"
                 out.unreadable.append((p, reason))
@@ -269,6 +270,12 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
         out.series.setdefault(uid, []).append((p, ds))
         out.headers[p] = header
     return out
+
+
+def _sop_class_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    return UID(uid).name if uid else "unknown SOP class"
 
 
 def _slice_of(header: Header, where: Path) -> Slice:
@@ -292,8 +299,17 @@ def _slice_of(header: Header, where: Path) -> Slice:
     return Slice(ipp, r, c, sp, (fmt.rows, fmt.columns), slope, icpt, p.name, source=(header, fmt))
 
 
-def _slices_of(headers: list[Header], where: Path) -> list[Slice | MedannotError]:
-    """One :class:`Slice` (or the error that makes the file unusable) per header, in order."""
+def _slices_of(headers: list[Header], where: Path, notes: list[str]) -> list[Slice | MedannotError]:
+    """One :class:`Slice` (or the error that makes the file unusable) per header, in order; pydicom's warnings about
+    the values go to ``notes``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _slices_of_headers(headers, where)
+    notes.extend(one_line(w.message) for w in caught)
+    return out
+
+
+def _slices_of_headers(headers: list[Header], where: Path) -> list[Slice | MedannotError]:
     known: dict[tuple, Slice] = {}
     out: list[Slice | MedannotError] = []
     for header in headers:
@@ -318,7 +334,7 @@ def _slices_of(headers: list[Header], where: Path) -> list[Slice | MedannotError
     return out
 
 
-def _series_slices(scan: DicomFolder, uid: str, where: Path) -> tuple[list[Slice], list[tuple[Path, str]]]:
+def _series_slices(scan: DicomFolder, uid: str, where: Path, notes: list[str]) -> tuple[list[Slice], list[tuple[Path, str]]]:
     """Slices of a series; a damaged file is skipped only when the rest still makes a complete series.
 
     A file whose position is known (header readable) but whose pixel data or geometry are unusable would leave a
@@ -328,7 +344,7 @@ def _series_slices(scan: DicomFolder, uid: str, where: Path) -> tuple[list[Slice
     good: list[Slice] = []
     bad: list[tuple[MedannotError, np.ndarray | None]] = []
     headers = [scan.headers[p] for p, _ in scan.series[uid]]
-    for header, result in zip(headers, _slices_of(headers, where)):
+    for header, result in zip(headers, _slices_of(headers, where, notes)):
         if isinstance(result, Slice):
             good.append(result)
         else:
@@ -439,7 +455,7 @@ def read_dicom_series(
         image.meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
         return image
     notes: list[str] = []
-    slices, bad = _series_slices(scan, uid, where)
+    slices, bad = _series_slices(scan, uid, where, notes)
     try:
         slices, dz = order_slices(slices, where)
     except GeometryError as exc:
