@@ -349,3 +349,21 @@ def test_series_of_compressed_big_endian_or_implicit_files_matches_sitk(tmp_path
     assert ours.spatial_shape == (64, 64, 4)
     np.testing.assert_array_equal(ours.array[0], peer)
     np.testing.assert_allclose(ours.affine, peer_aff, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint32"])
+def test_rescale_in_place_is_exact_for_every_stored_type(dtype):
+    from medannot.io._dicom_stack import apply_rescale
+
+    rng = np.random.default_rng(1)
+    info = np.iinfo(dtype)
+    raw = rng.integers(max(info.min, -3000), min(info.max, 3000), size=(3, 5, 7), endpoint=True).astype(dtype)
+    slopes, intercepts = np.array([1.0, -2.0, 3.0]), np.array([-1024.0, 7.0, -40000.0 if dtype == "uint32" else 0.0])
+    expected = raw.astype(np.float64) * slopes[:, None, None] + intercepts[:, None, None]
+    out = apply_rescale(raw.copy(), slopes, intercepts)
+    fits = expected.min() >= -32768 and expected.max() <= 32767
+    assert out.dtype == (np.int16 if fits else np.float32)
+    np.testing.assert_array_equal(out, expected)
+    out = apply_rescale(raw.copy(), slopes, intercepts + 0.5)  # non-integral: float32
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, expected + 0.5, rtol=1e-6)
