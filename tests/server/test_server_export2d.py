@@ -25,7 +25,7 @@ def nuclei_case(live, tmp_path_factory):
     path = write_image(Image.from_spatial(crop), tmp_path_factory.mktemp("nuclei") / "crop.tif")
     r = upload(live.client("nadmin"), pid, "crop.tif", path.read_bytes())
     assert r.status_code == 201, r.text
-    assert run_jobs(live) == 1
+    assert run_jobs(live) >= 1
     return pid, r.json()["cases"][0]["id"], crop
 
 
