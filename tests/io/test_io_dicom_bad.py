@@ -227,3 +227,30 @@ def test_corrupt_pixel_element_length(tmp_path):
     raw[at + 8 : at + 12] = struct.pack("<I", 0xFFFFFFF0)
     (tmp_path / "len_short.dcm").write_bytes(bytes(raw[: at + 12 + 1000]))  # and the file ends early
     _refused(tmp_path / "len_short.dcm", match="shorter than declared")
+
+
+def _bad_files(tmp_path):
+    raw = pydicom_test_file("CT_small.dcm").read_bytes()
+    (tmp_path / "text.dcm").write_text("this is a report, not DICOM\n" * 10)
+    (tmp_path / "cut_header.dcm").write_bytes(raw[:300])
+    (tmp_path / "cut_pixels.dcm").write_bytes(raw[:-5000])
+    ds = pydicom.dcmread(pydicom_test_file("CT_small.dcm"))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 50000, 50000, 50
+    ds.save_as(tmp_path / "huge.dcm")
+    with_nested_sequence(pydicom_test_file("CT_small.dcm"), tmp_path / "deep.dcm", depth=4000)
+    return {"text.dcm": "not a DICOM", "cut_header.dcm": "truncated", "cut_pixels.dcm": "shorter than declared",
+            "huge.dcm": "GiB", "deep.dcm": "nested too deeply"}  # fmt: skip
+
+
+def test_cli_one_line_per_bad_file_and_exit_code_2(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    expected = _bad_files(bad)
+    for name, reason in expected.items():
+        result = runner.invoke(app, ["annotate", str(bad / name), "--method", "otsu", "--out", str(tmp_path / "out"), "-q"])
+        assert result.exit_code == 2, (name, result.output)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert "Traceback" not in result.output and "Error:" not in result.output, result.output
+        assert any(name in line and reason in line for line in lines), (name, result.stderr)
+    for name, reason in expected.items():  # and through the API: a typed one-line error naming the file
+        assert _refused(bad / name, match=reason).startswith(str(bad / name))
