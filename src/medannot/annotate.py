@@ -11,7 +11,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -136,6 +136,7 @@ def annotate_inputs(
     out_dir: str | Path | None,
     on_case: Callable[[CaseResult], None] | None = None,
     pacs_settings: Any = None,
+    formats: Sequence[str] = ("nifti",),
 ) -> list[CaseResult]:
     """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
 
@@ -148,6 +149,8 @@ def annotate_inputs(
         out_dir: Output root; None keeps nothing locally (for PACS inputs, whose result goes back to the PACS).
         on_case: Called after each case (for progress display).
         pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries) for DICOMweb addresses.
+        formats: Label formats of each case folder: ``nifti`` (always), ``dicom-seg`` (``seg.dcm``),
+            ``rtstruct`` (``rtstruct.dcm``); the DICOM ones only for DICOM inputs (other inputs fail with a one-line reason).
 
     Returns:
         One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
@@ -155,7 +158,10 @@ def annotate_inputs(
     Raises:
         InputError: If ``input_path`` does not exist or holds no readable input at all.
     """
+    from medannot.annotations.dicom_outputs import dicom_writers, parse_formats
     from medannot.io import discover_inputs
+
+    dicom_formats = [f for f in parse_formats(formats) if f.needs_dicom]
 
     items = discover_inputs(input_path, pacs_settings)
     if not items:
@@ -164,6 +170,10 @@ def annotate_inputs(
     for item in items:
         start = time.perf_counter()
         try:
+            if dicom_formats and item.source not in ("dicom-series", "dicomweb"):
+                wanted = ", ".join(f.value for f in dicom_formats)
+                raise InputError(f"--format {wanted} needs a DICOM series input; this input is a {item.source} (NIfTI, picture or "
+                                 "dataset case): its labels go to labels.nii.gz only, run without that --format", item.paths[0])  # fmt: skip
             case = item.load()
             image = case.image
             labelled = annotator(image)
@@ -171,11 +181,19 @@ def annotate_inputs(
             info: dict[str, Any] = {"path": str(where), "source": item.source}
             info.update({k: str(v) for k, v in case.identifiers.items()})
             label_map, provenance = labelled.label_map or annotator.label_map, annotator.provenance(info)
+            extra = []
+            if dicom_formats:
+                from medannot.annotations.dicom_grid import load_source_datasets
+
+                if labelled.labels is None:
+                    raise InputError("this model finds boxes, not label maps; --format dicom-seg/rtstruct need a segmentation", where)
+                sources = case.meta.get("dicom_headers") or load_source_datasets(list(item.paths), item.series_uid)
+                extra = dicom_writers(dicom_formats, labelled.labels, sources, label_map, provenance)
             root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="medannot-annotate-"))
             try:
                 annotation = write_case(
                     root, item.name, image, labelled.labels, label_map,
-                    provenance, labelled.instance_maps, labelled.timings_s, labelled.probabilities,
+                    provenance, labelled.instance_maps, labelled.timings_s, labelled.probabilities, extra_files=extra,
                 )
             finally:
                 if out_dir is None:

@@ -108,6 +108,9 @@ def annotate(
     pacs_timeout: float = typer.Option(30.0, "--pacs-timeout", min=0.001, help="Seconds to wait for the PACS to connect or answer."),
     pacs_retries: int = typer.Option(3, "--pacs-retries", min=0, help="Retries (exponential back-off) on refused connections and HTTP 5xx."),
     deid: bool = typer.Option(False, "--deid", help="PACS input: de-identify each series on ingest, before it touches the disk (local outputs hold pseudonyms only)."),
+    output_format: list[str] = typer.Option(
+        [], "--format", help="Also write nifti (always), dicom-seg (seg.dcm), rtstruct (rtstruct.dcm); repeatable or comma list; DICOM inputs only."
+    ),
 ) -> None:
     """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
 
@@ -134,6 +137,9 @@ def annotate(
     if deid and not remote:
         fail("--deid de-identifies PACS input on ingest; for files and folders run `medannot deid IN OUT` first")
     pacs_settings = PacsSettings(timeout_s=pacs_timeout, retries=pacs_retries, deidentify=deid) if remote else None
+    from medannot.annotations.dicom_outputs import parse_formats
+
+    formats = parse_formats(output_format)
     annotator = (
         ModelAnnotator(model, tta=tta, progress=not quiet) if model is not None else ClassicalAnnotator(method, parse_params(param))
     )
@@ -145,7 +151,7 @@ def annotate(
             kept = ([str(result.folder)] if result.folder else []) + [f"DICOM SEG {uid} stored in the PACS" for uid in result.stored]
             typer.echo(f"annotated {result.name} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)")
 
-    results = annotate_inputs(input if remote else Path(input), annotator, out, on_case=show, pacs_settings=pacs_settings)
+    results = annotate_inputs(input if remote else Path(input), annotator, out, on_case=show, pacs_settings=pacs_settings, formats=formats)
     if not quiet:
         print_annotation_summary(results)
     failed = [r for r in results if not r.ok]
@@ -296,6 +302,35 @@ def deid(
     )
     if counts[DeidStatus.SKIPPED]:
         raise typer.Exit(EXIT_INPUT)
+
+
+@app.command()
+@friendly_errors
+def convert(
+    src: Path = typer.Argument(..., help="Labels to convert: NIfTI (.nii/.nii.gz), a DICOM SEG or an RTSTRUCT (.dcm)."),
+    dst: Path = typer.Argument(..., help="Output file: .nii/.nii.gz (NIfTI) or .dcm (DICOM SEG, or RTSTRUCT with --to rtstruct)."),
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", "-r", help="The DICOM series folder the labels belong to (needed to write SEG/RTSTRUCT and to read RTSTRUCT)."
+    ),
+    labels: Optional[str] = typer.Option(None, "--labels", help='Label names, e.g. "1=liver,2=tumour" (or JSON).'),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Take label names and colours from this bundle (and name it as the algorithm)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Target format: nifti, dicom-seg or rtstruct (default: from DST's suffix)."),
+) -> None:
+    """Convert label maps between NIfTI, DICOM SEG and RTSTRUCT, on the reference series' voxels."""
+    from medannot.annotations.convert import convert_labels, parse_label_spec
+
+    if labels is not None and model is not None:
+        fail("give --labels or --model, not both")
+    label_map, algorithm = parse_label_spec(labels), None
+    if model is not None:
+        from medannot.annotations import LabelMap
+        from medannot.models.bundle import Bundle
+
+        bundle = Bundle.load(model)
+        label_map = LabelMap.parse({k: v.model_dump() for k, v in bundle.spec.labels.items()})
+        algorithm = ("AUTOMATIC", bundle.name, bundle.version)
+    path, source_fmt, target_fmt = convert_labels(src, dst, reference, label_map, to, algorithm)
+    typer.echo(f"converted {src} ({source_fmt.value}) -> {path} ({target_fmt.value})")
 
 
 @app.command()

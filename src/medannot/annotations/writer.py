@@ -19,6 +19,7 @@ import json
 import secrets
 import shutil
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -58,6 +59,7 @@ def write_case(
     instance_maps: dict[int, np.ndarray] | None = None,
     timings_s: dict[str, float] | None = None,
     probabilities: np.ndarray | None = None,
+    extra_files: Sequence[Callable[[Path], dict[str, str]]] = (),
 ) -> Annotation:
     """Write ``out_dir/case_name/`` atomically and return the annotation it records.
 
@@ -72,6 +74,8 @@ def write_case(
         timings_s: Optional timings to record (seconds).
         probabilities: Optional ``(K, *spatial)`` model probabilities on the labels' grid; each
             instance's score is the mean probability of its label inside it.
+        extra_files: More writers (e.g. DICOM SEG); each writes into the staging folder and returns
+            ``{key: file name}`` for ``annotation.json``'s ``files``; an error in one fails the whole case.
 
     Raises:
         GeometryError: If ``labels`` is not on ``image``'s grid.
@@ -102,6 +106,8 @@ def write_case(
                 files["instances_png"] = "instances.png"
         for path in write_overlays(image, lab, label_map, staging, instances=instance_map):
             files[path.stem] = path.name
+        for write_extra in extra_files:
+            files.update(write_extra(staging))
         annotation = Annotation(
             case=case_name,
             ndim=image.ndim,
