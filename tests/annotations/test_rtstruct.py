@@ -98,3 +98,30 @@ def test_rtstruct_on_the_wrong_series_is_refused(tmp_path):
         read_rtstruct(path, half_slice, shape)
     with pytest.raises(InputError, match="not an RTSTRUCT"):
         read_rtstruct(next(folder.iterdir()), g, shape)
+
+
+def test_real_rtstruct_from_pydicom_rasterises_like_matplotlib():
+    """pydicom's sample RTSTRUCT (no preamble; ROI 'patient' drawn on three axial planes, two POINT isocentres),
+    rasterised on a synthetic axial grid (2 mm pixels, centres never on the contour edges, 10 mm slices).
+    Peer: matplotlib's point-in-polygon test on the same pixel centres."""
+    from matplotlib.path import Path as PolygonPath
+
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "rtstruct.dcm"
+    shape = (250, 200, 4)  # columns, rows, slices
+    origin_lps = np.array([-249.5, -199.5, -200.0])  # first pixel centre; slices at z = -200, -190, -180, -170
+    geometry = Geometry(spacing=(2.0, 2.0, 10.0), origin=tuple(origin_lps * [-1, -1, 1]), direction=np.diag([-1.0, -1.0, 1.0]))
+    image = read_rtstruct(path, geometry, shape)
+    assert image.meta["segments"] == {1: "patient", 2: "Isocenter 1", 3: "Isocenter 2"}
+    assert set(np.unique(image.array).tolist()) == {0, 1}  # POINT ROIs are listed but draw nothing
+    ds = pydicom.dcmread(path, force=True)
+    expected = np.zeros(shape, bool)
+    ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    x, y = origin_lps[0] + 2.0 * ii, origin_lps[1] + 2.0 * jj  # LPS mm of the pixel centres
+    for contour in ds.ROIContourSequence[0].ContourSequence:
+        points = np.asarray(contour.ContourData, float).reshape(-1, 3)
+        k = int(round((points[0, 2] - origin_lps[2]) / 10.0))
+        inside = PolygonPath(points[:, :2]).contains_points(np.c_[x.ravel(), y.ravel()]).reshape(x.shape)
+        expected[:, :, k] ^= inside
+    assert expected[:, :, :3].all(axis=(0, 1)).sum() == 0 and expected[:, :, :3].any(axis=(0, 1)).all()
+    assert not expected[:, :, 3].any()
+    np.testing.assert_array_equal(image.array[0] == 1, expected)

@@ -62,9 +62,7 @@ def detect_format(path: str | Path) -> OutputFormat:
     Raises:
         InputError: Missing file, or neither NIfTI nor a SEG / RTSTRUCT.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
+    from medannot.annotations.dicom_grid import dcmread_object
     from medannot.annotations.dicom_seg import SEG_SOP_CLASS_UID
     from medannot.annotations.rtstruct import RTSTRUCT_SOP_CLASS_UID
 
@@ -74,8 +72,8 @@ def detect_format(path: str | Path) -> OutputFormat:
     if p.name.lower().endswith(_NIFTI):
         return OutputFormat.NIFTI
     try:
-        ds = pydicom.dcmread(p, stop_before_pixels=True, specific_tags=["SOPClassUID", "Modality"])
-    except (InvalidDicomError, OSError, ValueError, EOFError):
+        ds = dcmread_object(p, stop_before_pixels=True)
+    except InputError:
         raise InputError("expected NIfTI labels (.nii/.nii.gz), a DICOM SEG or an RTSTRUCT; this is none of them", p) from None
     sop = str(ds.get("SOPClassUID", ""))
     if sop == SEG_SOP_CLASS_UID:
@@ -107,9 +105,9 @@ def target_format(path: str | Path, to: str | None = None) -> OutputFormat:
 
 def _algorithm_of(path: Path, fmt: OutputFormat) -> tuple[str, str, str] | None:
     """(type, name, version) recorded in a SEG's first segment or an RTSTRUCT's first ROI, if any."""
-    import pydicom
+    from medannot.annotations.dicom_grid import dcmread_object
 
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    ds = dcmread_object(path, stop_before_pixels=True)
     if fmt is OutputFormat.DICOM_SEG and ds.get("SegmentSequence"):
         item = ds.SegmentSequence[0]
         algo = item.get("SegmentationAlgorithmIdentificationSequence")

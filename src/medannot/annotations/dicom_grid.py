@@ -26,10 +26,31 @@ from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError
 
-__all__ = ["FramePlane", "frame_planes", "frame_slice_indices", "load_source_datasets", "lps_to_ras", "onto_grid", "series_grid"]
+__all__ = ["FramePlane", "dcmread_object", "frame_planes", "frame_slice_indices", "load_source_datasets", "lps_to_ras", "onto_grid", "series_grid"]
 
 _POSITION_TOL_VOXELS = 0.05  # a frame may sit this far (in voxels) from a slice of the label grid
 _AXIS_TOL_MM = 1e-3  # per-axis step vectors (direction x spacing) must agree to this, in mm
+
+
+def dcmread_object(path: Path, stop_before_pixels: bool = False) -> Any:
+    """pydicom.dcmread for SEG / RTSTRUCT objects; files without the 128-byte preamble (older RT systems) are read too.
+
+    Raises:
+        InputError: The file cannot be parsed as DICOM.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        try:
+            return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+        except InvalidDicomError:
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+            if "SOPClassUID" not in ds:
+                raise InvalidDicomError("no DICM preamble and no SOP Class UID") from None
+            return ds
+    except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, KeyError) as exc:
+        raise InputError(f"cannot read the DICOM file ({' '.join(str(exc).split())})", path) from None
 
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:

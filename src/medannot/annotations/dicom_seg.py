@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medannot import __version__
-from medannot.annotations.dicom_grid import frame_planes, frame_slice_indices, lps_to_ras, onto_grid
+from medannot.annotations.dicom_grid import dcmread_object, frame_planes, frame_slice_indices, lps_to_ras, onto_grid
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
 from medannot.data.geometry import Geometry
@@ -323,16 +323,11 @@ def read_dicom_seg(
         GeometryError: Frames not on one regular grid, or not on the reference grid.
     """
     import highdicom as hd
-    import pydicom
-    from pydicom.errors import InvalidDicomError
 
     p = Path(path)
     if (reference_geometry is None) != (reference_shape is None):
         raise InputError("read_dicom_seg: give reference_geometry and reference_shape together")
-    try:
-        ds = pydicom.dcmread(p)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise InputError(f"cannot read the DICOM file ({' '.join(str(exc).split())})", p) from None
+    ds = dcmread_object(p)
     if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS_UID:
         raise InputError(f"not a DICOM SEG (Modality {ds.get('Modality', '?')}, SOP class {ds.get('SOPClassUID', '?')})", p)
     try:

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medannot import __version__
-from medannot.annotations.dicom_grid import frame_planes, frame_slice_indices, lps_to_ras
+from medannot.annotations.dicom_grid import dcmread_object, frame_planes, frame_slice_indices, lps_to_ras
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
 from medannot.data.geometry import Geometry
@@ -295,15 +295,10 @@ def read_rtstruct(
         InputError: Not an RTSTRUCT or unreadable.
         GeometryError: A contour that does not lie in a slice plane of the reference grid.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
     from skimage.draw import polygon
 
     p = Path(path)
-    try:
-        ds = pydicom.dcmread(p)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise InputError(f"cannot read the DICOM file ({' '.join(str(exc).split())})", p) from None
+    ds = dcmread_object(p)
     if str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS_UID:
         raise InputError(f"not an RTSTRUCT (Modality {ds.get('Modality', '?')}, SOP class {ds.get('SOPClassUID', '?')})", p)
     rois = roi_label_map(ds)
