@@ -84,7 +84,10 @@ def check_mask(data: bytes, shape: list[int], affine: list, label_values: set[in
     if not image.geometry.isclose(case_geometry(affine), atol=AFFINE_ATOL_MM):
         raise GeometryError(f"mask: affine {image.geometry!r} is not the image's {case_geometry(affine)!r}; save the mask on the image grid")
     array = image.array[0]
-    values = {int(v) for v in np.unique(array)}
+    if array.dtype == np.uint8:  # a histogram is ~50x faster than np.unique on a 256^3 mask
+        values = {int(v) for v in np.flatnonzero(np.bincount(array.ravel(), minlength=256))}
+    else:
+        values = {int(v) for v in np.unique(array)}
     unknown = sorted(values - set(label_values) - {0})
     if unknown:
         raise InputError(f"mask: label values {unknown[:10]} are not in the project's label map {sorted(label_values)}")
