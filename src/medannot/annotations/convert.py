@@ -156,14 +156,11 @@ def convert_labels(
     source_fmt, target_fmt = detect_format(src), target_format(dst, to)
     if source_fmt is target_fmt:
         raise InputError(f"source and target are both {source_fmt.value}; nothing to convert", src)
-    sources: list[Any] | None = None
-    grid = None
-    if reference is not None:
-        sources = load_source_datasets(Path(reference))
-        grid = series_grid(sources)
-    elif target_fmt.needs_dicom or source_fmt is OutputFormat.RTSTRUCT:
+    if reference is None and (target_fmt.needs_dicom or source_fmt is OutputFormat.RTSTRUCT):
         why = "write a DICOM SEG or RTSTRUCT (they reference its images)" if target_fmt.needs_dicom else "rasterise RTSTRUCT contours"
         raise InputError(f"--reference SERIES_DIR (the DICOM series the labels belong to) is needed to {why}", src)
+    sources: list[Any] = load_source_datasets(Path(reference)) if reference is not None else []
+    grid = series_grid(sources) if sources else None
 
     labels: Image
     if source_fmt is OutputFormat.NIFTI:
@@ -172,10 +169,9 @@ def convert_labels(
         from medannot.annotations.dicom_seg import read_dicom_seg
 
         labels = read_dicom_seg(src, *(grid or (None, None)), label_map=label_map)
-    else:
+    elif grid is not None:
         from medannot.annotations.rtstruct import read_rtstruct
 
-        assert grid is not None
         labels = read_rtstruct(src, grid[0], grid[1], label_map=label_map)
     if label_map is None:
         names = labels.meta.get("segments")
@@ -187,7 +183,6 @@ def convert_labels(
 
     if target_fmt is OutputFormat.NIFTI:
         return write_image(labels, dst), source_fmt, target_fmt
-    assert sources is not None
     if algorithm is None:
         algorithm = (_algorithm_of(src, source_fmt) if source_fmt.needs_dicom else None) or ("MANUAL", "", "")
     kind, name, version = algorithm
