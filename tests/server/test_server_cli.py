@@ -134,3 +134,24 @@ def test_migrations_build_exactly_the_models_on_sqlite(tmp_path):
 
 def test_migrations_build_exactly_the_models_on_postgresql(postgres):
     assert _schema_diff(postgres.new_database()) == []
+
+
+@pytest.mark.slow  # reads the bundled label maps (loads torch)
+def test_demo_seeds_a_user_projects_and_queued_jobs(tmp_path):
+    from sqlalchemy import select
+
+    from medannot.server.models import Case, Job, Project
+
+    data = str(tmp_path / "d")
+    first = run("projects", "demo", "--data", data)
+    assert first.returncode == 0 and "demo/demo" in first.stdout
+    assert "exists already" in run("projects", "demo", "--data", data).stdout
+    db = Database(f"sqlite:///{tmp_path / 'd' / 'medannot.db'}")
+    with db.read() as s:
+        projects = {p.name: p.model for p in s.scalars(select(Project))}
+        cases = {c.name: (c.spatial_dims, c.shape) for c in s.scalars(select(Case))}
+        states = [j.state for j in s.scalars(select(Job))]
+    db.dispose()
+    assert projects == {"demo-nuclei": "nuclei", "demo-brain": "brain-mri"}
+    assert cases == {"nuclei-right-half": (2, [512, 256, 1]), "mni152-t1-crop": (3, [136, 170, 120])}
+    assert states == ["queued", "queued"]

@@ -37,7 +37,7 @@ def demo_images() -> list[tuple[str, str, object]]:
                  Geometry(spacing=t1.geometry.spacing, origin=tuple(origin), direction=t1.geometry.direction), t1.kind,
                  {"source": "MNI152 2009a T1 (crop)"})
     nuclei = Image.from_spatial(samples.nuclei_image().scalar()[:, samples.NUCLEI_SPLIT_COLUMN :])
-    return [("demo-brain", "mni152-t1-crop", crop), ("demo-nuclei", "nuclei-right-half", nuclei)]
+    return [("demo-nuclei", "nuclei-right-half", nuclei), ("demo-brain", "mni152-t1-crop", crop)]  # quick one first
 
 
 def seed_demo(db: Database, blobs: BlobStore) -> bool:
@@ -45,7 +45,7 @@ def seed_demo(db: Database, blobs: BlobStore) -> bool:
     with db.read() as s:
         if s.scalar(select(User).where(User.username == DEMO_USER)) is not None:
             return False
-    models = {"demo-brain": "brain-mri", "demo-nuclei": "nuclei"}
+    models = {"demo-nuclei": "nuclei", "demo-brain": "brain-mri"}
     prepared = [(p, name, img, blobs.put(to_nifti_bytes(img))) for p, name, img in demo_images()]
     with db.write() as s:
         user = store.add_user(s, DEMO_USER, DEMO_PASSWORD, is_admin=False)
