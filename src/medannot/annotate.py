@@ -16,6 +16,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 
 from medannot.annotations import Annotation, LabelMap, Provenance, write_case
+from medannot.annotations.schema import Box
 from medannot.data import Image
 from medannot.errors import InputError, MedannotError
 
@@ -24,11 +25,13 @@ from medannot.errors import InputError, MedannotError
 class Labelled:
     """What an annotator returns for one image."""
 
-    labels: Image
+    labels: Image | None  # None for a detection model (boxes only)
     instance_maps: dict[int, np.ndarray] | None = None
     timings_s: dict[str, float] = field(default_factory=dict)
     label_map: LabelMap | None = None
     probabilities: np.ndarray | None = None  # (K, *spatial) float32 on the labels' grid: instance scores
+    boxes: list[Box] | None = None  # boxes a detector found (segmented instances get theirs in write_case)
+    overlay_threshold: float = 0.0  # boxes scoring below this are not drawn
 
 
 class Annotator(Protocol):
@@ -44,11 +47,23 @@ class Annotator(Protocol):
 class ModelAnnotator:
     """Annotator backed by a trained bundle and :class:`medannot.inference.Predictor`.
 
+    A detection bundle (``task: detection``) gives a
+    :class:`medannot.annotate_detection.DetectionAnnotator` instead (boxes, no label map).
+
     Args:
         model: Bundled model name or bundle folder.
         tta: Flip test-time augmentation (None: the bundle's default).
         progress: Show the sliding-window progress bar.
     """
+
+    def __new__(cls, model: str | Path, tta: bool | None = None, progress: bool = False, **_options: Any) -> Any:
+        from medannot.models.bundle import Bundle
+
+        if cls is ModelAnnotator and Bundle.load(model).task == "detection":
+            from medannot.annotate_detection import DetectionAnnotator
+
+            return DetectionAnnotator(model, tta=tta, progress=progress)
+        return super().__new__(cls)
 
     def __init__(self, model: str | Path, tta: bool | None = None, progress: bool = False) -> None:
         from medannot.inference import Predictor
@@ -194,6 +209,7 @@ def annotate_inputs(
                 annotation = write_case(
                     root, item.name, image, labelled.labels, label_map,
                     provenance, labelled.instance_maps, labelled.timings_s, labelled.probabilities, extra_files=extra,
+                    boxes=labelled.boxes, overlay_threshold=labelled.overlay_threshold,
                 )
             finally:
                 if out_dir is None:

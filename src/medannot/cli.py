@@ -170,6 +170,7 @@ def evaluate(
     labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "grey matter"}\'.'),
     tolerance: float = typer.Option(1.0, "--tolerance", min=0.0, help="Surface Dice tolerance in mm."),
     lesions: bool = typer.Option(False, "--lesions", help="Also lesion-wise metrics (sensitivity, precision, F1, FP, PQ; FROC when scored)."),
+    boxes: bool = typer.Option(False, "--boxes", help="Score the boxes of annotation.json files against a COCO JSON or instance masks (AP, AR, FROC)."),
     match: str = typer.Option("iou", "--match", help="Lesion matching: iou, or overlap (fraction of the true lesion covered)."),
     match_threshold: float = typer.Option(0.5, "--match-threshold", help="Lesions match when the --match value is above this (0 to <1)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with a 'case' column and columns to break results down by."),
@@ -182,6 +183,15 @@ def evaluate(
 
     if output_format not in {"table", "json"}:
         fail(f"--format must be 'table' or 'json', got {output_format!r}")
+    if boxes:
+        from medannot.evaluation.boxes_eval import evaluate_boxes, print_box_summary
+
+        box_result = evaluate_boxes(pred, truth, out)
+        if output_format == "json":
+            typer.echo(json.dumps(box_result, indent=2))
+        else:
+            print_box_summary(box_result)
+        return
     if match not in {"iou", "overlap"}:
         fail(f"--match must be 'iou' or 'overlap', got {match!r}")
     result = evaluate_paths(

@@ -1,9 +1,30 @@
-"""One annotation schema per case: label summaries, instances and provenance.
+"""One annotation schema per case: label summaries, instances, boxes and provenance.
 
 The schema is what ``annotation.json`` holds. Sizes are in mm^3 for 3D images
-and mm^2 for 2D images; boxes are given both in voxel indices (inclusive
-``[min, max]`` per array axis) and in world RAS mm (the box's corner voxel
-centres mapped through the affine, then the axis-aligned world extent).
+and mm^2 for 2D images.
+
+IDs tie the parts together:
+
+- ``labels[].value`` is a label value of the label map (0 = background) and ``labels[].name`` its name;
+- ``instances[].id`` (1..N, unique in the case) is the value in ``instances.nii.gz``; ``instances[].label``
+  is a label value and ``instances[].label_name`` its name;
+- ``boxes[].id`` (1..M, unique in the case); ``boxes[].label`` / ``boxes[].label_name`` as above;
+  ``boxes[].instance_id`` is the instance the box bounds (``source == "instance"``, every segmented
+  instance has one box) or None for a box a detector found (``source == "detector"``).
+
+Every instance and box carries a ``score`` (mean model probability of its label inside the
+instance; the detector's class probability for a detector box; None for training-free methods)
+and the case's ``provenance`` says which model or method, version and settings made them.
+
+Coordinates: ``instances[].bbox_voxels`` are inclusive voxel indices ``[[min, max], ...]`` per array
+axis and ``bbox_mm`` the world extent of those voxel *centres*. ``boxes[].box_voxels`` are continuous
+``[min_0, .., max_0, ..]`` in array axis order with an exclusive max corner (voxel ``i`` spans
+``[i, i + 1)``, MONAI ``StandardMode``), and ``boxes[].box_mm`` the world RAS extent of the box's
+*edges* ``[[min, max], ...]`` per world axis (see :mod:`medannot.data.boxes`). For 2D cases
+``boxes.coco.json`` holds the same boxes in COCO form (``x`` = column).
+
+:func:`validate_annotation` checks an ``annotation.json`` dict against these dataclasses (pydantic)
+and the ID rules above; :func:`annotation_json_schema` gives the JSON schema.
 """
 
 from __future__ import annotations
@@ -64,6 +85,7 @@ class Instance:
         bbox_mm: ``[[min, max], ...]`` world RAS extent of the box's voxel centres per world axis.
         centroid_mm: World RAS position of the centroid.
         score: Mean model probability of the label inside the instance (None for classical methods).
+        label_name: Name of ``label`` in the label map.
     """
 
     id: int
@@ -74,6 +96,35 @@ class Instance:
     bbox_mm: list[list[float]]
     centroid_mm: list[float]
     score: float | None = None
+    label_name: str = ""
+
+
+@dataclass
+class Box:
+    """One box: an object a detector found, or the bounding box of a segmented instance.
+
+    Args:
+        id: Box number, 1-based, unique within the case.
+        label: Label value (object class) the box belongs to.
+        label_name: Name of ``label`` in the label map.
+        score: Detector class probability, or the instance's score; None for training-free methods.
+        box_voxels: ``[min_0, .., min_{n-1}, max_0, .., max_{n-1}]`` continuous voxel coordinates in array
+            axis order, max exclusive.
+        box_mm: ``[[min, max], ...]`` world RAS extent (mm) of the box edges per world axis.
+        center_mm: World RAS centre of the box (mm).
+        source: ``"detector"`` or ``"instance"`` (derived from a segmented instance).
+        instance_id: The instance this box bounds (``source == "instance"``), else None.
+    """
+
+    id: int
+    label: int
+    label_name: str
+    score: float | None
+    box_voxels: list[float]
+    box_mm: list[list[float]]
+    center_mm: list[float]
+    source: str
+    instance_id: int | None = None
 
 
 @dataclass
@@ -87,6 +138,7 @@ class LabelSummary:
         voxels: Number of voxels (pixels in 2D) with this value; 0 when the label is absent.
         size: ``voxels`` times the voxel volume: mm^3 (3D) or mm^2 (2D).
         instance_count: Number of connected components (instances) of the label.
+        box_count: Number of boxes of the label.
     """
 
     value: int
@@ -95,6 +147,7 @@ class LabelSummary:
     voxels: int
     size: float
     instance_count: int
+    box_count: int = 0
 
 
 @dataclass
@@ -110,6 +163,7 @@ class Annotation:
     labels: list[LabelSummary]
     instances: list[Instance]
     provenance: Provenance
+    boxes: list[Box] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
@@ -117,3 +171,80 @@ class Annotation:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable dict."""
         return asdict(self)
+
+
+def annotation_json_schema() -> dict[str, Any]:
+    """The JSON schema (draft 2020-12, from pydantic) that ``annotation.json`` follows."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Annotation).json_schema()
+
+
+def validate_annotation(data: dict[str, Any], path: str | None = None) -> Annotation:
+    """Check an ``annotation.json`` dict: field types (pydantic) and the ID rules of the module docstring.
+
+    Args:
+        data: The parsed JSON.
+        path: The file, named in the error.
+
+    Returns:
+        The :class:`Annotation`.
+
+    Raises:
+        InputError: Naming the first problem (a field, or an ID that does not match).
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from medannot.errors import InputError
+
+    try:
+        ann = TypeAdapter(Annotation).validate_python(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        raise InputError(f"annotation.json does not follow the schema: {loc}: {err['msg']} ({exc.error_count()} error(s))", path) from None
+    problems = _id_problems(ann)
+    if problems:
+        raise InputError(f"annotation.json IDs are inconsistent: {problems[0]} ({len(problems)} problem(s))", path)
+    return ann
+
+
+def _id_problems(ann: Annotation) -> list[str]:
+    out: list[str] = []
+    names = {lab.value: lab.name for lab in ann.labels}
+    inst_ids = [i.id for i in ann.instances]
+    box_ids = [b.id for b in ann.boxes]
+    if len(set(inst_ids)) != len(inst_ids):
+        out.append("instance ids are not unique")
+    if len(set(box_ids)) != len(box_ids):
+        out.append("box ids are not unique")
+    by_id = {i.id: i for i in ann.instances}
+    for inst in ann.instances:
+        if inst.label not in names:
+            out.append(f"instance {inst.id} has label {inst.label}, which is not in labels")
+        elif inst.label_name and inst.label_name != names[inst.label]:
+            out.append(f"instance {inst.id} is named {inst.label_name!r} but label {inst.label} is {names[inst.label]!r}")
+    for box in ann.boxes:
+        if len(box.box_voxels) != 2 * ann.ndim or len(box.box_mm) != ann.ndim:
+            out.append(f"box {box.id} does not have {2 * ann.ndim} voxel coordinates and {ann.ndim} world ranges")
+        if box.label not in names:
+            out.append(f"box {box.id} has label {box.label}, which is not in labels")
+        elif box.label_name != names[box.label]:
+            out.append(f"box {box.id} is named {box.label_name!r} but label {box.label} is {names[box.label]!r}")
+        if box.source not in ("detector", "instance"):
+            out.append(f"box {box.id} has source {box.source!r}; expected 'detector' or 'instance'")
+        if box.instance_id is not None:
+            inst = by_id.get(box.instance_id)
+            if inst is None:
+                out.append(f"box {box.id} refers to instance {box.instance_id}, which does not exist")
+            elif inst.label != box.label:
+                out.append(f"box {box.id} has label {box.label} but its instance {inst.id} has label {inst.label}")
+        elif box.source == "instance":
+            out.append(f"box {box.id} comes from an instance but names none")
+        if box.score is not None and not 0.0 <= box.score <= 1.0:
+            out.append(f"box {box.id} has score {box.score} outside [0, 1]")
+    for lab in ann.labels:
+        n = sum(1 for b in ann.boxes if b.label == lab.value)
+        if lab.box_count != n:
+            out.append(f"label {lab.value} ({lab.name}) says box_count {lab.box_count} but {n} box(es) have that label")
+    return out

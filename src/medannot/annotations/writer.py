@@ -7,7 +7,12 @@ For an input named ``X`` the folder ``OUT/X/`` holds:
 - ``labels.png`` (2D only): the same label values as a PNG;
 - ``instances.nii.gz`` (and ``instances.png`` in 2D): instance ids matching ``annotation.json``;
 - ``overlay.png`` (2D) or ``overlay_{axial,coronal,sagittal}.png`` (3D);
-- ``annotation.json``: provenance, label sizes, instances with boxes.
+- ``annotation.json``: provenance, label sizes, instances, boxes (see :mod:`medannot.annotations.schema`);
+- ``boxes.coco.json`` (2D only): the boxes as a COCO dataset (pycocotools loads it);
+- ``overlay_boxes.png`` (2D) or ``overlay_boxes_{axial,coronal,sagittal}.png`` (3D): boxes drawn on the image.
+
+Every segmented instance also yields a box (``source: "instance"``, score = the instance's score);
+a detection model gives boxes only (``labels`` is None: no label or instance files).
 
 The folder is assembled under a hidden temporary name and renamed into place,
 so an interrupted run never leaves a half-written case folder.
@@ -18,14 +23,18 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from medannot.annotations.boxes import boxes_from_instance_records
+from medannot.annotations.coco import case_coco
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.overlay import write_overlays
-from medannot.annotations.schema import Annotation, Provenance
+from medannot.annotations.overlay_boxes import write_box_overlays
+from medannot.annotations.schema import Annotation, Box, LabelSummary, Provenance
 from medannot.annotations.summary import summarise
 from medannot.data import Image, ImageKind
 from medannot.errors import OutputError
@@ -53,12 +62,14 @@ def write_case(
     out_dir: Path,
     case_name: str,
     image: Image,
-    labels: Image,
+    labels: Image | None,
     label_map: LabelMap,
     provenance: Provenance,
     instance_maps: dict[int, np.ndarray] | None = None,
     timings_s: dict[str, float] | None = None,
     probabilities: np.ndarray | None = None,
+    boxes: list[Box] | None = None,
+    overlay_threshold: float = 0.0,
     extra_files: Sequence[Callable[[Path], dict[str, str]]] = (),
 ) -> Annotation:
     """Write ``out_dir/case_name/`` atomically and return the annotation it records.
@@ -74,6 +85,9 @@ def write_case(
         timings_s: Optional timings to record (seconds).
         probabilities: Optional ``(K, *spatial)`` model probabilities on the labels' grid; each
             instance's score is the mean probability of its label inside it.
+        boxes: Boxes a detector found on ``image``'s grid (ids 1..N); with ``labels`` None they are
+            the whole annotation.
+        overlay_threshold: Boxes scoring below this are not drawn (all are written to the JSON files).
         extra_files: More writers (e.g. DICOM SEG); each writes into the staging folder and returns
             ``{key: file name}`` for ``annotation.json``'s ``files``; an error in one fails the whole case.
 
@@ -81,31 +95,23 @@ def write_case(
         GeometryError: If ``labels`` is not on ``image``'s grid.
         OutputError: If the folder cannot be written.
     """
-    image.check_same_grid(labels, what=f"input and labels of case {case_name!r}")
+    if labels is None and boxes is None:
+        raise OutputError(f"case {case_name!r}: nothing to write (neither labels nor boxes)", out_dir)
+    if labels is not None:
+        image.check_same_grid(labels, what=f"input and labels of case {case_name!r}")
     out_dir = Path(out_dir)
     final = out_dir / case_name
     staging = out_dir / f".{case_name}.tmp-{secrets.token_hex(4)}"
-    lab = labels.array[0]
-    summaries, instances, instance_map = summarise(lab, labels.geometry, label_map, instance_maps, probabilities)
-    lab = lab.astype(label_dtype(int(lab.max()) if lab.size else 0), copy=False)
+    summaries, instances, all_boxes, lab, instance_map = _records(image, labels, label_map, instance_maps, probabilities, boxes)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         staging.mkdir()
         files: dict[str, str] = {}
-        lab_img = labels.with_array(lab[None], kind=ImageKind.LABEL)
-        inst_img = labels.with_array(instance_map[None], kind=ImageKind.LABEL)
-        write_image(lab_img.as_volume(), staging / "labels.nii.gz")
-        files["labels"] = "labels.nii.gz"
-        write_image(inst_img.as_volume(), staging / "instances.nii.gz")
-        files["instances"] = "instances.nii.gz"
-        if image.ndim == 2:
-            write_image(lab_img, staging / "labels.png")
-            files["labels_png"] = "labels.png"
-            if instance_map.max() <= np.iinfo(np.uint16).max:
-                write_image(inst_img.with_array(instance_map.astype(np.uint16)[None]), staging / "instances.png")
-                files["instances_png"] = "instances.png"
-        for path in write_overlays(image, lab, label_map, staging, instances=instance_map):
-            files[path.stem] = path.name
+        if labels is not None and lab is not None and instance_map is not None:
+            _write_masks(staging, image, labels, lab, instance_map, label_map, files)
+        if all_boxes or boxes is not None:
+            for path in write_box_overlays(image, all_boxes, label_map, staging, overlay_threshold):
+                files[path.stem] = path.name
         for write_extra in extra_files:
             files.update(write_extra(staging))
         annotation = Annotation(
@@ -118,9 +124,13 @@ def write_case(
             labels=summaries,
             instances=instances,
             provenance=provenance,
+            boxes=all_boxes,
             files=files,
             timings_s={k: round(float(v), 3) for k, v in (timings_s or {}).items()},
         )
+        if image.ndim == 2:
+            (staging / "boxes.coco.json").write_text(json.dumps(case_coco(annotation, str(provenance.input.get("path", case_name))), indent=1))
+            files["boxes_coco"] = "boxes.coco.json"
         (staging / "annotation.json").write_text(json.dumps(annotation.to_dict(), indent=2))
         _swap_into_place(staging, final)
     except OSError as exc:
@@ -130,3 +140,44 @@ def write_case(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return annotation
+
+
+def _records(image: Image, labels: Image | None, label_map: LabelMap, instance_maps: dict[int, np.ndarray] | None,
+             probabilities: np.ndarray | None, boxes: list[Box] | None) -> tuple[list[LabelSummary], list, list[Box], np.ndarray | None, np.ndarray | None]:
+    """Label summaries, instances and boxes with consistent ids and names (see the schema's ID rules)."""
+    all_boxes: list[Box] = []
+    lab = instance_map = None
+    if labels is not None:
+        lab = labels.array[0]
+        summaries, instances, instance_map = summarise(lab, labels.geometry, label_map, instance_maps, probabilities)
+        lab = lab.astype(label_dtype(int(lab.max()) if lab.size else 0), copy=False)
+        names = {s.value: s.name for s in summaries}
+        for inst in instances:
+            inst.label_name = names.get(inst.label, f"label_{inst.label}")
+        all_boxes = boxes_from_instance_records(instances, image.geometry, label_map)
+    else:
+        instances = []
+        summaries = [LabelSummary(info.value, info.name, list(info.color), 0, 0.0, 0) for info in label_map.foreground]
+    for box in boxes or []:
+        all_boxes.append(replace(box, id=len(all_boxes) + 1))
+    for summary in summaries:
+        summary.box_count = sum(1 for b in all_boxes if b.label == summary.value)
+    return summaries, instances, all_boxes, lab, instance_map
+
+
+def _write_masks(staging: Path, image: Image, labels: Image, lab: np.ndarray, instance_map: np.ndarray, label_map: LabelMap,
+                 files: dict[str, str]) -> None:
+    lab_img = labels.with_array(lab[None], kind=ImageKind.LABEL)
+    inst_img = labels.with_array(instance_map[None], kind=ImageKind.LABEL)
+    write_image(lab_img.as_volume(), staging / "labels.nii.gz")
+    files["labels"] = "labels.nii.gz"
+    write_image(inst_img.as_volume(), staging / "instances.nii.gz")
+    files["instances"] = "instances.nii.gz"
+    if image.ndim == 2:
+        write_image(lab_img, staging / "labels.png")
+        files["labels_png"] = "labels.png"
+        if instance_map.max() <= np.iinfo(np.uint16).max:
+            write_image(inst_img.with_array(instance_map.astype(np.uint16)[None]), staging / "instances.png")
+            files["instances_png"] = "instances.png"
+    for path in write_overlays(image, lab, label_map, staging, instances=instance_map):
+        files[path.stem] = path.name

@@ -7,7 +7,9 @@ A bundle folder ``<name>/`` holds:
   network's output channels), preprocessing (transform specs), inference
   ``{"patch_size", "overlap", "sw_batch_size", "tta_flips"}``, postprocessing,
   instances, training (the resolved training config), metrics (validation on
-  held-out data) and ``sha256`` of ``weights.pt``;
+  held-out data) and ``sha256`` of ``weights.pt``; task ``detection`` bundles add
+  ``detection`` (anchors, score threshold, NMS IoU: :mod:`medannot.models.detection_spec`), their
+  labels name the object classes (``"0"`` background, network classes 0..K-1 = label values 1..K);
 - ``weights.pt``: the network's ``state_dict`` (float32, or float16 to halve the size;
   always loaded back as float32);
 - ``MODEL_CARD.md``: what it was trained on, how well it did on unseen data, how to re-train it.
@@ -26,6 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medannot.errors import ModelError
+from medannot.models.detection_spec import DetectionSpec
 from medannot.models.registry import create_network
 
 __all__ = ["Bundle", "BundleSpec", "InferenceSpec", "bundled_root", "list_bundles"]
@@ -80,10 +83,13 @@ def check_spatial_dims(v: int) -> int:
     return v
 
 
+TASKS: tuple[str, ...] = ("segmentation", "detection")
+
+
 def check_task(v: str) -> str:
     """Pydantic check shared by bundles and training configs: the supported tasks."""
-    if v != "segmentation":
-        raise ValueError(f"task must be 'segmentation' (the only task bundles support yet), got {v!r}")
+    if v not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(repr(t) for t in TASKS)}, got {v!r}")
     return v
 
 
@@ -94,6 +100,20 @@ def check_label_keys(labels: dict[str, Any]) -> None:
         raise ValueError(
             f"labels must be keyed '0'..'{max(len(labels) - 1, 1)}' (one per output channel, background '0' first), got {sorted(labels)}"
         )
+
+
+def check_detection(task: str, detection: DetectionSpec | None, spatial_dims: int, network: NetworkRef) -> None:
+    """A detection bundle/config needs a ``detection`` section fitting its dimensionality and network."""
+    if task != "detection":
+        if detection is not None:
+            raise ValueError(f"a 'detection' section is only allowed with task 'detection', got task {task!r}")
+        return
+    if detection is None:
+        raise ValueError("task 'detection' needs a 'detection' section (anchors, score_threshold, nms_iou)")
+    detection.check_dims(spatial_dims)
+    anchors = network.params.get("num_anchors")
+    if anchors is not None and int(anchors) != detection.num_anchors:
+        raise ValueError(f"network.params.num_anchors={anchors} but detection.anchors lists {detection.num_anchors} anchor shapes")
 
 
 class BundleSpec(BaseModel):
@@ -111,6 +131,7 @@ class BundleSpec(BaseModel):
     inference: InferenceSpec
     postprocessing: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     instances: dict[str, Any] = Field(default_factory=dict)
+    detection: DetectionSpec | None = None  # task "detection": anchors, thresholds, NMS IoU
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     sha256: str | None = None
@@ -123,6 +144,7 @@ class BundleSpec(BaseModel):
         check_label_keys(self.labels)
         if len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size has {len(self.inference.patch_size)} values for spatial_dims={self.spatial_dims}")
+        check_detection(self.task, self.detection, self.spatial_dims, self.network)
         return self
 
 
@@ -175,7 +197,8 @@ class Bundle:
 
     @property
     def out_channels(self) -> int:
-        return len(self.spec.labels)
+        """Network output channels: one per label (segmentation) or per object class, background excluded (detection)."""
+        return len(self.spec.labels) - (1 if self.spec.task == "detection" else 0)
 
     @property
     def labels(self) -> dict[int, str]:
@@ -273,7 +296,12 @@ class Bundle:
         Raises:
             ModelError: If the weights do not fit the network described in ``bundle.json``.
         """
-        net = create_network(self.spec.network.name, self.spatial_dims, self.in_channels, self.out_channels, **self.spec.network.params)
+        if self.task == "detection":
+            from medannot.models.detection import create_detection_network
+
+            net = create_detection_network(self.spec.network.name, self.spatial_dims, self.in_channels, self.out_channels, **self.spec.network.params)
+        else:
+            net = create_network(self.spec.network.name, self.spatial_dims, self.in_channels, self.out_channels, **self.spec.network.params)
         state = self._read_weights()
         try:
             net.load_state_dict(state)

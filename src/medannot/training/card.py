@@ -65,8 +65,30 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
         counts = metrics.get("instance_counts", {}).get(lname, {})
         extra = f" ({counts.get('tp')} matched of {counts.get('n_true')} true, {counts.get('n_pred')} predicted)" if counts else ""
         rows.append(f"| instance F1 at IoU 0.5, {lname} | {_fmt(f)}{extra} |")
+    rows += _detection_rows(metrics)
     cases = ", ".join(metrics.get("cases", {}))
     return "\n".join(rows) + (f"\n\nValidation cases: {cases}." if cases else "")
+
+
+def _detection_rows(metrics: dict[str, Any]) -> list[str]:
+    """Rows for a detection bundle's metrics (COCO AP, FROC, pycocotools cross-check); none for other tasks."""
+    if "ap" not in metrics:
+        return []
+    rows = [
+        f"| AP@[.5:.95] (COCO, medannot.evaluation.detection) | {_fmt(metrics.get('ap'))} |",
+        f"| AP@0.5 | {_fmt(metrics.get('ap50'))} |",
+        f"| AP@0.75 | {_fmt(metrics.get('ap75'))} |",
+        f"| recall, 100 boxes per image (AR@100) | {_fmt(metrics.get('recall_at_100'))} |",
+    ]
+    froc = metrics.get("froc") or {}
+    if froc.get("score") is not None:
+        at = ", ".join(f"{float(r):g}: {_fmt(v)}" for r, v in (froc.get("sensitivity_at") or {}).items())
+        rows.append(f"| FROC score (mean sensitivity at 1/8..8 FP per image, hit at IoU >= {froc.get('iou')}) | {_fmt(froc['score'])} ({at}) |")
+    rows.append(f"| true boxes / boxes returned (score >= threshold) | {metrics.get('n_truth')} / {metrics.get('n_detections')} |")
+    coco = metrics.get("pycocotools")
+    if coco:
+        rows.append(f"| cross-check: pycocotools COCOeval AP@[.5:.95] / AP@0.5 | {_fmt(coco.get('ap'))} / {_fmt(coco.get('ap50'))} |")
+    return rows
 
 
 def render_card(config: TrainConfig, metrics: dict[str, Any], run: dict[str, Any]) -> str:

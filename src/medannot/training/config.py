@@ -17,7 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medannot.errors import ConfigError
-from medannot.models.bundle import LabelSpec, NetworkRef, check_label_keys, check_spatial_dims, check_task
+from medannot.models.bundle import LabelSpec, NetworkRef, check_detection, check_label_keys, check_spatial_dims, check_task
+from medannot.models.detection_spec import DetectionSpec
 
 __all__ = ["LossName", "TrainConfig", "load_config", "format_validation_error"]
 
@@ -134,6 +135,7 @@ class TrainConfig(BaseModel):
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     postprocessing: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     instances: dict[str, Any] = Field(default_factory=dict)
+    detection: DetectionSpec | None = None  # task "detection": anchors, thresholds, matcher, sampler
     out: Path
     log_dir: Path | None = None
     resume: bool = False
@@ -150,6 +152,7 @@ class TrainConfig(BaseModel):
         check_label_keys(self.labels)
         if self.inference.patch_size is not None and len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size must have {self.spatial_dims} values, got {self.inference.patch_size}")
+        check_detection(self.task, self.detection, self.spatial_dims, self.network)
         return self
 
     @property

@@ -64,6 +64,7 @@ def _load_plugins() -> None:
         import medannot.training.synth  # noqa: F401
     except ImportError:
         pass
+    import medannot.training.synth_lesions  # noqa: F401  (SYNTHETIC 3D lesion phantoms, detection tests)
 
 
 def list_sources() -> list[str]:

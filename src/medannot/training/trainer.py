@@ -49,7 +49,7 @@ def bundle_from_config(config: TrainConfig, state_dict: dict[str, torch.Tensor] 
         "task": config.task,
         "spatial_dims": config.spatial_dims,
         "in_channels": config.in_channels,
-        "network": {"name": config.network.name, "params": _jsonable(resolved_params(config.network.name, config.network.params))},
+        "network": {"name": config.network.name, "params": _jsonable(_network_params(config))},
         "labels": {k: v.model_dump(mode="json") for k, v in config.labels.items()},
         "preprocessing": config.preprocessing,
         "inference": {
@@ -60,10 +60,19 @@ def bundle_from_config(config: TrainConfig, state_dict: dict[str, torch.Tensor] 
         },
         "postprocessing": config.postprocessing,
         "instances": config.instances,
+        **({"detection": config.detection.model_dump(mode="json")} if config.detection is not None else {}),
         "training": training if training is not None else config.resolved(),
         "metrics": metrics or {},
     }
     return Bundle.from_dict(data, state_dict=state_dict)
+
+
+def _network_params(config: TrainConfig) -> dict[str, Any]:
+    if config.task == "detection":
+        from medannot.models.detection import detection_params
+
+        return detection_params(config.network.name, config.network.params)
+    return resolved_params(config.network.name, config.network.params)
 
 
 def _jsonable(v: Any) -> Any:
@@ -120,6 +129,10 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: dict[str
         ConfigError: Invalid config. ModelError: a data source returning wrong shapes.
     """
     cfg = load_config(config, overrides)
+    if cfg.task == "detection":
+        from medannot.training.detection_trainer import train_detection
+
+        return train_detection(cfg, config_path=config if isinstance(config, (str, Path)) else None, progress=progress)
     _check_patch(cfg)
     torch.set_num_threads(cfg.num_threads)
     rng = _seed_everything(cfg.seed)
