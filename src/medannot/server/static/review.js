@@ -272,7 +272,7 @@ async function autosaveDraft() {
     const bytes = await viewer.exportMask();
     const base = state.base ? `?base_version=${encodeURIComponent(state.base.id)}` : "";
     await sendBytes(`/api/cases/${caseId}/draft${base}`, "PUT", bytes);
-    if (state.detail && state.detail.id === caseId && state.dirty) {
+    if (state.detail && state.detail.id === caseId && state.dirty && !state.conflict) {
       setSaveState(`draft autosaved ${formatTime(new Date().toISOString()).slice(11)}`);
     }
   } catch (err) {
@@ -346,9 +346,9 @@ async function saveVersion({ force = false } = {}) {
     return true;
   } catch (err) {
     if (err instanceof ApiError && err.status === 409) {
-      showConflict(err.body && err.body.latest);
       state.draftDirty = true;
       setSaveState("not saved: conflict");
+      showConflict(err.body && err.body.latest);
     } else {
       setSaveState("not saved");
       message(`Could not save: ${describeError(err)}`, "error");
