@@ -36,7 +36,7 @@ Best epoch: {best_epoch} of {epochs_run} run ({seconds:.0f} s, {threads} CPU thr
 ## Re-training
 
 ```
-medannot train {config_path}
+medannot train {config_path}{after_training}
 ```
 
 The resolved training configuration is stored in `bundle.json` under `training`.
@@ -125,4 +125,5 @@ def render_card(config: TrainConfig, metrics: dict[str, Any], run: dict[str, Any
         seed=config.seed,
         intended_use=c.intended_use or "Research and annotation assistance; every output needs review by a qualified person.",
         limitations=c.limitations or "Validated only on the held-out data above; other scanners, stains or protocols may fail silently.",
+        after_training="".join(f"\n{line.strip()}" for line in c.after_training.strip().splitlines() if line.strip()),
     )

@@ -95,6 +95,7 @@ class CardConfig(BaseModel):
     licence: str = ""
     intended_use: str = ""
     limitations: str = ""
+    after_training: str = ""  # commands that complete the card after training (e.g. an evaluation on real data)
 
 
 class TrainConfig(BaseModel):
