@@ -79,3 +79,48 @@ def _affine(live, cid):
 
     with live.db.read() as s:
         return s.get(Case, cid).affine
+
+
+@pytest.mark.slow
+def test_dicom_upload_is_exported_as_dicom_seg_too(live, tmp_path):
+    from iohelpers import write_dicom_series
+    from server_helpers import add_project, add_users
+
+    from medannot.annotations.dicom_seg import read_dicom_seg
+    from medannot.server.imaging import case_geometry
+
+    add_users(live, ["segadmin"])
+    pid = add_project(live, "dicom-seg", "otsu", {"segadmin": "admin"})
+    volume = np.zeros((12, 10, 6), np.int16)
+    volume[3:8, 2:7, 1:5] = 400
+    paths = write_dicom_series(tmp_path / "s", volume, (1, 0, 0), (0, 1, 0), pixel_spacing=(0.7, 0.7), slice_step=2.0)
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    frame_uid = generate_uid()
+    for p in paths:  # DICOM SEG needs the series' frame of reference
+        ds = pydicom.dcmread(p)
+        ds.FrameOfReferenceUID = frame_uid
+        ds.save_as(p)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in paths:
+            zf.write(p, f"series/{p.name}")
+    c = live.client("segadmin")
+    r = upload(c, pid, "series.zip", buf.getvalue())
+    assert r.status_code == 201 and r.json()["cases"][0]["name"] == "series"
+    cid = r.json()["cases"][0]["id"]
+    run_jobs(live)
+    case = c.get(f"/api/cases/{cid}").json()
+    assert case["source_format"] == "dicom-series"
+    accepted = c.post(f"/api/cases/{cid}/accept", json={"version_id": case["latest_version"]["id"]}).json()
+    mask = read_mask(c.get(accepted["accepted_version"]["mask_url"]).content)
+    assert mask.sum() == 5 * 5 * 4
+    export = c.post(f"/api/projects/{pid}/export")
+    with zipfile.ZipFile(io.BytesIO(export.content)) as zf:
+        entry = json.loads(zf.read("manifest.json"))["cases"][0]
+        assert "dicom_seg_error" not in entry, entry.get("dicom_seg_error")
+        seg_path = tmp_path / "seg.dcm"
+        seg_path.write_bytes(zf.read(entry["dicom_seg"]))
+    seg = read_dicom_seg(seg_path, case_geometry(_affine(live, cid)), mask.shape)
+    np.testing.assert_array_equal(seg.array[0], mask)

@@ -6,13 +6,18 @@ Contents:
     * ``coco.json`` (when the project has 2D cases): COCO instance annotations, one per connected component
       (4-connected) of each label, with the mask as uncompressed RLE (column-major, as pycocotools), ``bbox``
       ``[x, y, width, height]`` in pixels and ``area`` in pixels.
+    * ``dicom_seg/case-<id>-<name>.dcm`` (cases uploaded as DICOM, when :mod:`medannot.annotations.dicom_seg`
+      is available): the accepted mask as a BINARY DICOM SEG referencing the uploaded series, algorithm type
+      SEMIAUTOMATIC (a model's proposal corrected by a person).
     * ``manifest.json``: project, label map, and per case the accepted version, its author, time and the
       correction effort.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -21,6 +26,7 @@ from scipy import ndimage
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from medannot.errors import MedannotError
 from medannot.server.deps import usernames
 from medannot.server.files import BlobStore
 from medannot.server.imaging import mask_array
@@ -58,6 +64,32 @@ def coco_annotations(labels: np.ndarray, image_id: int, start_id: int, label_val
     return out
 
 
+def dicom_seg_bytes(mask_data: bytes, source_zip: bytes, labels: list[dict], project: str) -> bytes | None:
+    """The accepted mask as DICOM SEG bytes referencing the uploaded DICOM files, or None without the SEG writer.
+
+    Raises:
+        MedannotError: When the SEG cannot be made (e.g. the series lacks a FrameOfReferenceUID).
+    """
+    try:
+        from medannot.annotations.dicom_grid import load_source_datasets
+        from medannot.annotations.dicom_seg import write_dicom_seg
+    except ImportError:
+        return None
+    from medannot.data import ImageKind
+    from medannot.server.imaging import read_nifti_bytes
+
+    mask = read_nifti_bytes(mask_data, ImageKind.LABEL, what="accepted mask")
+    label_map = {str(lab["value"]): {"name": lab["name"], "color": [int(lab["color"][i : i + 2], 16) for i in (1, 3, 5)]}
+                 for lab in labels}
+    with tempfile.TemporaryDirectory(prefix="medannot-seg-") as tmp:
+        with zipfile.ZipFile(io.BytesIO(source_zip)) as zf:
+            zf.extractall(tmp)  # our own zip of id-named files (see uploads._zip_dicom), not a user archive
+        datasets = load_source_datasets(Path(tmp))
+        out = write_dicom_seg(mask, datasets, label_map, f"medannot review ({project})", "1", Path(tmp) / "seg.dcm",
+                              algorithm_type="SEMIAUTOMATIC", series_description="medannot accepted annotation")
+        return out.read_bytes()
+
+
 def write_export(session: Session, project: Project, blobs: BlobStore, target: Path) -> dict:
     """Write the project's accepted annotations into the zip ``target``; returns the manifest.
 
@@ -83,6 +115,15 @@ def write_export(session: Session, project: Project, blobs: BlobStore, target: P
                 "accepted_by": names.get(version.author_id), "accepted": version.created.isoformat(), "effort": case.effort,
                 "spatial_dims": case.spatial_dims, "source_format": case.source_format,
             })
+            if case.source_sha256 and case.source_format.startswith("dicom"):
+                try:
+                    seg = dicom_seg_bytes(data, blobs.get(case.source_sha256, ".bin"), project.labels, project.name)
+                except MedannotError as exc:
+                    manifest["cases"][-1]["dicom_seg_error"] = str(exc).splitlines()[0]
+                    seg = None
+                if seg is not None:
+                    manifest["cases"][-1]["dicom_seg"] = f"dicom_seg/case-{case.id}-{case.name}.dcm"
+                    zf.writestr(manifest["cases"][-1]["dicom_seg"], seg)
             if case.spatial_dims == 2:
                 labels, _ = mask_array(data)
                 plane = labels[..., 0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -18,6 +20,8 @@ from medannot.server.routes.cases import _conflict, blob_response
 from medannot.server.security import Action
 
 router = APIRouter(prefix="/api", tags=["versions"])
+HEAVY_WORK = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
+"""At most this many masks are decoded and checked at once (one per CPU core)."""
 
 
 @router.get("/cases/{cid}/versions")
@@ -52,8 +56,9 @@ def _checked(c: AppContext, user: User, cid: int, data: bytes) -> tuple[str, int
         case, project, _ = case_access(s, user, cid, Action.EDIT)
         shape, affine, pid = case.shape, case.affine, case.project_id
         values = {int(lab["value"]) for lab in project.labels}
-    mask = check_mask(data, shape, affine, values)
-    return c.blobs.put(mask.data), pid
+    with HEAVY_WORK:  # bounded: 50 concurrent saves queue here instead of thrashing the CPUs together
+        mask = check_mask(data, shape, affine, values)
+        return c.blobs.put(mask.data), pid
 
 
 def _save_version(c: AppContext, user: User, cid: int, base: int | None, data: bytes) -> Any:
