@@ -173,7 +173,8 @@ class DicomFolder:
     Attributes:
         root: The scanned folder.
         series: ``{SeriesInstanceUID: [(path, header dataset), ...]}`` in path order.
-        skipped: ``[(path, reason)]`` for hidden files, non-DICOM files and DICOM files without pixels.
+        skipped: ``[(path, reason)]`` for hidden and macOS files (``._*``, ``.DS_Store``), DICOMDIR, non-DICOM files,
+            unreadable files, DICOM files without an image and DICOM SEG files.
         headers: ``{path: Header}`` for every file in ``series`` (where its pixel data sit in the file).
         unreadable: Skipped files that looked like DICOM but could not be parsed (truncated or corrupt).
     """
