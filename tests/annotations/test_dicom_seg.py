@@ -181,17 +181,16 @@ def test_seg_on_a_real_enhanced_multiframe_source():
 
     with tempfile.TemporaryDirectory() as tmp:
         source = philips_enhanced_mr(Path(tmp))
-        image = read_image(source)
-        lab = np.zeros(image.spatial_shape, np.uint8)
+        header = pydicom.dcmread(source, stop_before_pixels=True)
+        geometry, shape = series_grid([header])  # the grid read_image gives it (tests/io check that against SimpleITK)
+        lab = np.zeros(shape, np.uint8)
         i, j, k = np.ogrid[: lab.shape[0], : lab.shape[1], : lab.shape[2]]
         lab[(i - 60) ** 2 + (j - 80) ** 2 + (k - 40) ** 2 < 20**2] = 1  # two balls, off-centre: flips would show
         lab[(i - 150) ** 2 + (j - 170) ** 2 + (k - 120) ** 2 < 30**2] = 2
-        labels = image.with_array(lab[None], kind="label")
-        header = pydicom.dcmread(source, stop_before_pixels=True)
+        labels = Image(lab[None], geometry, "label")
         path = write_dicom_seg(labels, [header], LABELS, "brain-mri", "1.2.0", Path(tmp) / "seg.dcm")
+        assert "PixelMeasuresSequence" not in header.SharedFunctionalGroupsSequence[0]  # the caller's header untouched
         assert dciodvfy(path)[0] == []
-        geometry, shape = series_grid([header])
-        assert geometry == image.geometry and shape == image.spatial_shape
         back = read_dicom_seg(path, geometry, shape)
         np.testing.assert_array_equal(back.array, labels.array)
         ds = pydicom.dcmread(path)

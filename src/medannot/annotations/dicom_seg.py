@@ -120,6 +120,14 @@ def _hoistable(ds: Any) -> list[str]:
     return out
 
 
+def _shallow(ds: Any) -> Any:
+    """A dataset with its own element dict holding the same elements: setting an attribute on it leaves ``ds``
+    alone (pydicom's copy.copy and Dataset(ds) share the dict; a deep copy of 200 frames' groups takes seconds)."""
+    from pydicom.dataset import Dataset
+
+    return Dataset({tag: ds.get_item(tag) for tag in ds.keys()})
+
+
 def highdicom_source(ds: Any) -> Any:
     """``ds``, or a header copy that highdicom accepts as the first source image.
 
@@ -127,22 +135,24 @@ def highdicom_source(ds: Any) -> Any:
     multi-frame image that repeats its pixel measures / orientation in every frame (as Philips
     does) gets them in the shared functional group, where highdicom looks.
     """
-    import copy
-
     from pydicom.dataset import Dataset
 
     missing = [k for k in _TYPE2_PATIENT_STUDY if k not in ds]
     hoist = _hoistable(ds)
     if not missing and not hoist:
         return ds
-    out = copy.deepcopy(ds)
+    out = _shallow(ds)
+    if getattr(ds, "file_meta", None) is not None:
+        out.file_meta = ds.file_meta
     for keyword in missing:
         setattr(out, keyword, None)
     if hoist:
-        if not out.get("SharedFunctionalGroupsSequence"):
-            out.SharedFunctionalGroupsSequence = [Dataset()]
+        shared = _shallow(ds.SharedFunctionalGroupsSequence[0]) if ds.get("SharedFunctionalGroupsSequence") else Dataset()
         for keyword in hoist:
-            setattr(out.SharedFunctionalGroupsSequence[0], keyword, out.PerFrameFunctionalGroupsSequence[0].get(keyword))
+            setattr(shared, keyword, ds.PerFrameFunctionalGroupsSequence[0].get(keyword))
+        if "SharedFunctionalGroupsSequence" in out:
+            del out.SharedFunctionalGroupsSequence  # a new element: setting the old one's value would change ``ds`` too
+        out.SharedFunctionalGroupsSequence = [shared]
     return out
 
 
