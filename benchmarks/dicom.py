@@ -17,7 +17,7 @@ of the timed runs because it competes for the GIL). The voxels must be identical
 
 Usage::
 
-    .venv/bin/python benchmarks/dicom.py                # 300 slices, 5 repeats
+    .venv/bin/python benchmarks/dicom.py                # 300 slices, 7 repeats
     .venv/bin/python benchmarks/dicom.py --slices 100 --repeats 3
 """
 
@@ -149,7 +149,7 @@ def timed(fn: Callable[[], Any]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=300)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args(argv)
     import SimpleITK as sitk
 
