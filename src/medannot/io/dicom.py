@@ -383,14 +383,18 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
         tasks = [lambda k=k, s=s: read_native_pixels(s.source[0], raw[k]) for k, s in enumerate(slices)]
         errors = run_parallel(tasks, _READ_WORKERS)
     else:
-        decoded: list[np.ndarray | None] = [None] * n
+        holder: list[np.ndarray] = []
 
         def decode(k: int, s: Slice) -> None:
             header = s.source[0]
             px = decode_dataset(read_dataset(header.path, notes), header.path, notes)
             if px.shape != (rows, cols):
                 raise InputError(f"decoded pixels have shape {px.shape}, expected {(rows, cols)} (one grey frame)", header.path)
-            decoded[k] = px
+            if not holder:
+                holder.append(np.empty((n, rows, cols), dtype=px.dtype))  # decoded straight into one array
+            elif not np.can_cast(px.dtype, holder[0].dtype):
+                holder[0] = holder[0].astype(np.result_type(holder[0].dtype, px.dtype))
+            holder[0][k] = px
 
         # sequential: pydicom decoding holds the GIL, and warnings.catch_warnings (used around it) is not thread-safe
         errors = run_parallel([lambda k=k, s=s: decode(k, s) for k, s in enumerate(slices)], workers=1)
@@ -398,13 +402,7 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
         if err is not None:
             reason = err.reason if isinstance(err, MedannotError) else one_line(err)
             raise InputError(f"{reason}; the series cannot be read without this slice", getattr(err, "path", where))
-    if not native:
-        dtype = np.result_type(*[d.dtype for d in decoded if d is not None])
-        raw = np.empty((n, rows, cols), dtype=dtype)
-        for k, d in enumerate(decoded):
-            raw[k] = d
-        return raw
-    return correct_unused_bits(raw, fmt)
+    return correct_unused_bits(raw, fmt) if native else holder[0]
 
 
 def read_dicom_series(
