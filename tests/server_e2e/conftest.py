@@ -29,6 +29,8 @@ PASSWORD = "correct horse battery"
 BRAIN_BOXES = {"brain-a": (slice(50, 130), slice(70, 166), slice(70, 126)),
                "brain-b": (slice(60, 140), slice(80, 176), slice(44, 100))}
 """Voxel boxes of the MNI152 2009a T1 (1 mm) uploaded as brain cases (80 x 96 x 56 voxels each)."""
+FLIPPED_BRAINS = {"brain-a"}
+"""Brain cases stored in LPS voxel order (not RAS): the page must give masks back in the file's own order."""
 NUCLEI_BOXES = {"nuclei-a": (slice(0, 160), slice(256, 416)), "nuclei-b": (slice(300, 460), slice(330, 490))}
 """Pixel boxes of the stardist nuclei sample (right half: not seen by the nuclei model in training)."""
 
@@ -62,11 +64,17 @@ def _brain_crops() -> dict[str, bytes]:
     from medannot.server.imaging import to_nifti_bytes
 
     t1 = samples.mni152_t1()
+    assert np.allclose(t1.geometry.direction, np.eye(3)), "the MNI152 sample is stored RAS"
     out = {}
     for name, box in BRAIN_BOXES.items():
-        origin = t1.geometry.index_to_world([s.start for s in box])
-        crop = Image(t1.array[(slice(None), *box)].copy(),
-                     Geometry(spacing=t1.geometry.spacing, origin=tuple(origin), direction=t1.geometry.direction), t1.kind)
+        pixels = t1.array[(slice(None), *box)]
+        if name in FLIPPED_BRAINS:  # stored LPS: voxel order reversed along x and y, same world positions
+            origin = t1.geometry.index_to_world([box[0].stop - 1, box[1].stop - 1, box[2].start])
+            pixels, direction = pixels[:, ::-1, ::-1], np.diag([-1.0, -1.0, 1.0])
+        else:
+            origin, direction = t1.geometry.index_to_world([s.start for s in box]), np.eye(3)
+        crop = Image(np.ascontiguousarray(pixels), Geometry(spacing=t1.geometry.spacing, origin=tuple(origin),
+                                                            direction=direction), t1.kind)
         out[name] = to_nifti_bytes(crop)
     return out
 
@@ -144,7 +152,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory):
         thread.join(timeout=15)
 
 
-def _wait_for_proposals(api: httpx.Client, case_ids: object, timeout: float = 120.0) -> None:
+def _wait_for_proposals(api: httpx.Client, case_ids: object, timeout: float = 300.0) -> None:
     """Wait until every case has the model's proposal (the worker thread annotates them)."""
     deadline = time.monotonic() + timeout
     pending = set(case_ids)

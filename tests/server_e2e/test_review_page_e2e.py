@@ -40,12 +40,12 @@ def login(page, server, user: str = "alice", next_path: str = "/") -> None:
     page.fill("#username", user)
     page.fill("#password", server.password)
     page.click("#login-button")
-    page.locator("body[data-state=idle], body[data-state=ready]").wait_for(state="attached", timeout=20_000)
+    page.locator("body[data-state=idle], body[data-state=ready]").wait_for(state="attached", timeout=60_000)
 
 
 def open_case(page, case_id: int) -> None:
     page.click(f".case-button[data-case-id='{case_id}']")
-    page.locator(f"body[data-state=ready][data-case-id='{case_id}']").wait_for(state="attached", timeout=20_000)
+    page.locator(f"body[data-state=ready][data-case-id='{case_id}']").wait_for(state="attached", timeout=60_000)
 
 
 def choose_project(page, project_id: int) -> None:
@@ -221,7 +221,9 @@ def test_paint_save_accept_changes_the_mask_exactly_where_painted(browser, live_
         accepted = fetch_mask(api, detail["accepted_version"])
     assert [v["kind"] for v in versions] == ["accepted", "edit", "proposal"]
     assert versions[1]["author"] == "alice"
-    # The page's export is on the image grid: same shape and affine as the case image.
+    # The page's export is on the image grid: same shape and affine as the case image, which is stored LPS
+    # (NiiVue shows it RAS and must write the mask back in the file's voxel order).
+    assert nib.aff2axcodes(image.affine) == ("L", "P", "S")
     assert accepted.shape == image.shape[:3]
     np.testing.assert_allclose(accepted.affine, image.affine, atol=1e-4)
     before = np.asarray(proposal.dataobj)
@@ -344,7 +346,7 @@ def test_draft_autosave_restore_keyboard_help_and_reject(browser, live_server, a
     assert drafted.shape == proposal.shape and (drafted != proposal).sum() > 0
 
     page.reload()  # the URL keeps the case: it reopens with the draft
-    page.locator(f"body[data-state=ready][data-case-id='{case_id}']").wait_for(state="attached", timeout=20_000)
+    page.locator(f"body[data-state=ready][data-case-id='{case_id}']").wait_for(state="attached", timeout=60_000)
     assert "Restored your unsaved draft" in page.locator("#banner").inner_text()
     assert page.get_attribute("body", "data-dirty") == "true"
 
