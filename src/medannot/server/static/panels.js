@@ -146,8 +146,8 @@ export function renderEffort(section, container, effort) {
   const time = seconds === null ? null : seconds >= 60
     ? `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s` : `${round(seconds, 1)} s`;
   container.replaceChildren(
-    ...fact("Dice (proposal vs accepted)", round(effort.dice, 4)),
-    ...fact("HD95 (mm)", effort.hd95_mm === null ? "n/a (empty mask)" : round(effort.hd95_mm, 2)),
+    ...fact("Dice vs proposal", round(effort.dice, 4)),
+    ...fact("HD95 vs proposal (mm)", effort.hd95_mm === null ? "n/a (empty mask)" : round(effort.hd95_mm, 2)),
     ...fact("Voxels changed", effort.voxels_changed),
     ...fact("Time spent", time),
   );
