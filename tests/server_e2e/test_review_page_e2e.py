@@ -154,7 +154,7 @@ def new_page(browser, server, query: str = ""):
 # --------------------------------------------------------------------------- tests
 
 
-def test_login_required_and_wrong_password_is_refused(browser, live_server) -> None:
+def test_login_required_wrong_password_refused_and_annotators_cannot_accept(browser, live_server) -> None:
     context, page, errors = new_page(browser, live_server)
     page.goto(f"{live_server.url}/")
     page.wait_for_url("**/login?next=**")  # no token: the page sends us to the login form
@@ -163,6 +163,15 @@ def test_login_required_and_wrong_password_is_refused(browser, live_server) -> N
     page.click("#login-button")
     page.locator("#login-error").wait_for(state="visible")
     assert "Wrong user name or password" in page.inner_text("#login-error")
+    # Bob is an annotator: he may edit but not accept or reject (the server would answer 403).
+    page.fill("#username", "bob")
+    page.fill("#password", live_server.password)
+    page.click("#login-button")
+    page.locator("body[data-state=idle]").wait_for(state="attached", timeout=60_000)
+    assert page.inner_text("#user-name") == "bob"
+    choose_project(page, live_server.projects["brain"])
+    assert page.locator("#accept-button").is_disabled() and page.locator("#reject-button").is_disabled()
+    assert not page.locator("#save-button").is_disabled()
     assert errors == []
     context.close()
 

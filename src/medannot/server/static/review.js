@@ -8,6 +8,7 @@ import { MaskViewer } from "./viewer.js";
 import { formatTime, hasRunningJobs, renderCaseList, renderEffort, renderLabels, renderProvenance,
   renderVersions, setStatusBadge } from "./panels.js";
 import { installShortcuts, renderShortcutTable } from "./shortcuts.js";
+import { ActiveClock } from "./clock.js";
 
 /** Seconds between draft autosaves (when there are edits); `?autosave=N` in the page URL overrides it. */
 const AUTOSAVE_SECONDS = Number(new URLSearchParams(location.search).get("autosave")) || 10;
@@ -25,8 +26,6 @@ const state = {
   base: null, // the version the edits start from (its id goes with every save)
   dirty: false, // edits not saved as a version
   draftDirty: false, // edits not yet in the server-side draft
-  activeMs: 0, // time spent on the open case with the page visible
-  activeSince: null,
   conflict: null, // the latest version after a 409
   busy: false,
 };
@@ -99,26 +98,25 @@ function reviewable() {
   return Boolean(state.detail) && viewer.hasImage && !state.busy;
 }
 
+/** Accepting and rejecting need the reviewer or admin role in the case's project (annotators only edit). */
+function mayDecide() {
+  return !state.project || state.project.role !== "annotator";
+}
+
+function applyRole() {
+  const allowed = mayDecide();
+  for (const id of ["accept-button", "reject-button"]) {
+    $(id).disabled = !allowed;
+    $(id).title = allowed ? $(id).title.replace(/ - .*$/, "") : `${$(id).title.replace(/ - .*$/, "")} - needs the reviewer role`;
+  }
+}
+
 // ---------------------------------------------------------------- time spent
 
-function startClock() {
-  state.activeMs = 0;
-  state.activeSince = document.visibilityState === "visible" ? performance.now() : null;
-}
-
-function secondsSpent() {
-  const running = state.activeSince === null ? 0 : performance.now() - state.activeSince;
-  return (state.activeMs + running) / 1000;
-}
+const clock = new ActiveClock();
 
 document.addEventListener("visibilitychange", () => {
-  if (document.visibilityState === "visible") {
-    if (state.detail && state.activeSince === null) state.activeSince = performance.now();
-  } else if (state.activeSince !== null) {
-    state.activeMs += performance.now() - state.activeSince;
-    state.activeSince = null;
-    autosaveDraft();
-  }
+  if (document.visibilityState !== "visible") autosaveDraft();
 });
 
 // ---------------------------------------------------------------- projects and the case list
@@ -140,6 +138,7 @@ async function loadProjects() {
 
 async function selectProject(project) {
   state.project = project;
+  applyRole();
   if (!project) {
     message("You are not a member of any project yet.", "warn");
     return;
@@ -204,7 +203,7 @@ async function openCase(caseId) {
     renderCaseInfo();
     state.dirty = Boolean(draft);
     state.draftDirty = false;
-    startClock();
+    clock.restart();
     history.replaceState(null, "", `#project=${state.project.id}&case=${caseId}`);
     if (draft) {
       if (draft.baseId && latest && String(draft.baseId) !== String(latest.id)) {
@@ -379,7 +378,7 @@ async function saveOnTopOfLatest() {
 // ---------------------------------------------------------------- accept and reject
 
 async function acceptCase() {
-  if (!reviewable()) return;
+  if (!reviewable() || !mayDecide()) return;
   if (state.dirty && !(await saveVersion())) return;
   if (!state.base) {
     message("Nothing to accept: the case has no mask yet.", "warn");
@@ -388,7 +387,7 @@ async function acceptCase() {
   state.busy = true;
   try {
     const detail = await requestJson(`/api/cases/${state.detail.id}/accept`, {
-      method: "POST", json: { version_id: state.base.id, seconds_spent: secondsSpent() } });
+      method: "POST", json: { version_id: state.base.id, seconds_spent: clock.seconds() } });
     await afterDecision(detail, "Accepted.");
   } catch (err) {
     if (err instanceof ApiError && err.status === 409) showConflict(err.body && err.body.latest);
@@ -421,7 +420,7 @@ async function afterDecision(detail, text) {
 }
 
 function openRejectDialog() {
-  if (!reviewable()) return;
+  if (!reviewable() || !mayDecide()) return;
   $("reject-reason").value = "";
   $("reject-dialog").hidden = false;
   $("reject-reason").focus();
