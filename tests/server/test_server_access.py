@@ -144,6 +144,19 @@ def test_wrong_and_expired_tokens_get_401(world):
     for header in ({"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer"}):
         assert httpx.get(live.url + "/api/me", headers=header).status_code == 401
     assert httpx.post(live.url + "/api/login", json={"username": "rev", "password": "wrong"}).status_code == 401
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from medannot.server.models import Token, utcnow
+    from medannot.server.security import token_digest
+
+    token = httpx.post(live.url + "/api/login", json={"username": "rev", "password": "s3cret-pw"}).json()["token"]
+    assert httpx.get(live.url + "/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    with live.db.write() as s:  # the database holds only the token's HMAC; age it past its expiry
+        s.execute(update(Token).where(Token.token_hash == token_digest(token, live.app.state.ctx.secret))
+                  .values(expires=utcnow() - timedelta(seconds=1)))
+    assert httpx.get(live.url + "/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
     assert httpx.post(live.url + "/api/login", json={"username": "ghost", "password": "x"}).status_code == 401
 
 

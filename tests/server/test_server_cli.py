@@ -3,7 +3,6 @@ a real `serve` process, and Alembic migrations equal to the models on SQLite and
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
