@@ -185,6 +185,7 @@ def test_paint_save_accept_changes_the_mask_exactly_where_painted(browser, live_
     choose_project(page, live_server.projects["brain"])
     open_case(page, case_id)
     assert page.inner_text("#case-status") == "in review"
+    assert "in review" in page.locator(f".case-button[data-case-id='{case_id}']").inner_text()  # list follows
     assert "brain-mri" in page.inner_text("#provenance")  # provenance: the model that proposed the mask
     assert page.locator("#version-list li").count() == 1
 

@@ -215,6 +215,8 @@ async function openCase(caseId) {
     setSaveState(draft ? "draft restored (not saved as a version)" : latest ? `v${latest.number} loaded` : "no mask yet");
     message(latest ? "" : "No proposal yet: the annotation job has not finished. You can draw from scratch.",
       latest ? "info" : "warn");
+    const listed = state.cases.find((c) => String(c.id) === String(caseId));
+    if (listed) listed.status = detail.status; // opening marked it in review
     renderCases();
     setPageState("ready");
   } catch (err) {
