@@ -259,10 +259,87 @@ def train_detection(cfg: TrainConfig, config_path: str | Path | None = None, pro
         run["config_path"] = Path(config_path).as_posix()
     training = dict(cfg.resolved(), run=run)
     out_bundle = bundle_from_config(cfg, state_dict=final_state, metrics=best_metrics, training=training)
-    if val_cases:  # score exactly what is shipped
-        best_metrics = dict(validate_detection(Detector(out_bundle), val_cases, spec.boxes), epoch=run["best_epoch"])
-        out_bundle = bundle_from_config(cfg, state_dict=final_state, metrics=best_metrics, training=training)
+    return finish_detection_bundle(cfg, out_bundle, val_cases, run, selection=best_metrics)
+
+
+def finish_detection_bundle(cfg: TrainConfig, bundle: Any, val_cases: Sequence[tuple[str, Image, Image]], run: dict[str, Any],
+                            selection: dict[str, Any] | None = None) -> Path:
+    """Write the bundle to ``cfg.out`` with held-out metrics measured on exactly what is shipped.
+
+    The bundle is saved (weights as stored on disk, float16 when ``weights_half``) into a
+    ``<out>.partial`` folder, loaded back from that folder like ``medannot annotate`` loads it, run
+    through :class:`~medannot.inference.detector.Detector` on the validation cases, and only then
+    written with those metrics and its model card and renamed onto ``cfg.out``; a killed run leaves
+    the previous bundle in place.
+
+    Args:
+        cfg: The training config (``out``, ``weights_half``, card texts).
+        bundle: The in-memory bundle of the selected weights.
+        val_cases: Held-out ``(name, image, truth)`` cases (empty: no metrics).
+        run: Run summary (best epoch, epochs run, seconds, config path) for the card.
+        selection: The metrics of the selected epoch measured during training (kept under
+            ``metrics["during_training"]`` for comparison).
+
+    Returns:
+        The bundle folder.
+    """
+    import shutil
+
+    from medannot.inference.detector import Detector
+    from medannot.models.bundle import Bundle
     from medannot.training.card import render_card
 
-    out_bundle.save(cfg.out, card=render_card(cfg, best_metrics, run), half=cfg.weights_half)
-    return Path(cfg.out)
+    spec = cfg.detection
+    assert spec is not None  # guaranteed by TrainConfig validation for task detection
+    out = Path(cfg.out)
+    partial = out.with_name(out.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    bundle.save(partial, half=cfg.weights_half)
+    metrics: dict[str, Any] = {}
+    if val_cases:
+        shipped = Bundle.load(partial)
+        metrics = dict(validate_detection(Detector(shipped), val_cases, spec.boxes), epoch=run["best_epoch"])
+        metrics["evaluated_on"] = "shipped weights loaded from the bundle folder, medannot Detector (the annotate path)"
+        if selection:
+            metrics["during_training"] = {k: selection.get(k) for k in ("ap", "ap50", "epoch")} | {
+                "froc": (selection.get("froc") or {}).get("score")}
+    final = Bundle.load(partial)
+    final.spec = final.spec.model_copy(update={"metrics": metrics})
+    card = render_card(cfg, metrics, run) + _card_notes(metrics)
+    final.save(partial, card=card, half=cfg.weights_half)
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    partial.rename(out)
+    if old.exists():
+        shutil.rmtree(old)
+    return out
+
+
+def _card_notes(metrics: dict[str, Any]) -> str:
+    """How the held-out numbers of a detection card were measured (appended to the card)."""
+    if not metrics:
+        return ""
+    during = metrics.get("during_training") or {}
+    lines = [
+        "",
+        "## How the held-out numbers were measured",
+        "",
+        "The numbers above come from the shipped bundle: its weights were loaded back from the bundle folder",
+        "(as stored, float16 when the config says `weights_half`) and run through `medannot.inference.detector.Detector`,",
+        "the code `medannot annotate` uses (the bundle's preprocessing, sliding window, score threshold, top-k and NMS),",
+        "on the held-out cases. Boxes with score >= the bundle's `score_threshold` count; AP uses at most 100 boxes per",
+        "image as COCO does.",
+    ]
+    if during:
+        fr = during.get("froc")
+        lines += ["", f"At the selected epoch {during.get('epoch')}, the same validation during training (float32 weights in memory) gave "
+                  f"AP {_f(during.get('ap'))}, AP@0.5 {_f(during.get('ap50'))}, FROC {_f(fr)}."]
+    return "\n".join(lines) + "\n"
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{float(v):.3f}"
