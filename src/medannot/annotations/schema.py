@@ -151,6 +151,27 @@ class LabelSummary:
 
 
 @dataclass
+class Classification:
+    """The image-level class a classification model gave the case.
+
+    Args:
+        label: Predicted class name (arg-max of ``probabilities``).
+        index: Its class index in the model.
+        probability: Its probability.
+        probabilities: Class name -> probability (sum 1).
+        calibrated: True when temperature scaling (fitted on validation data) was applied.
+        temperature: The temperature used (1.0 when not calibrated).
+    """
+
+    label: str
+    index: int
+    probability: float
+    probabilities: dict[str, float]
+    calibrated: bool
+    temperature: float = 1.0
+
+
+@dataclass
 class Annotation:
     """Everything ``annotation.json`` records for one case."""
 
@@ -164,6 +185,8 @@ class Annotation:
     instances: list[Instance]
     provenance: Provenance
     boxes: list[Box] = field(default_factory=list)
+    classification: Classification | None = None  # image-level class (classification models)
+    explanations: dict[str, Any] = field(default_factory=dict)  # saliency / uncertainty summaries (medannot.explain)
     files: dict[str, str] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     schema_version: str = SCHEMA_VERSION
@@ -247,4 +270,12 @@ def _id_problems(ann: Annotation) -> list[str]:
         n = sum(1 for b in ann.boxes if b.label == lab.value)
         if lab.box_count != n:
             out.append(f"label {lab.value} ({lab.name}) says box_count {lab.box_count} but {n} box(es) have that label")
+    c = ann.classification
+    if c is not None:
+        if c.label not in c.probabilities:
+            out.append(f"classification label {c.label!r} is not among its probabilities {sorted(c.probabilities)}")
+        elif abs(c.probabilities[c.label] - c.probability) > 1e-5:
+            out.append(f"classification probability {c.probability} differs from probabilities[{c.label!r}]")
+        if c.probabilities and abs(sum(c.probabilities.values()) - 1.0) > 1e-3:
+            out.append(f"classification probabilities sum to {sum(c.probabilities.values()):.4f}, not 1")
     return out

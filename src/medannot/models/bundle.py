@@ -83,7 +83,7 @@ def check_spatial_dims(v: int) -> int:
     return v
 
 
-TASKS: tuple[str, ...] = ("segmentation", "detection")
+TASKS: tuple[str, ...] = ("segmentation", "detection", "classification")
 
 
 def check_task(v: str) -> str:
@@ -132,6 +132,7 @@ class BundleSpec(BaseModel):
     postprocessing: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     instances: dict[str, Any] = Field(default_factory=dict)
     detection: DetectionSpec | None = None  # task "detection": anchors, thresholds, NMS IoU
+    classification: dict[str, Any] | None = None  # task "classification": input rules, calibration (medannot.inference.classifier)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     sha256: str | None = None
@@ -296,6 +297,10 @@ class Bundle:
         Raises:
             ModelError: If the weights do not fit the network described in ``bundle.json``.
         """
+        if self.task == "classification":
+            from medannot.inference.classifier import build_classifier_network
+
+            return build_classifier_network(self)
         if self.task == "detection":
             from medannot.models.detection import create_detection_network
 

@@ -128,6 +128,12 @@ def train(config: TrainConfig | str | Path | dict[str, Any], overrides: dict[str
     Raises:
         ConfigError: Invalid config. ModelError: a data source returning wrong shapes.
     """
+    from medannot.training.classification_config import config_task
+
+    if config_task(config) == "classification":
+        from medannot.training.classification_trainer import train_classification
+
+        return train_classification(config, overrides, progress=progress)  # type: ignore[arg-type]
     cfg = load_config(config, overrides)
     if cfg.task == "detection":
         from medannot.training.detection_trainer import train_detection

@@ -1,0 +1,173 @@
+"""Classifier: a classification bundle loaded for inference; ``predict(image) -> ClassPrediction``.
+
+The path an image takes: :mod:`medannot.inference.classifier_input` (grey, middle slice for a 2D model given a
+volume, percentile scaling to [0, 1], pad to square, resize) -> the network under ``torch.inference_mode`` ->
+logits divided by the bundle's temperature (temperature scaling fitted on validation data; 1 when the bundle
+is not calibrated) -> softmax. The pooled features entering the final layer are kept as the image's embedding
+(used by :mod:`medannot.retrieval`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medannot.data.image import Image
+from medannot.errors import ModelError
+from medannot.inference.classifier_input import CalibrationSpec, ClassifierInput, prepare_image
+from medannot.models.bundle import Bundle
+
+__all__ = ["ClassPrediction", "Classifier", "classification_section"]
+
+
+@dataclass
+class ClassPrediction:
+    """One image's class.
+
+    Attributes:
+        label: Predicted class name (arg-max of the probabilities).
+        index: Its class index (the bundle's label key).
+        probabilities: Class name -> probability (calibrated when ``calibrated``), summing to 1.
+        calibrated: Whether temperature scaling was applied.
+        temperature: The temperature used (1.0 when not calibrated).
+        embedding: Pooled features (float32, ``(D,)``) of the network's last layer input.
+        timings: Seconds per stage (preprocess, network, total).
+    """
+
+    label: str
+    index: int
+    probabilities: dict[str, float]
+    calibrated: bool
+    temperature: float
+    embedding: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``classification`` block of ``annotation.json``."""
+        return {
+            "label": self.label,
+            "index": self.index,
+            "probability": self.probabilities[self.label],
+            "probabilities": self.probabilities,
+            "calibrated": self.calibrated,
+            "temperature": self.temperature,
+        }
+
+
+def classification_section(bundle: Bundle) -> tuple[ClassifierInput, CalibrationSpec]:
+    """The input rules and calibration of a classification bundle (``bundle.json`` ``classification``).
+
+    Raises:
+        ModelError: Not a classification bundle, a label map not numbered 0..K-1, or an invalid ``classification`` section.
+    """
+    from pydantic import ValidationError
+
+    if bundle.task != "classification":
+        raise ModelError(f"model {bundle.name!r} is a {bundle.task} model, not a classifier", bundle.path)
+    section = getattr(bundle.spec, "classification", None) or {}
+    if sorted(bundle.labels) != list(range(len(bundle.labels))) or len(bundle.labels) < 2:
+        raise ModelError(f"a classifier's label map must number its classes 0..K-1 (K >= 2), got values {sorted(bundle.labels)}", bundle.path)
+    try:
+        return ClassifierInput.model_validate(section.get("input", {})), CalibrationSpec.model_validate(section.get("calibration", {}))
+    except ValidationError as exc:
+        raise ModelError(f"invalid classification section in bundle.json: {exc.errors()[0]['msg']}", bundle.path) from None
+
+
+def build_classifier_network(bundle: Bundle) -> torch.nn.Module:
+    """The bundle's classification network with its weights, in eval mode on the CPU.
+
+    Raises:
+        ModelError: A label map whose class count differs from the network's outputs, or weights that do not fit.
+    """
+    from medannot.models.classification import create_classifier_network
+
+    from medannot.models.classification import CLASSIFIER_NETWORKS
+
+    state = bundle._read_weights()
+    head = CLASSIFIER_NETWORKS.get(str(bundle.spec.network.name).lower())
+    head_weight = state.get(f"{head.head}.weight") if head is not None else None
+    if head_weight is not None and int(head_weight.shape[0]) != len(bundle.labels):
+        raise ModelError(f"the label map in bundle.json lists {len(bundle.labels)} classes but the weights have "
+                         f"{int(head_weight.shape[0])} outputs; restore the bundle's own label map", bundle.path)
+    net = create_classifier_network(bundle.spec.network.name, bundle.spatial_dims, bundle.in_channels, len(bundle.labels),
+                                    **bundle.spec.network.params)
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ModelError(f"weights do not fit classification network {bundle.spec.network.name!r}: {str(exc).splitlines()[0]}", bundle.path) from None
+    return net.eval().cpu()
+
+
+class Classifier:
+    """Runs a classification bundle on images.
+
+    Args:
+        bundle: The bundle (task ``classification``).
+        network: An already built network (e.g. the one being trained); its weights are used as they are.
+        calibrated: Apply the bundle's temperature (None: when the bundle has one).
+    """
+
+    def __init__(self, bundle: Bundle, network: torch.nn.Module | None = None, calibrated: bool | None = None) -> None:
+        self.bundle = bundle
+        self.input_spec, self.calibration = classification_section(bundle)
+        self.network = network if network is not None else build_classifier_network(bundle)
+        self.class_names = [bundle.labels[i] for i in range(len(bundle.labels))]
+        use = self.calibration.calibrated if calibrated is None else bool(calibrated)
+        self.temperature = float(self.calibration.temperature) if use else 1.0
+        self.calibrated = use and self.calibration.calibrated
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle | str | Path, calibrated: bool | None = None) -> "Classifier":
+        """Load a bundle (folder, bundled name or :class:`Bundle`).
+
+        Raises:
+            ModelError: Unknown/corrupt bundle or not a classifier.
+        """
+        b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        return cls(b, calibrated=calibrated)
+
+    def prepare(self, image: Image) -> np.ndarray:
+        """The network input ``(C, *input_size)`` float32 for one image."""
+        return prepare_image(image, self.bundle.spatial_dims, self.input_spec, self.bundle.in_channels)
+
+    def logits_and_features(self, batch: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Uncalibrated logits ``(N, K)`` and embeddings ``(N, D)`` (float32) of prepared inputs ``(N, C, *input_size)``."""
+        from medannot.models.classification import embed
+
+        x = torch.as_tensor(np.asarray(batch, dtype=np.float32))
+        self.network.eval()
+        with torch.inference_mode():
+            feats, logits = embed(self.network, self.bundle.spec.network.name, x)
+        return logits.float().numpy(), feats.float().numpy()
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """``softmax(logits / temperature)`` (float64, rows sum to 1)."""
+        z = np.asarray(logits, dtype=np.float64) / self.temperature
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, image: Image) -> ClassPrediction:
+        """Classify one image.
+
+        Raises:
+            InputError: Wrong channel count, a label map, or a 2D image for a 3D model.
+        """
+        t0 = time.perf_counter()
+        x = self.prepare(image)[None]
+        t1 = time.perf_counter()
+        logits, feats = self.logits_and_features(x)
+        t2 = time.perf_counter()
+        prob = self.probabilities(logits)[0]
+        k = int(np.argmax(prob))
+        return ClassPrediction(
+            label=self.class_names[k], index=k,
+            probabilities={n: round(float(p), 6) for n, p in zip(self.class_names, prob)},
+            calibrated=self.calibrated, temperature=self.temperature, embedding=feats[0],
+            timings={"preprocess": t1 - t0, "network": t2 - t1, "total": time.perf_counter() - t0},
+        )
