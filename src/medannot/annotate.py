@@ -32,6 +32,8 @@ class Labelled:
     probabilities: np.ndarray | None = None  # (K, *spatial) float32 on the labels' grid: instance scores
     boxes: list[Box] | None = None  # boxes a detector found (segmented instances get theirs in write_case)
     overlay_threshold: float = 0.0  # boxes scoring below this are not drawn
+    extra_files: list[Callable[[Path], dict[str, str]]] = field(default_factory=list)  # more writers (uncertainty maps)
+    explanations: dict[str, Any] | None = None  # annotation.json "explanations" (uncertainty summary)
 
 
 class Annotator(Protocol):
@@ -54,6 +56,8 @@ class ModelAnnotator:
         model: Bundled model name or bundle folder.
         tta: Flip test-time augmentation (None: the bundle's default).
         progress: Show the sliding-window progress bar.
+        uncertainty: Also write the softmax-entropy map and its summary (:mod:`medannot.explain.segmentation`).
+        mc_dropout: Monte-Carlo dropout passes for the uncertainty (0 = none; the network needs dropout).
     """
 
     def __new__(cls, model: str | Path, tta: bool | None = None, progress: bool = False, **_options: Any) -> Any:
@@ -65,13 +69,15 @@ class ModelAnnotator:
             return DetectionAnnotator(model, tta=tta, progress=progress)
         return super().__new__(cls)
 
-    def __init__(self, model: str | Path, tta: bool | None = None, progress: bool = False) -> None:
+    def __init__(self, model: str | Path, tta: bool | None = None, progress: bool = False, uncertainty: bool = False,
+                 mc_dropout: int = 0) -> None:
         from medannot.inference import Predictor
 
         self.predictor = Predictor.from_bundle(model, tta=tta, progress=progress)
         self.bundle = self.predictor.bundle
         self.label_map = LabelMap.parse({k: v.model_dump() for k, v in self.bundle.spec.labels.items()})
         self.tta = tta
+        self.uncertainty, self.mc_dropout = uncertainty or mc_dropout > 0, int(mc_dropout)
 
     def provenance(self, input_info: dict[str, Any]) -> Provenance:
         spec = self.bundle.spec
@@ -93,6 +99,12 @@ class ModelAnnotator:
 
     def __call__(self, image: Image) -> Labelled:
         prediction = self.predictor.predict(image, keep_probabilities=True)
+        extra, explanations = [], None
+        if self.uncertainty:
+            from medannot.explain.segmentation import segmentation_uncertainty, uncertainty_writer
+
+            maps, summary = segmentation_uncertainty(self.predictor, image, prediction, self.mc_dropout)
+            extra, explanations = [uncertainty_writer(image, maps)], {"uncertainty": summary}
         probs = prediction.probabilities
         if probs is not None and not probs.same_grid(image):
             probs = None  # scores only where the network saw the input's own grid (no second resampling pass)
@@ -101,6 +113,8 @@ class ModelAnnotator:
             prediction.instances or None,
             dict(prediction.timings or {}),
             probabilities=None if probs is None else probs.array,
+            extra_files=extra,
+            explanations=explanations,
         )
 
 
@@ -208,8 +222,9 @@ def annotate_inputs(
             try:
                 annotation = write_case(
                     root, item.name, image, labelled.labels, label_map,
-                    provenance, labelled.instance_maps, labelled.timings_s, labelled.probabilities, extra_files=extra,
-                    boxes=labelled.boxes, overlay_threshold=labelled.overlay_threshold,
+                    provenance, labelled.instance_maps, labelled.timings_s, labelled.probabilities,
+                    boxes=labelled.boxes, overlay_threshold=labelled.overlay_threshold, extra_files=extra + labelled.extra_files,
+                    explanations=labelled.explanations,
                 )
             finally:
                 if out_dir is None:

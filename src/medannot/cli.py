@@ -108,6 +108,8 @@ def annotate(
     pacs_timeout: float = typer.Option(30.0, "--pacs-timeout", min=0.001, help="Seconds to wait for the PACS to connect or answer."),
     pacs_retries: int = typer.Option(3, "--pacs-retries", min=0, help="Retries (exponential back-off) on refused connections and HTTP 5xx."),
     deid: bool = typer.Option(False, "--deid", help="PACS input: de-identify each series on ingest, before it touches the disk (local outputs hold pseudonyms only)."),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help="Also write uncertainty.nii.gz (softmax entropy), its overlay and a summary in annotation.json."),
+    mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Monte-Carlo dropout passes for --uncertainty (networks with dropout only)."),
     output_format: list[str] = typer.Option(
         [], "--format", help="Also write nifti (always), dicom-seg (seg.dcm), rtstruct (rtstruct.dcm); repeatable or comma list; DICOM inputs only."
     ),
@@ -140,8 +142,15 @@ def annotate(
     from medannot.annotations.dicom_outputs import parse_formats
 
     formats = parse_formats(output_format)
+    if model is not None and not remote:
+        from medannot.annotate_classification import is_classifier, run_classification
+
+        if is_classifier(model):  # image-level classes, Grad-CAM/occlusion maps and classifications.csv
+            failed_count = run_classification(model, Path(input), out, echo=None if quiet else typer.echo, warn=lambda m: typer.echo(m, err=True))
+            raise typer.Exit(EXIT_INPUT if failed_count else 0)
     annotator = (
-        ModelAnnotator(model, tta=tta, progress=not quiet) if model is not None else ClassicalAnnotator(method, parse_params(param))
+        ModelAnnotator(model, tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout)
+        if model is not None else ClassicalAnnotator(method, parse_params(param))
     )
 
     def show(result: Any) -> None:
@@ -164,7 +173,7 @@ def annotate(
 @friendly_errors
 def evaluate(
     pred: Path = typer.Argument(..., help="Predicted label file or folder (e.g. the --out of annotate)."),
-    truth: Path = typer.Argument(..., help="Ground-truth label file or folder, matched by case name."),
+    truth: Path = typer.Argument(..., help="Ground-truth label file or folder, matched by case name; for a classifier's output, a CSV (case or path, label)."),
     out: Path = typer.Option(Path("medannot_eval"), "--out", "-o", help="Folder for metrics.csv, metrics.json, report.html."),
     resample: bool = typer.Option(False, "--resample", help="Resample predictions onto the truth grid when grids differ."),
     labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "grey matter"}\'.'),
@@ -177,7 +186,11 @@ def evaluate(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
     output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines; only JSON on stdout)."),
 ) -> None:
-    """Compare predicted labels with ground truth: Dice, IoU, HD95, ASSD, surface Dice (and lesions); CSV, JSON and HTML report."""
+    """Compare predicted labels with ground truth: Dice, IoU, HD95, ASSD, surface Dice (and lesions); CSV, JSON and HTML report.
+
+    A classifier's output folder (classifications.csv) against a CSV of true classes gives accuracy, per-class
+    precision/recall, ROC AUC and calibration in classification.json / classification.html instead.
+    """
     from medannot.evaluation import evaluate_paths
     from medannot.reporting import print_evaluation_summary
 
@@ -191,6 +204,22 @@ def evaluate(
             typer.echo(json.dumps(box_result, indent=2))
         else:
             print_box_summary(box_result)
+        return
+    from medannot.evaluation.classification_run import evaluate_classifications, is_classification_truth
+
+    if is_classification_truth(pred, truth):  # a classifier's classifications.csv against a CSV of true classes
+        cls_result = evaluate_classifications(pred, truth, out)
+        if output_format == "json":
+            from medannot.evaluation.report import json_safe
+
+            typer.echo(json.dumps(json_safe(cls_result), indent=2, allow_nan=False))
+        else:
+            m = cls_result["metrics"]
+            typer.echo(f"{cls_result['n']} cases: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
+                       f"macro F1 {m['macro_f1']:.3f}, ECE {m['ece']:.3f}")
+            if cls_result["missing_predictions"]:
+                typer.echo(f"no prediction (not scored): {', '.join(cls_result['missing_predictions'][:10])}")
+            typer.echo(f"report: {cls_result['paths']['html']}")
         return
     if match not in {"iou", "overlap"}:
         fail(f"--match must be 'iou' or 'overlap', got {match!r}")

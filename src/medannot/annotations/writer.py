@@ -25,7 +25,7 @@ import secrets
 import shutil
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -71,6 +71,7 @@ def write_case(
     boxes: list[Box] | None = None,
     overlay_threshold: float = 0.0,
     extra_files: Sequence[Callable[[Path], dict[str, str]]] = (),
+    explanations: dict[str, Any] | None = None,
 ) -> Annotation:
     """Write ``out_dir/case_name/`` atomically and return the annotation it records.
 
@@ -90,6 +91,7 @@ def write_case(
         overlay_threshold: Boxes scoring below this are not drawn (all are written to the JSON files).
         extra_files: More writers (e.g. DICOM SEG); each writes into the staging folder and returns
             ``{key: file name}`` for ``annotation.json``'s ``files``; an error in one fails the whole case.
+        explanations: ``annotation.json``'s ``explanations`` (e.g. the uncertainty summary of :mod:`medannot.explain`).
 
     Raises:
         GeometryError: If ``labels`` is not on ``image``'s grid.
@@ -125,6 +127,7 @@ def write_case(
             instances=instances,
             provenance=provenance,
             boxes=all_boxes,
+            explanations=dict(explanations or {}),
             files=files,
             timings_s={k: round(float(v), 3) for k, v in (timings_s or {}).items()},
         )

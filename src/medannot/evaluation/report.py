@@ -125,13 +125,16 @@ def write_html(
     settings: dict[str, Any],
     path: str | Path,
     thumbnails: dict[tuple[str, str], dict[str, Any]] | None = None,
+    explanations: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path:
     """Write the self-contained HTML report to ``path`` (atomic).
 
     Contents (see :mod:`medannot.evaluation.report_html`): a plain-words verdict per label,
     cases needing attention (missing, empty, not in the manifest), summary table per label
     (mean ± sample sd, median, empty counts), box plots of Dice and HD95 per label with every
-    case as a point, lesion table and FROC curve (when computed), manifest breakdown tables
+    case as a point, "where to look first" (``explanations`` from
+    :func:`medannot.evaluation.report_explanations.collect_explanations`: cases ranked by model
+    uncertainty inside the mask, classifications by confidence, with overlays), lesion table and FROC curve (when computed), manifest breakdown tables
     and grouped box plots, worst cases with overlay thumbnails, every case worst first
     (lowest Dice, then largest HD95), how to read each metric, settings and versions.
     """
@@ -149,7 +152,10 @@ def write_html(
     man = summary.get("manifest") or {}
     plots["manifest"] = {c: grouped_boxplot_png(rows, c, "dice") for c in man.get("columns", [])} if rows else {}
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    page = render_html(rows, summary, settings, plots, dict(thumbnails or {}), versions(), created)
+    from medannot.evaluation.report_explanations import explanation_section
+
+    page = render_html(rows, summary, settings, plots, dict(thumbnails or {}), versions(), created,
+                       explanations=explanation_section(explanations or {}, rows))
     return atomic_write_text(path, page)
 
 
@@ -173,14 +179,25 @@ def write_report(
         thumbnails: ``{(case, label): {"png": base64, "where": text, "image": bool}}`` overlay
             thumbnails shown in the HTML only (see :mod:`medannot.evaluation.thumbnails`).
 
+    When ``settings["prediction"]`` is a ``medannot annotate --out`` folder whose cases carry explanations
+    (``--uncertainty``, classifier saliency), the HTML gets a "where to look first" section and
+    ``metrics.json``'s summary an ``explanations`` list (case, values; no images).
+
     Returns:
         ``{"csv": path, "json": path, "html": path}``.
     """
+    from medannot.evaluation.report_explanations import collect_explanations
+
     out = Path(out_dir)
     summary = summarise(rows) if summary is None else summary
     settings = dict(settings or {})
+    cases = sorted({str(r["case"]) for r in rows}) or None
+    explanations = collect_explanations(settings.get("prediction"), cases)
+    if any(explanations.values()):
+        summary = dict(summary, explanations={k: [{kk: vv for kk, vv in r.items() if kk != "thumb"} for r in v]
+                                              for k, v in explanations.items() if v})
     return {
         "csv": write_csv(rows, out / "metrics.csv"),
         "json": write_json(rows, summary, settings, out / "metrics.json"),
-        "html": write_html(rows, summary, settings, out / "report.html", thumbnails),
+        "html": write_html(rows, summary, settings, out / "report.html", thumbnails, explanations),
     }

@@ -37,7 +37,7 @@ def _indices(y_true: Any, class_names: Sequence[str]) -> np.ndarray:
 
 
 def write_classification_report(
-    out_dir: str | Path, y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10
+    out_dir: str | Path, y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10, explanations_html: str = ""
 ) -> dict[str, Path]:
     """Write ``classification.json`` and ``classification.html`` into ``out_dir`` (atomic).
 
@@ -48,6 +48,8 @@ def write_classification_report(
             (N,) probabilities of ``class_names[1]`` for two classes.
         class_names: Class names, K >= 2.
         n_bins: Equal-width confidence bins of the reliability diagram and ECE.
+        explanations_html: The "where to look first" section (:mod:`medannot.evaluation.report_explanations`),
+            shown after the verdict; "" for none.
 
     Returns:
         ``{"json": path, "html": path}``.
@@ -112,6 +114,7 @@ def write_classification_report(
         f"<style>{CSS}</style></head><body><h1>Classification evaluation</h1>",
         f"<div class=verdict><b>In short</b><p>{verdict}</p></div>",
         f"<div class=note><ul>{flags}</ul></div>" if flags else "",
+        explanations_html,
         "<h2>Per class</h2><table><tr><th class=t>class</th><th>n</th><th>precision</th><th>recall</th><th>F1</th><th>ROC AUC</th></tr>"
         f"{rows}</table>",
         f"<h2>Confusion matrix</h2>{cm_html}",

@@ -1,7 +1,8 @@
 """The self-contained HTML evaluation report, section by section.
 
 Order: verdict in plain words (what a radiologist reads first), things needing
-attention, summary table, distributions, lesions and FROC, manifest breakdown,
+attention, where to look first (model uncertainty and classifier explanations, when the
+annotation run wrote them), summary table, distributions, lesions and FROC, manifest breakdown,
 worst cases with overlay thumbnails, every case, how to read this, settings.
 Inline CSS, plots and thumbnails as base64 PNG; no script, no external URL.
 """
@@ -334,6 +335,7 @@ def render_html(
     thumbnails: dict[tuple[str, str], dict[str, Any]],
     versions: dict[str, str],
     created: str,
+    explanations: str = "",
 ) -> str:
     """The whole page as text.
 
@@ -345,6 +347,7 @@ def render_html(
         thumbnails: ``{(case, label): {"png", "where", "image"}}``.
         versions: Library versions.
         created: Creation time text.
+        explanations: HTML of the "where to look first" section (:mod:`medannot.evaluation.report_explanations`), or "".
     """
     from medannot.evaluation.report import json_safe
 
@@ -363,6 +366,7 @@ def render_html(
         f"{_fmt(settings.get('tolerance_mm'), 2)} mm · {_esc(created)}{where}</p>",
         verdict(rows, summary, "mm³"),
         _attention(summary),
+        explanations,
         "<h2>Summary per label</h2>",
         _summary_table(summary),
     ]

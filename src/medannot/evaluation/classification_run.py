@@ -1,0 +1,108 @@
+"""``medannot evaluate OUT truth.csv``: score a classifier's ``classifications.csv`` against true classes.
+
+The truth CSV has a ``label`` column and either ``case`` (the case names of ``medannot annotate``) or ``path``
+(an image file; its case name is the file name without the image suffix). Every true label must be one of the
+model's classes (the ``p_<class>`` columns of ``classifications.csv``): anything else is refused with one line
+before a file is written. Cases without a prediction are listed and not scored; predictions without a truth
+row are ignored (and counted).
+
+Writes ``classification.json`` and ``classification.html`` (:func:`write_classification_report`); the page gets
+the "where to look first" section of :mod:`medannot.evaluation.report_explanations` (least confident cases
+first, with their Grad-CAM overlays).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medannot.errors import InputError
+
+__all__ = ["evaluate_classifications", "is_classification_truth"]
+
+
+def is_classification_truth(pred: str | Path, truth: str | Path) -> bool:
+    """True when ``truth`` is a CSV file and ``pred`` a folder holding ``classifications.csv``."""
+    return Path(truth).suffix.lower() == ".csv" and (Path(pred) / "classifications.csv").is_file()
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except FileNotFoundError:
+        raise InputError("CSV file not found", path) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"unreadable CSV ({exc})", path) from None
+
+
+def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str | Path, n_bins: int = 10) -> dict[str, Any]:
+    """Score ``pred/classifications.csv`` against the truth CSV and write the report into ``out_dir``.
+
+    Args:
+        pred: A ``medannot annotate --model <classifier> --out`` folder.
+        truth: CSV with ``label`` and ``case`` or ``path`` columns.
+        out_dir: Report folder (created).
+        n_bins: Confidence bins of the reliability diagram and ECE.
+
+    Returns:
+        ``{"metrics": ..., "n": scored cases, "missing_predictions": [...], "unmatched_predictions": n,
+        "paths": {"json", "html"}}``.
+
+    Raises:
+        InputError: Missing columns, unknown class names, duplicate cases, or no case in common (all one line;
+            nothing is written).
+    """
+    from medannot.evaluation.report_classification import write_classification_report
+    from medannot.evaluation.report_explanations import collect_explanations, explanation_section
+    from medannot.evaluation.runner import case_name
+
+    pred_p, truth_p = Path(pred), Path(truth)
+    pred_rows = _read_csv(pred_p / "classifications.csv")
+    if not pred_rows:
+        raise InputError("classifications.csv lists no classified case", pred_p / "classifications.csv")
+    classes = [c[2:] for c in pred_rows[0] if c.startswith("p_")]
+    if len(classes) < 2:
+        raise InputError("classifications.csv has no p_<class> columns; write it again with medannot annotate", pred_p)
+    truth_rows = _read_csv(truth_p)
+    columns = set(truth_rows[0]) if truth_rows else set()
+    if "label" not in columns or not columns & {"case", "path"}:
+        raise InputError(f"the truth CSV needs a 'label' column and a 'case' or 'path' column, found {sorted(columns)}", truth_p)
+    truth_by_case: dict[str, str] = {}
+    for i, row in enumerate(truth_rows, start=2):
+        case = (row.get("case") or "").strip() or case_name((row.get("path") or "").strip())
+        if not case:
+            raise InputError(f"row {i} names no case", truth_p)
+        if case in truth_by_case:
+            raise InputError(f"row {i}: case {case!r} is listed twice", truth_p)
+        truth_by_case[case] = (row.get("label") or "").strip()
+    unknown = sorted(set(truth_by_case.values()) - set(classes))
+    if unknown:
+        raise InputError(f"true labels {unknown} are not classes of the model ({', '.join(classes)}); fix the names", truth_p)
+    pred_by_case = {r["case"]: r for r in pred_rows}
+    cases = sorted(set(truth_by_case) & set(pred_by_case))
+    if not cases:
+        raise InputError(f"no case of the truth CSV has a prediction (truth: {', '.join(sorted(truth_by_case)[:5])}; "
+                         f"predicted: {', '.join(sorted(pred_by_case)[:5])})", truth_p)
+    try:
+        prob = np.array([[float(pred_by_case[c][f"p_{k}"]) for k in classes] for c in cases])
+    except (KeyError, ValueError) as exc:
+        raise InputError(f"classifications.csv has an unreadable probability ({exc})", pred_p / "classifications.csv") from None
+    y_true = [truth_by_case[c] for c in cases]
+    explanations = collect_explanations(pred_p, cases)
+    paths = write_classification_report(out_dir, y_true, prob, classes, n_bins=n_bins,
+                                        explanations_html=explanation_section({"classification": explanations["classification"]},
+                                                                              truth={c: truth_by_case[c] for c in cases}))
+    import json
+
+    doc = json.loads(paths["json"].read_text(encoding="utf-8"))
+    return {
+        "metrics": doc["metrics"],
+        "n": len(cases),
+        "missing_predictions": sorted(set(truth_by_case) - set(pred_by_case)),
+        "unmatched_predictions": len(set(pred_by_case) - set(truth_by_case)),
+        "paths": paths,
+    }

@@ -1,0 +1,217 @@
+"""The "where to look first" section of ``report.html``: explanations the annotation run left per case.
+
+``medannot annotate --uncertainty`` writes ``explanations.uncertainty`` into each case's ``annotation.json``
+(mean normalised softmax entropy inside the predicted mask, fraction of uncertain voxels...) and an entropy
+overlay; a classifier writes its class, probability and Grad-CAM / occlusion overlays. When the evaluated
+prediction folder holds such cases, the report ranks them so that a reviewer opens the least certain first:
+
+- segmentation: by mean normalised entropy inside the predicted mask, highest first (a case with an empty mask
+  has no inside value and comes last, flagged), with the case's mean Dice beside it when it was evaluated;
+- classification: by the probability of the predicted class, lowest first.
+
+Overlays are shrunk to thumbnails and embedded as base64 PNG (the report stays one file).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["collect_explanations", "explanation_section", "THUMB_SIDE"]
+
+THUMB_SIDE = 200
+#: Overlay files shown per case, in order of preference (first found is shown).
+_UNCERTAINTY_PNGS = ("uncertainty_png", "uncertainty_axial_png")
+_SALIENCY_PNGS = ("gradcam_png", "gradcam_axial_png", "occlusion_png", "occlusion_axial_png")
+
+
+def _thumb(path: Path) -> str | None:
+    """Base64 PNG of the image at ``path`` shrunk to at most ``THUMB_SIDE`` pixels (None when unreadable)."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((THUMB_SIDE, THUMB_SIDE))
+            buf = io.BytesIO()
+            im.save(buf, format="PNG")
+    except (OSError, ValueError):
+        return None
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _first_png(folder: Path, files: dict[str, str], keys: Sequence[str]) -> str | None:
+    for key in keys:
+        name = files.get(key)
+        if name and (folder / name).is_file():
+            return _thumb(folder / name)
+    return None
+
+
+def collect_explanations(prediction: str | Path | None, cases: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Read the explanations of every case folder under ``prediction`` (``<case>/annotation.json``).
+
+    Args:
+        prediction: The evaluated prediction folder (a ``medannot annotate --out`` folder); a file or None gives nothing.
+        cases: Only these case names (None = all).
+
+    Returns:
+        ``{"uncertainty": [...], "classification": [...]}``, each a list of per-case dicts (``case``, the summary
+        values, ``thumb`` base64 or None), ranked as in the module docstring. Unreadable ``annotation.json``
+        files are skipped (the evaluation itself does not depend on them).
+    """
+    out: dict[str, list[dict[str, Any]]] = {"uncertainty": [], "classification": []}
+    root = Path(prediction) if prediction is not None else None
+    if root is None or not root.is_dir():
+        return out
+    wanted = None if cases is None else {str(c) for c in cases}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if wanted is not None and folder.name not in wanted:
+            continue
+        try:
+            ann = json.loads((folder / "annotation.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(ann, dict):
+            continue
+        files = ann.get("files") or {}
+        exp = ann.get("explanations") or {}
+        unc = exp.get("uncertainty")
+        if isinstance(unc, dict):
+            out["uncertainty"].append({
+                "case": folder.name,
+                "in_mask": unc.get("mean_entropy_in_mask"),
+                "uncertain_in_mask": unc.get("uncertain_fraction_in_mask"),
+                "overall": unc.get("mean_entropy"),
+                "threshold": unc.get("threshold"),
+                "per_label": {k: v.get("mean_entropy") for k, v in (unc.get("per_label") or {}).items() if isinstance(v, dict)},
+                "mc": unc.get("mc_dropout_mean_variance_in_mask"),
+                "thumb": _first_png(folder, files, _UNCERTAINTY_PNGS),
+            })
+        cls = ann.get("classification")
+        if isinstance(cls, dict) and cls.get("label") is not None:
+            occ = exp.get("occlusion") or {}
+            out["classification"].append({
+                "case": folder.name,
+                "label": cls.get("label"),
+                "probability": cls.get("probability"),
+                "calibrated": bool(cls.get("calibrated")),
+                "occlusion_drop": occ.get("max_log_odds_drop"),
+                "thumb": _first_png(folder, files, _SALIENCY_PNGS),
+            })
+
+    def unc_key(r: dict[str, Any]) -> tuple[int, float, str]:
+        v = r["in_mask"]
+        return (1, 0.0, r["case"]) if v is None else (0, -float(v), r["case"])
+
+    out["uncertainty"].sort(key=unc_key)
+    out["classification"].sort(key=lambda r: (float(r["probability"]) if r["probability"] is not None else 2.0, r["case"]))
+    return out
+
+
+def _f(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{float(v):.{digits}f}"
+
+
+def _img(b64: str | None, alt: str) -> str:
+    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>" if b64 else ""
+
+
+def _case_dice(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    per: dict[str, list[float]] = {}
+    for r in rows:
+        d = r.get("dice")
+        if isinstance(d, (int, float)) and math.isfinite(float(d)):
+            per.setdefault(str(r["case"]), []).append(float(d))
+    return {c: sum(v) / len(v) for c, v in per.items()}
+
+
+def _spearman(a: list[float], b: list[float]) -> float | None:
+    """Spearman rank correlation (average ranks for ties); None for fewer than 3 pairs or a constant side."""
+    if len(a) < 3:
+        return None
+    from scipy.stats import spearmanr
+
+    if len(set(a)) < 2 or len(set(b)) < 2:
+        return None
+    return float(spearmanr(a, b).statistic)
+
+
+def explanation_section(explanations: dict[str, list[dict[str, Any]]], rows: Sequence[dict[str, Any]] = (), limit: int = 24,
+                        truth: dict[str, str] | None = None) -> str:
+    """HTML of the section ("" when no case has explanations).
+
+    Args:
+        explanations: From :func:`collect_explanations`.
+        rows: The evaluation's metric rows (for each case's mean Dice beside its uncertainty).
+        limit: Most cases shown with a thumbnail per kind (the table lists all).
+        truth: Case -> true class, to mark wrong classifications (None: not shown).
+    """
+    unc = explanations.get("uncertainty") or []
+    cls = explanations.get("classification") or []
+    if not unc and not cls:
+        return ""
+    esc = html.escape
+    parts = ["<h2>Where to look first</h2>"]
+    if unc:
+        dice = _case_dice(rows)
+        labels = list(dict.fromkeys(k for r in unc for k in r["per_label"]))
+        thr = next((r["threshold"] for r in unc if r["threshold"] is not None), 0.5)
+        parts.append(
+            "<p>Model uncertainty per case (normalised softmax entropy: 0 = certain, 1 = all labels equally likely), "
+            "most uncertain inside the predicted mask first. Review these cases first; the overlay shows where the "
+            f"model hesitated (bright = uncertain). 'uncertain' = fraction of mask voxels above {_f(thr, 2)}.</p>")
+        pairs = [(float(r["in_mask"]), dice[r["case"]]) for r in unc if r["in_mask"] is not None and r["case"] in dice]
+        rho = _spearman([p[0] for p in pairs], [p[1] for p in pairs])
+        if rho is not None:
+            parts.append(f"<p>Spearman correlation of mean uncertainty in the mask with the case's mean Dice over "
+                         f"{len(pairs)} cases: <b>{rho:.2f}</b> (negative = the uncertain cases are the worse ones, as hoped).</p>")
+        head = ("<tr><th>rank</th><th class=t>case</th><th>mean uncertainty in mask</th><th>uncertain in mask</th>"
+                "<th>mean uncertainty, whole image</th>" + "".join(f"<th>{esc(lab)}</th>" for lab in labels)
+                + ("<th>MC-dropout variance in mask</th>" if any(r["mc"] is not None for r in unc) else "")
+                + ("<th>mean Dice</th>" if dice else "") + "</tr>")
+        body = []
+        for i, r in enumerate(unc, start=1):
+            flag = " <small class=muted>(empty mask)</small>" if r["in_mask"] is None else ""
+            cells = [str(i), f"<b>{esc(r['case'])}</b>{flag}", _f(r["in_mask"]), _f(r["uncertain_in_mask"]), _f(r["overall"]),
+                     *[_f(r["per_label"].get(lab)) for lab in labels]]
+            if any(x["mc"] is not None for x in unc):
+                cells.append(_f(r["mc"], 5))
+            if dice:
+                cells.append(_f(dice.get(r["case"])))
+            body.append("<tr>" + "".join(f"<td{' class=t' if j == 1 else ''}>{c}</td>" for j, c in enumerate(cells)) + "</tr>")
+        parts.append(f"<table>{head}{''.join(body)}</table>")
+        cards = [f"<div class=card><b>{i}. {esc(r['case'])}</b><br>uncertainty in mask {_f(r['in_mask'])}"
+                 f"{' · Dice ' + _f(dice.get(r['case'])) if r['case'] in dice else ''}{_img(r['thumb'], r['case'] + ' uncertainty')}</div>"
+                 for i, r in enumerate(unc[:limit], start=1) if r["thumb"]]
+        if cards:
+            parts.append(f"<div class=grid>{''.join(cards)}</div>")
+    if cls:
+        parts.append("<h3>Classifications, least confident first</h3><p>The overlay is Grad-CAM of the predicted class "
+                     "(bright = where the network's evidence for it lies). 'occlusion drop' is the largest fall of the "
+                     "class's log-odds any occluded patch caused: near 0 means no single region decided.</p>")
+        def truth_cell(r: dict[str, Any]) -> str:
+            if truth is None:
+                return ""
+            t = truth.get(r["case"])
+            mark = "" if t is None or t == r["label"] else " <b style='color:#c0392b'>✗ wrong</b>"
+            return f"<td class=t>{esc(t or '–')}{mark}</td>"
+
+        rows_html = [f"<tr><td>{i}</td><td class=t><b>{esc(r['case'])}</b></td><td class=t>{esc(str(r['label']))}</td>{truth_cell(r)}"
+                     f"<td>{_f(r['probability'])}</td><td>{'yes' if r['calibrated'] else 'no'}</td><td>{_f(r['occlusion_drop'], 2)}</td></tr>"
+                     for i, r in enumerate(cls, start=1)]
+        parts.append("<table><tr><th>rank</th><th class=t>case</th><th class=t>class</th>"
+                     + ("<th class=t>true class</th>" if truth is not None else "")
+                     + f"<th>probability</th><th>calibrated</th><th>occlusion drop (nats)</th></tr>{''.join(rows_html)}</table>")
+        cards = [f"<div class=card><b>{i}. {esc(r['case'])}</b><br>{esc(str(r['label']))} p = {_f(r['probability'])}"
+                 f"{_img(r['thumb'], r['case'] + ' Grad-CAM')}</div>" for i, r in enumerate(cls[:limit], start=1) if r["thumb"]]
+        if cards:
+            parts.append(f"<div class=grid>{''.join(cards)}</div>")
+    return "".join(parts)
