@@ -387,5 +387,47 @@ from medannot.server.cli import register as _register_server_commands  # noqa: E
 
 _register_server_commands(app, friendly_errors)
 
+@app.command()
+@friendly_errors
+def index(
+    folder: Path = typer.Argument(..., help="Images to index: a folder of files, a folder per class (FOLDER/<class>/...), DICOM series..."),
+    out: Path = typer.Option(..., "--out", "-o", help="Index folder to write (features.npy, cases.json, thumbs/)."),
+    model: Optional[str] = typer.Option("modality", "--model", "-m", help="Classification bundle whose embedding is a feature block; 'none' for classical features only."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="A `medannot annotate --out` folder: label names of each case's annotation.json become text features."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems and the final count."),
+) -> None:
+    """Build a similar-case index: model embedding, intensity histogram, HOG edge orientations, annotation text."""
+    from medannot.retrieval import build_index
+
+    def show(case_id: str, error: str | None) -> None:
+        if error:
+            typer.echo(f"medannot: skipped {error}", err=True)
+        elif not quiet:
+            typer.echo(f"indexed {case_id}")
+
+    idx = build_index(folder, out, model=None if model in (None, "none") else model, annotations=annotations, on_case=show)
+    typer.echo(f"index written: {out} ({len(idx)} cases, {idx.features.shape[1]} features each)")
+
+
+@app.command()
+@friendly_errors
+def similar(
+    image: Optional[Path] = typer.Argument(None, help="The query image or volume (any input `annotate` reads); omit with --evaluate."),
+    index_dir: Path = typer.Option(..., "--index", "-i", help="Index folder built by `medannot index`."),
+    k: int = typer.Option(10, "-k", min=1, help="Number of similar cases."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Also write OUT/similar.html with thumbnails."),
+    evaluate: bool = typer.Option(False, "--evaluate", help="Precision at k of the index's labelled cases (each against the others, other sources only)."),
+) -> None:
+    """Find the cases of an index most similar to IMAGE (cosine similarity), or evaluate the index (--evaluate)."""
+    from medannot.retrieval.cli_support import print_evaluation, run_similar
+
+    if evaluate:
+        print_evaluation(index_dir, k)
+        return
+    if image is None:
+        fail("give a query IMAGE, or --evaluate")
+    run_similar(image, index_dir, k, out)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
