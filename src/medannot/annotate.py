@@ -57,7 +57,10 @@ class ModelAnnotator:
         tta: Flip test-time augmentation (None: the bundle's default).
         progress: Show the sliding-window progress bar.
         uncertainty: Also write the softmax-entropy map and its summary (:mod:`medannot.explain.segmentation`).
-        mc_dropout: Monte-Carlo dropout passes for the uncertainty (0 = none; the network needs dropout).
+        mc_dropout: Monte-Carlo dropout passes for the uncertainty (0 = none; else >= 2 and the network needs dropout).
+
+    Raises:
+        ModelError: ``mc_dropout`` asked of a network without dropout, or fewer than 2 passes.
     """
 
     def __new__(cls, model: str | Path, tta: bool | None = None, progress: bool = False, **_options: Any) -> Any:
@@ -78,6 +81,15 @@ class ModelAnnotator:
         self.label_map = LabelMap.parse({k: v.model_dump() for k, v in self.bundle.spec.labels.items()})
         self.tta = tta
         self.uncertainty, self.mc_dropout = uncertainty or mc_dropout > 0, int(mc_dropout)
+        if self.mc_dropout:
+            from medannot.errors import ModelError
+            from medannot.models.classification import has_dropout
+
+            if self.mc_dropout < 2:
+                raise ModelError(f"--mc-dropout needs at least 2 passes, got {self.mc_dropout}")
+            if not has_dropout(self.predictor.network):  # refused before any case is written
+                raise ModelError(f"model {self.bundle.name!r} has no dropout layer, so Monte-Carlo dropout would repeat one answer; "
+                                 "use --uncertainty alone (softmax entropy)")
 
     def provenance(self, input_info: dict[str, Any]) -> Provenance:
         spec = self.bundle.spec

@@ -144,7 +144,10 @@ def annotate(
     formats = parse_formats(output_format)
     if model is not None and not remote:
         from medannot.annotate_classification import is_classifier, run_classification
+        from medannot.models.bundle import Bundle
 
+        if (uncertainty or mc_dropout) and Bundle.load(model).task == "detection":
+            fail("--uncertainty and --mc-dropout are for segmentation models; a detection model's boxes carry their scores")
         if is_classifier(model):  # image-level classes, Grad-CAM/occlusion maps and classifications.csv
             failed_count = run_classification(model, Path(input), out, echo=None if quiet else typer.echo, warn=lambda m: typer.echo(m, err=True))
             raise typer.Exit(EXIT_INPUT if failed_count else 0)

@@ -58,3 +58,12 @@ def test_report_without_explanations_has_no_section(crops, tmp_path):
     report = tmp_path / "report"
     assert runner.invoke(app, ["evaluate", str(out), str(crops / "truth"), "--out", str(report), "--workers", "1"]).exit_code == 0
     assert "Where to look first" not in (report / "report.html").read_text()
+
+
+def test_mc_dropout_on_a_model_without_dropout_is_refused_before_writing(crops, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["annotate", str(crops / "in"), "--model", "nuclei", "--mc-dropout", "4", "--out", str(out)])
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no dropout layer" in lines[0]
+    assert not out.exists()
