@@ -116,7 +116,7 @@ class ModelAnnotator:
             from medannot.explain.segmentation import segmentation_uncertainty, uncertainty_writer
 
             maps, summary = segmentation_uncertainty(self.predictor, image, prediction, self.mc_dropout)
-            extra, explanations = [uncertainty_writer(image, maps)], {"uncertainty": summary}
+            extra, explanations = [uncertainty_writer(image, maps, focus=prediction.labels.array[0] > 0)], {"uncertainty": summary}
         probs = prediction.probabilities
         if probs is not None and not probs.same_grid(image):
             probs = None  # scores only where the network saw the input's own grid (no second resampling pass)

@@ -2,8 +2,9 @@
 
 A map with values in [0, 1] is coloured with matplotlib's ``inferno`` colour map and blended over the grey
 image with an opacity proportional to the value (0 = invisible), so the image stays readable where the map is
-low. 2D: ``<name>.png``; 3D: ``<name>_{axial,coronal,sagittal}.png`` through the map's maximum, in the display
-convention of :mod:`medannot.annotations.overlay`.
+low. 2D: ``<name>.png``; 3D: ``<name>_{axial,coronal,sagittal}.png``, in the display
+convention of :mod:`medannot.annotations.overlay`. 3D: along each axis the plane with the largest sum of the map
+(inside a focus mask such as the predicted labels, when given).
 """
 
 from __future__ import annotations
@@ -29,8 +30,16 @@ def heat_blend(grey: np.ndarray, heat: np.ndarray, max_alpha: float = 0.7) -> np
     return np.clip((1 - a) * rgb + a * colour, 0, 255).astype(np.uint8)
 
 
-def write_heat_overlays(image: Image, heat: np.ndarray, folder: Path, name: str) -> list[Path]:
+def write_heat_overlays(image: Image, heat: np.ndarray, folder: Path, name: str, focus: np.ndarray | None = None) -> list[Path]:
     """Write the heat-map overlay(s) of ``heat`` (``image``'s spatial shape, values in [0, 1]) into ``folder``.
+
+    Args:
+        image: The image under the heat map.
+        heat: The map.
+        folder: Where the PNGs go.
+        name: File name stem.
+        focus: 3D only: boolean mask (e.g. the predicted labels) whose heat chooses the planes; an empty or absent
+            mask means the whole map.
 
     Returns:
         The PNG paths written.
@@ -39,7 +48,12 @@ def write_heat_overlays(image: Image, heat: np.ndarray, folder: Path, name: str)
     if image.ndim == 2:
         return [_save_png(heat_blend(_rgb_from_image_2d(image), heat), folder / f"{name}.png", min_size=256)]
     grey, h, spacing = _canonical(image, np.asarray(heat, np.float32))
-    centre = np.unravel_index(int(np.argmax(h)), h.shape)
+    weight = h
+    if focus is not None and np.any(focus):
+        weight = h * _canonical(image, np.asarray(focus, np.float32))[1]
+    # per axis, the plane holding the most heat (inside the focus): one hot voxel at the edge of the field of view,
+    # or a haze over the air around the head, would otherwise pick a slice with nothing to review
+    centre = [int(np.argmax(weight.sum(axis=tuple(a for a in range(3) if a != axis)))) for axis in range(3)]
     grey8 = display_grey(grey)
     written = []
     for plane, axis in (("sagittal", 0), ("coronal", 1), ("axial", 2)):

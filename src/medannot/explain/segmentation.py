@@ -4,7 +4,7 @@
 
 - ``uncertainty.nii.gz``: normalised softmax entropy (float32, 0 = certain .. 1 = uniform over the labels) on
   the input's grid (computed on the network's working grid, resampled linearly when the grids differ);
-- ``uncertainty.png`` (2D) or ``uncertainty_{axial,coronal,sagittal}.png`` (3D, through the most uncertain voxel):
+- ``uncertainty.png`` (2D) or ``uncertainty_{axial,coronal,sagittal}.png`` (3D, along each axis the plane with the most uncertainty):
   the entropy as a heat map over the image;
 - with ``--mc-dropout N``: ``mc_variance.nii.gz``, the Monte-Carlo dropout variance of the predicted label's
   probability (N passes; the network must have dropout);
@@ -66,8 +66,14 @@ def segmentation_uncertainty(predictor: Any, image: Image, prediction: Any, mc_p
     return maps, summary
 
 
-def uncertainty_writer(image: Image, maps: dict[str, np.ndarray]) -> Callable[[Path], dict[str, str]]:
-    """A writer for :func:`medannot.annotations.writer.write_case` ``extra_files``: the maps and the entropy overlay."""
+def uncertainty_writer(image: Image, maps: dict[str, np.ndarray], focus: np.ndarray | None = None) -> Callable[[Path], dict[str, str]]:
+    """A writer for :func:`medannot.annotations.writer.write_case` ``extra_files``: the maps and the entropy overlay.
+
+    Args:
+        image: The input image.
+        maps: Name -> map on the image's grid (``uncertainty`` must be there).
+        focus: 3D: the predicted foreground; the overlay planes are those with the most uncertainty inside it.
+    """
 
     def write(folder: Path) -> dict[str, str]:
         from medannot.explain.overlay import write_heat_overlays
@@ -77,7 +83,7 @@ def uncertainty_writer(image: Image, maps: dict[str, np.ndarray]) -> Callable[[P
         for name, m in maps.items():
             write_image(Image(np.asarray(m, np.float32)[None], image.geometry).as_volume(), Path(folder) / f"{name}.nii.gz")
             files[name] = f"{name}.nii.gz"
-        for p in write_heat_overlays(image, maps["uncertainty"], Path(folder), "uncertainty"):
+        for p in write_heat_overlays(image, maps["uncertainty"], Path(folder), "uncertainty", focus=focus):
             files[f"{p.stem}_png"] = p.name
         return files
 
