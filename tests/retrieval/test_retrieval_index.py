@@ -96,3 +96,18 @@ def test_bad_inputs_are_one_line_and_leave_nothing(tmp_path):
         idx = build_index(samples.sample_dir() / "stardist", tmp_path / "i2", model=None)
         search(idx, np.ones(5, np.float32), k=1)
     assert json.loads((tmp_path / "i2" / "cases.json").read_text())["features"]["dim"] == idx.features.shape[1]
+
+
+def test_index_reads_label_names_from_an_annotate_folder(mixed_folder, tmp_path):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    for name in ("nuclei_0.png", "nuclei_1.png"):
+        (crops / name).write_bytes((mixed_folder / name).read_bytes())
+    out = tmp_path / "annotated"
+    assert runner.invoke(app, ["annotate", str(crops / "nuclei_0.png"), "--method", "otsu", "--out", str(out), "-q"]).exit_code == 0
+    plain = build_index(crops, tmp_path / "plain", model=None)
+    tagged = build_index(crops, tmp_path / "tagged", model=None, annotations=out)
+    a, b = FeatureExtractor(model=None).blocks["text"]
+    rows = {c["name"]: i for i, c in enumerate(tagged.cases)}
+    assert tagged.features[rows["nuclei_0"], a:b].any() and not tagged.features[rows["nuclei_1"], a:b].any()
+    assert not plain.features[:, a:b].any()
