@@ -60,16 +60,22 @@ class ModelAnnotator:
         mc_dropout: Monte-Carlo dropout passes for the uncertainty (0 = none; else >= 2 and the network needs dropout).
 
     Raises:
-        ModelError: ``mc_dropout`` asked of a network without dropout, or fewer than 2 passes.
+        ModelError: A classification bundle, ``mc_dropout`` asked of a network without dropout, or fewer than 2 passes.
     """
 
     def __new__(cls, model: str | Path, tta: bool | None = None, progress: bool = False, **_options: Any) -> Any:
         from medannot.models.bundle import Bundle
 
-        if cls is ModelAnnotator and Bundle.load(model).task == "detection":
+        task = Bundle.load(model).task
+        if cls is ModelAnnotator and task == "detection":
             from medannot.annotate_detection import DetectionAnnotator
 
             return DetectionAnnotator(model, tta=tta, progress=progress)
+        if task == "classification":  # image-level classes: no masks, so no segmentation case folder
+            from medannot.errors import ModelError
+
+            raise ModelError(f"model {str(model)!r} is a classifier; it gives image-level classes, not masks "
+                             "(use `medannot annotate --model` on files: medannot.annotate_classification)")
         return super().__new__(cls)
 
     def __init__(self, model: str | Path, tta: bool | None = None, progress: bool = False, uncertainty: bool = False,

@@ -131,3 +131,11 @@ def test_truth_csv_with_unknown_class_names_is_one_line_and_writes_nothing(tmp_p
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "pneumonia" in lines[0] and "truth.csv" in lines[0]
     assert not (tmp_path / "report").exists()
+
+
+def test_a_classifier_is_not_taken_for_a_segmentation_model():
+    from medannot.annotate import ModelAnnotator
+    from medannot.errors import ModelError
+
+    with pytest.raises(ModelError, match="is a classifier"):
+        ModelAnnotator("modality")
