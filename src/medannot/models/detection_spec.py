@@ -41,11 +41,18 @@ class BoxSource(BaseModel):
     e.g. the stardist nuclei). ``components``: every connected component of label value ``v``
     is one object of class ``v``. A box covers the object's voxels inside the patch (objects cut
     by the patch edge keep their visible part); objects smaller than ``min_voxels`` are dropped.
+
+    ``min_extent`` (voxels, training patches only): an object whose visible box is thinner than this
+    along some axis (a sliver cut off by the patch edge) is not a training box, so its voxels count
+    as background. With 1 (the default) every sliver is a positive, which teaches the network to box
+    1-3 voxel slivers at any edge with high confidence, also at the real image border where experts
+    usually leave cut objects unlabelled. Validation truth always keeps every object.
     """
 
     model_config = ConfigDict(extra="forbid")
     mode: str = "instances"
     min_voxels: int = Field(1, ge=1)
+    min_extent: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _mode(self) -> "BoxSource":

@@ -33,12 +33,21 @@ def label_patch_boxes(label: np.ndarray, source: BoxSource) -> tuple[np.ndarray,
 
     ``instances`` mode: each distinct nonzero value is one object of class 0 (label value 1).
     ``components`` mode: each connected component (full connectivity) of value ``v`` is one object
-    of class ``v - 1``. Objects with fewer than ``source.min_voxels`` voxels are left out.
+    of class ``v - 1``. Objects with fewer than ``source.min_voxels`` voxels, or whose box is thinner
+    than ``source.min_extent`` voxels along some axis, are left out.
 
     Returns:
-        ``(boxes (N, 2 * ndim) float32 voxel boxes, classes (N,) int64)``.
+        ``(boxes (N, 2 * ndim) float32 voxel boxes, classes (N,) int64)``; empty arrays when no object is left.
     """
-    lab = np.asarray(label)
+    boxes, classes = _label_boxes(np.asarray(label), source)
+    if source.min_extent > 1 and len(boxes):
+        nd = boxes.shape[1] // 2
+        keep = np.all(boxes[:, nd:] - boxes[:, :nd] >= source.min_extent, axis=1)
+        boxes, classes = boxes[keep], classes[keep]
+    return boxes, classes
+
+
+def _label_boxes(lab: np.ndarray, source: BoxSource) -> tuple[np.ndarray, np.ndarray]:
     if source.mode == "instances":
         _, boxes = boxes_from_instances(lab, source.min_voxels)
         return boxes.astype(np.float32), np.zeros(len(boxes), dtype=np.int64)
@@ -58,11 +67,13 @@ def label_patch_boxes(label: np.ndarray, source: BoxSource) -> tuple[np.ndarray,
 def truth_boxes(truth: Image, source: BoxSource) -> tuple[np.ndarray, np.ndarray]:
     """Truth boxes of a validation case: from ``meta["instances"]`` in ``instances`` mode when present.
 
+    Every object counts, however thin its visible part (``source.min_extent`` applies to training patches only).
+
     Returns:
         ``(boxes (G, 2 * ndim), label values (G,))`` (label values are 1-based).
     """
     arr = truth.meta.get("instances") if source.mode == "instances" else None
-    boxes, classes = label_patch_boxes(np.asarray(arr if arr is not None else truth.array[0]), source)
+    boxes, classes = label_patch_boxes(np.asarray(arr if arr is not None else truth.array[0]), source.model_copy(update={"min_extent": 1}))
     return boxes.astype(np.float64), classes + 1
 
 
