@@ -8,20 +8,21 @@ Two inputs, on ``--threads`` CPU threads (default 2):
   Its score threshold is 0, so every image goes through top-k (1000 per level) and NMS on
   thousands of candidates: the timing is that of a busy image, and says nothing about accuracy.
 
-Each side runs in its own fresh process, one after the other (so one side's allocator cache never
-hides the other's memory), and the table prints for each input:
+Memory: each call runs first in its own fresh process (so one side's allocator cache never hides the
+other's memory): the resident memory (RSS, sampled every 5 ms) that first call adds, and in brackets the
+largest process peak. Time: in one more process, after a warm-up, the best of ``--repeat`` rounds in
+which the three calls take turns (a change in the machine's load then hits all of them alike):
 
-- ours: ``Detector.detect`` end to end (read excluded; the bundle's preprocessing, the network with
-  MONAI's sliding window, box selection and NMS, boxes mapped back onto the input grid);
-- MONAI: ``monai.apps.detection.networks.retinanet_detector.RetinaNetDetector`` assembled here from
-  MONAI's own classes (anchor generator, box selector, sliding-window inferer) with the same network,
-  the bundle's settings and the same preprocessed input (its preprocessing is not timed);
-- time: the best of ``--repeat`` calls after a first call; memory: the resident memory (RSS, sampled
-  every 5 ms) the first call added to the process, and in brackets the larger process peak;
-- the ratios ours / MONAI, the box counts, and the largest difference between the two sets of boxes
-  (voxels) and scores (0 when both return the same boxes).
+- e2e: ours end to end, ``Detector.detect`` (read excluded; the bundle's preprocessing, the network
+  with MONAI's sliding window, box selection and NMS, boxes mapped back onto the input grid);
+- net+boxes: ours on the preprocessed input (``Detector.network_boxes``: network, sliding window,
+  box selection, NMS) next to MONAI: ``monai.apps.detection.networks.retinanet_detector.RetinaNetDetector``
+  assembled here from MONAI's own classes (anchor generator, box selector, sliding-window inferer) with
+  the same network, the bundle's settings and the same preprocessed input, and their ratios;
+- the box counts and the largest difference between the two sets of boxes (voxels) and scores (0 when
+  both return the same boxes).
 
-Usage: ``python benchmarks/detection.py [--threads 2] [--repeat 5]``
+Usage: ``python benchmarks/detection.py [--threads 2] [--repeat 7]``
 """
 
 from __future__ import annotations
@@ -120,39 +121,59 @@ def _input(case: str, bundle: str) -> tuple[Detector, Image]:
     return Detector.from_bundle(bundle), phantom.image
 
 
-def worker(side: str, case: str, bundle: str, repeat: int, out: Path) -> None:
-    """One side on one input in this (fresh) process: peak RSS the first call adds, best time of ``repeat`` more calls."""
-    det, image = _input(case, bundle)
-    if side == "ours":
-        def call() -> tuple[np.ndarray, np.ndarray]:
-            found = det.detect(image)
-            return found.boxes, found.scores
-    else:
-        ref = monai_detector(det)
-        work = det.preprocess(image)  # preprocessing is not timed on MONAI's side (it has no such step)
-        x = torch.from_numpy(np.ascontiguousarray(work.array, dtype=np.float32))[None]
-        use_inferer = bool(det.spec.sliding_window) and any(s > p for s, p in zip(x.shape[2:], det.bundle.spec.inference.patch_size))
+def _calls(det: Detector, image: Image) -> dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]]:
+    """The three timed calls: ``e2e`` (``Detector.detect``), ``ours`` (``Detector.network_boxes`` on the preprocessed
+    input), ``monai`` (MONAI's ``RetinaNetDetector`` on the same input); each returns boxes and scores by descending score."""
+    work = det.preprocess(image)
+    ref = monai_detector(det)
+    x = torch.from_numpy(np.ascontiguousarray(work.array, dtype=np.float32))[None]
+    use_inferer = bool(det.spec.sliding_window) and any(s > p for s, p in zip(x.shape[2:], det.bundle.spec.inference.patch_size))
 
-        def call() -> tuple[np.ndarray, np.ndarray]:
-            return monai_boxes(ref, x, use_inferer)
-    (boxes, scores), first_s, added, peak = measure(call)
-    times = [measure(call)[1] for _ in range(repeat)]
-    np.savez(out, boxes=boxes, scores=scores, seconds=min(times), first_s=first_s, added=added, peak=peak)
+    def e2e() -> tuple[np.ndarray, np.ndarray]:
+        found = det.detect(image)
+        return found.boxes, found.scores
+
+    def ours() -> tuple[np.ndarray, np.ndarray]:
+        boxes, scores, _ = det.network_boxes(work.array)
+        order = np.argsort(-scores, kind="stable")
+        return boxes[order], scores[order]
+
+    return {"e2e": e2e, "ours": ours, "monai": lambda: monai_boxes(ref, x, use_inferer)}
+
+
+def worker(side: str, case: str, bundle: str, repeat: int, out: Path) -> None:
+    """In this (fresh) process: for side ``e2e``, ``ours`` or ``monai`` the RSS its first call adds (and its boxes);
+    for side ``time`` the best of ``repeat`` rounds in which the three calls take turns (so a change in the
+    machine's load hits all three alike)."""
+    det, image = _input(case, bundle)
+    calls = _calls(det, image)
+    if side == "time":
+        for fn in calls.values():
+            fn()  # warm-up
+        times: dict[str, list[float]] = {k: [] for k in calls}
+        for _ in range(repeat):
+            for k, fn in calls.items():
+                times[k].append(measure(fn)[1])
+        np.savez(out, **{k: min(v) for k, v in times.items()})
+        return
+    (boxes, scores), _, added, peak = measure(calls[side])
+    np.savez(out, boxes=boxes, scores=scores, added=added, peak=peak)
 
 
 def bench(case: str, bundle: str, repeat: int, threads: int, tmp: Path) -> dict[str, Any]:
-    """Run both sides in fresh processes, one after the other; compare their times, memory and boxes."""
+    """Memory of each side in its own fresh process, then the interleaved timing; compare the boxes."""
     res = {}
-    for side in ("monai", "ours"):
+    for side in ("monai", "ours", "e2e", "time"):
         out = tmp / f"{case}-{side}.npz"
         subprocess.run([sys.executable, __file__, "--worker", side, "--case", case, "--bundle", bundle, "--repeat", str(repeat),
                         "--threads", str(threads), "--out", str(out)], check=True)
         res[side] = dict(np.load(out))
-    o, m = res["ours"], res["monai"]
+    o, m, e, t = res["ours"], res["monai"], res["e2e"], res["time"]
     n = min(len(o["boxes"]), len(m["boxes"]))
     return {
-        "ours_s": float(o["seconds"]), "monai_s": float(m["seconds"]), "ours_mb": float(o["added"]) / 2**20, "monai_mb": float(m["added"]) / 2**20,
-        "peak_gb": max(float(o["peak"]), float(m["peak"])) / 1e9, "n_ours": len(o["boxes"]), "n_monai": len(m["boxes"]),
+        "ours_s": float(t["ours"]), "monai_s": float(t["monai"]), "e2e_s": float(t["e2e"]),
+        "ours_mb": float(o["added"]) / 2**20, "monai_mb": float(m["added"]) / 2**20, "e2e_mb": float(e["added"]) / 2**20,
+        "peak_gb": max(float(o["peak"]), float(m["peak"]), float(e["peak"])) / 1e9, "n_ours": len(o["boxes"]), "n_monai": len(m["boxes"]),
         "box_diff": float(np.abs(o["boxes"][:n] - m["boxes"][:n]).max()) if n else 0.0,
         "score_diff": float(np.abs(o["scores"][:n] - m["scores"][:n]).max()) if n else 0.0,
     }
@@ -170,8 +191,8 @@ def make_bundle_3d(folder: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--worker", choices=["ours", "monai"], help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--worker", choices=["ours", "monai", "e2e", "time"], help=argparse.SUPPRESS)
     ap.add_argument("--case", choices=["2d", "3d"], help=argparse.SUPPRESS)
     ap.add_argument("--bundle", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -180,9 +201,9 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.case, args.bundle, args.repeat, args.out)
         return
-    print(f"torch threads: {args.threads}; each side runs in a fresh process: best of {args.repeat} calls after a first call, "
-          "peak memory = RSS the first call added (process peak in brackets)")
-    print(f"{'input':<36} {'ours s':>7} {'MONAI s':>8} {'ratio':>6} {'ours MB':>8} {'MONAI MB':>9} {'ratio':>6} "
+    print(f"torch threads: {args.threads}; s = best of {args.repeat} rounds in which the calls take turns; "
+          "MB = resident memory the first call adds in a fresh process (largest process peak in brackets)")
+    print(f"{'input':<36} {'e2e s':>6} {'e2e MB':>7} | {'net+boxes s':>11} {'MONAI s':>8} {'ratio':>6} {'MB':>6} {'MONAI MB':>9} {'ratio':>6} "
           f"{'boxes':>9} {'max |db|':>9} {'max |ds|':>9}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -195,10 +216,9 @@ def main() -> None:
         for label, case, bundle in cases:
             r = bench(case, bundle, args.repeat, args.threads, tmp)
             mem_ratio = r["ours_mb"] / r["monai_mb"] if r["monai_mb"] > 0 else float("nan")
-            print(f"{label:<36} {r['ours_s']:>7.3f} {r['monai_s']:>8.3f} {r['ours_s'] / r['monai_s']:>6.2f} "
-                  f"{r['ours_mb']:>8.1f} {r['monai_mb']:>9.1f} {mem_ratio:>6.2f} {r['n_ours']:>4}/{r['n_monai']:<4} "
+            print(f"{label:<36} {r['e2e_s']:>6.3f} {r['e2e_mb']:>7.1f} | {r['ours_s']:>11.3f} {r['monai_s']:>8.3f} {r['ours_s'] / r['monai_s']:>6.2f} "
+                  f"{r['ours_mb']:>6.1f} {r['monai_mb']:>9.1f} {mem_ratio:>6.2f} {r['n_ours']:>4}/{r['n_monai']:<4} "
                   f"{r['box_diff']:>9.1e} {r['score_diff']:>9.1e}  [{r['peak_gb']:.2f} GB]")
-
 
 if __name__ == "__main__":
     main()
