@@ -114,7 +114,7 @@ def write_card_section(card: Path, rows: list[dict], mean: float) -> None:
         SECTION,
         "",
         "Colin27 (`ch2.nii.gz`: one real man's T1 head with skull, scalp, face and neck, 1 mm; Debian package",
-        "`mricron-data`), never used for training or model selection, against its hand-edited brain-tissue mask",
+        "`mricron-data`), never used for training (only to choose the post-processing radius, see above), against its hand-edited brain-tissue mask",
         "(`ch2better.nii.gz`, 0.5 mm). The head was also re-acquired on other grids by resampling; the mask was",
         "resampled onto each grid (nearest neighbour). Brain region = grey or white matter. Measured by",
         "`scripts/eval_colin27.py --write-card` (and asserted >= 0.85 by `tests/integration/test_brain_colin27.py`).",
