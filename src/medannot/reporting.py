@@ -73,7 +73,8 @@ def print_models(bundles: Iterable[Any]) -> None:
     """Bundled models with task, labels (classes) and held-out validation metrics of any task (:func:`metric_summary`)."""
     table = Table(title="bundled models (medannot models NAME shows the card)")
     for col in ("name", "version", "task", "dims", "labels", "held-out metrics"):
-        table.add_column(col)
+        wraps = col in ("labels", "held-out metrics")  # on a narrow terminal these wrap; the rest never shorten
+        table.add_column(col, no_wrap=not wraps, overflow="fold" if wraps else "ignore", min_width=None if wraps else len(col))
     for b in bundles:
         labels = ", ".join(name for value, name in b.labels.items() if value != 0 or b.task == "classification")
         table.add_row(b.name, str(b.version), str(b.task), f"{b.spatial_dims}D", labels, metric_summary(b.spec.metrics))
