@@ -20,22 +20,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from retrieval import median_ms  # noqa: E402  (benchmarks/retrieval.py)
 
 
 def main() -> int:
@@ -85,8 +77,8 @@ def main() -> int:
             with torch.inference_mode():
                 OcclusionSensitivity(nn_module=net, verbose=False)(x)
 
-        t_o, t_b = _median_ms(ours, args.repeats), _median_ms(bare, args.repeats)
-        e_o, e_b = _median_ms(ours_explain, max(3, args.repeats // 3)), _median_ms(bare_explain, max(3, args.repeats // 3))
+        t_o, t_b = median_ms(ours, args.repeats), median_ms(bare, args.repeats)
+        e_o, e_b = median_ms(ours_explain, max(3, args.repeats // 3)), median_ms(bare_explain, max(3, args.repeats // 3))
         print(f"{name}: classify {t_o:7.1f} ms (MONAI {t_b:7.1f} ms, ratio {t_o / t_b:.2f}); "
               f"explain {e_o:7.1f} ms (MONAI {e_b:7.1f} ms, ratio {e_o / e_b:.2f})")
     return 0

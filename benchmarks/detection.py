@@ -31,8 +31,6 @@ import argparse
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +42,9 @@ from medannot.data import Geometry, Image
 from medannot.inference.detector import Detector
 from medannot.io import read_image
 from medannot.models.bundle import Bundle, bundled_root
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from annotate import measure as measure_peak  # noqa: E402  (the RSS sampler of benchmarks/annotate.py)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "src" / "medannot" / "data_samples"
 NUCLEI = SAMPLES / "stardist" / "img2d.tif"
@@ -64,28 +65,10 @@ BUNDLE_3D: dict[str, Any] = {
 
 
 def measure(fn: Callable[[], Any], interval: float = 0.005) -> tuple[Any, float, int, int]:
-    """Run ``fn``; return (result, seconds, peak RSS added by the call, peak RSS), bytes, RSS sampled every ``interval`` s."""
-    proc = psutil.Process()
-    start = proc.memory_info().rss
-    peak = [start]
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(interval)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    t0 = time.perf_counter()
-    try:
-        out = fn()
-    finally:
-        dt = time.perf_counter() - t0
-        done.set()
-        th.join()
-    peak[0] = max(peak[0], proc.memory_info().rss)
-    return out, dt, peak[0] - start, peak[0]
+    """Run ``fn``; return (result, seconds, peak RSS added by the call, peak RSS), bytes (benchmarks/annotate.py's sampler)."""
+    start = psutil.Process().memory_info().rss
+    out, dt, peak = measure_peak(fn, interval)
+    return out, dt, peak - start, peak
 
 
 def monai_detector(det: Detector) -> Any:

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` after one warm-up call (also used by benchmarks/classification.py)."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -97,16 +98,16 @@ def main() -> int:
 
     same = [r for r, _ in ours()] == numpy_brute().tolist()
     overlap = len({r for r, _ in ours()} & set(sklearn_nn().tolist()))
-    t_ours = _median_ms(ours, args.repeats)
-    t_np = _median_ms(numpy_brute, args.repeats)
-    t_sk = _median_ms(sklearn_nn, args.repeats)
+    t_ours = median_ms(ours, args.repeats)
+    t_np = median_ms(numpy_brute, args.repeats)
+    t_sk = median_ms(sklearn_nn, args.repeats)
 
     def full_query(path: Path) -> None:
         search(index, ext.vector(read_image(path)), args.k)
 
     reps_full = max(3, args.repeats // 10)
-    t_full_2d = _median_ms(lambda: full_query(files[3]), reps_full)
-    t_full_3d = _median_ms(lambda: full_query(files[-1]), reps_full)
+    t_full_2d = median_ms(lambda: full_query(files[3]), reps_full)
+    t_full_3d = median_ms(lambda: full_query(files[-1]), reps_full)
 
     print(f"index: {feats.shape[0]:,} rows x {feats.shape[1]} features (float32, {feats.nbytes / 2**20:.1f} MiB); "
           f"built from {len(files)} real images ({1000 * per_image:.0f} ms each to featurise), k = {args.k}")

@@ -18,8 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import secrets
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +27,8 @@ import numpy as np
 from medannot.annotate import CaseResult
 from medannot.annotations.schema import Annotation, Classification, Provenance
 from medannot.data import Image
-from medannot.errors import InputError, MedannotError, OutputError
+from medannot.io.atomic import atomic_folder
+from medannot.errors import InputError, MedannotError
 
 __all__ = ["ClassificationAnnotator", "classify_inputs"]
 
@@ -132,9 +131,7 @@ def write_classification_case(out_dir: Path, case_name: str, image: Image, cls: 
     from medannot.io import write_image
 
     final = Path(out_dir) / case_name
-    staging = Path(out_dir) / f".{case_name}.tmp-{secrets.token_hex(4)}"
-    try:
-        staging.mkdir(parents=True)
+    with atomic_folder(final, "classification folder") as staging:
         files: dict[str, str] = {}
         explanations: dict[str, Any] = {}
         for name, m in maps.items():
@@ -150,15 +147,6 @@ def write_classification_case(out_dir: Path, case_name: str, image: Image, cls: 
             timings_s=timings,
         )
         (staging / "annotation.json").write_text(json.dumps(annotation.to_dict(), indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        staging.rename(final)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write the classification folder: {exc.strerror or exc}", final) from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return annotation
 
 

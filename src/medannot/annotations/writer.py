@@ -21,8 +21,6 @@ so an interrupted run never leaves a half-written case folder.
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -39,6 +37,7 @@ from medannot.annotations.summary import summarise
 from medannot.data import Image, ImageKind
 from medannot.errors import OutputError
 from medannot.io import write_image
+from medannot.io.atomic import atomic_folder
 
 
 def label_dtype(max_value: int) -> type[np.unsignedinteger]:
@@ -46,16 +45,6 @@ def label_dtype(max_value: int) -> type[np.unsignedinteger]:
     if max_value <= np.iinfo(np.uint8).max:
         return np.uint8
     return np.uint16 if max_value <= np.iinfo(np.uint16).max else np.uint32
-
-
-def _swap_into_place(staging: Path, final: Path) -> None:
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
-        final.rename(old)
-    staging.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_case(
@@ -103,11 +92,8 @@ def write_case(
         image.check_same_grid(labels, what=f"input and labels of case {case_name!r}")
     out_dir = Path(out_dir)
     final = out_dir / case_name
-    staging = out_dir / f".{case_name}.tmp-{secrets.token_hex(4)}"
     summaries, instances, all_boxes, lab, instance_map = _records(image, labels, label_map, instance_maps, probabilities, boxes)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        staging.mkdir()
+    with atomic_folder(final, "annotation folder") as staging:
         files: dict[str, str] = {}
         if labels is not None and lab is not None and instance_map is not None:
             _write_masks(staging, image, labels, lab, instance_map, label_map, files)
@@ -135,13 +121,6 @@ def write_case(
             (staging / "boxes.coco.json").write_text(json.dumps(case_coco(annotation, str(provenance.input.get("path", case_name))), indent=1))
             files["boxes_coco"] = "boxes.coco.json"
         (staging / "annotation.json").write_text(json.dumps(annotation.to_dict(), indent=2))
-        _swap_into_place(staging, final)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write the annotation folder: {exc.strerror or exc}", final) from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return annotation
 
 

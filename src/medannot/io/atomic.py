@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 from medannot.errors import OutputError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_folder", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 
 def _fsync_file(path: Path) -> None:
@@ -51,6 +52,41 @@ def temporary_sibling(final_path: str | Path) -> Path:
     final = Path(final_path)
     suffixes = "".join(final.suffixes[-2:]) if final.name.endswith((".nii.gz", ".tar.gz")) else final.suffix
     return final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}{suffixes}")
+
+
+@contextlib.contextmanager
+def atomic_folder(final_folder: str | Path, what: str = "output folder") -> Iterator[Path]:
+    """Yield an empty hidden staging folder; on success it replaces ``final_folder`` in one rename.
+
+    A previous ``final_folder`` is renamed aside first and deleted after the swap, so readers see
+    either the old folder or the complete new one. If the block raises, the staging folder is removed
+    and ``final_folder`` is left as it was.
+
+    Args:
+        final_folder: Destination folder (its parent is created as needed).
+        what: Name of the output in error messages (``"index"``, ``"annotation folder"``).
+
+    Raises:
+        OutputError: The folder cannot be created, written or renamed (the block's ``OSError``).
+    """
+    final = Path(final_folder)
+    staging = final.with_name(f".{final.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        staging.mkdir(parents=True)
+        yield staging
+        old = None
+        if final.exists():
+            old = final.with_name(f".{final.name}.old-{secrets.token_hex(4)}")
+            final.rename(old)
+        staging.rename(final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"cannot write the {what}: {exc.strerror or exc}", final) from exc
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

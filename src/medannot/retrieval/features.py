@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from medannot.data.image import Image
+from medannot.errors import ModelError
 from medannot.inference.classifier_input import ClassifierInput, prepare_array
 
 __all__ = ["FeatureExtractor", "BLOCK_DIMS", "DEFAULT_WEIGHTS", "hashed_text", "annotation_words"]
@@ -113,8 +114,9 @@ class FeatureExtractor:
 
     def _embedding(self, image: Image, views: list[np.ndarray]) -> np.ndarray:
         """Mean embedding of the views (2D model), or of the volume (3D model; a 2D image gives zeros)."""
-        assert self.classifier is not None
         c = self.classifier
+        if c is None:
+            raise ModelError("the feature extractor has no model: build it with a classification bundle to get embeddings")
         if c.bundle.spatial_dims == 3:
             if image.ndim != 3:
                 return np.zeros(self.blocks["embedding"][1] - self.blocks["embedding"][0], np.float32)

@@ -16,15 +16,14 @@ renamed into place. Search is exact: one matrix-vector product (``features @ q``
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from medannot.errors import InputError, MedannotError, OutputError
+from medannot.io.atomic import atomic_folder
+from medannot.errors import InputError, MedannotError
 
 __all__ = ["Index", "build_index", "load_index", "precision_at_k", "search"]
 
@@ -139,12 +138,11 @@ def build_index(folder: str | Path, out: str | Path, model: str | None = "modali
         raise InputError("index needs a folder of images", src)
     ext = FeatureExtractor(model=model, weights=dict(weights or DEFAULT_WEIGHTS))
     dest = Path(out)
-    staging = dest.parent / f".{dest.name}.tmp-{secrets.token_hex(4)}"
     rows: list[np.ndarray] = []
     cases: list[dict[str, Any]] = []
     ann_root = Path(annotations) if annotations is not None else None
-    try:
-        (staging / "thumbs").mkdir(parents=True)
+    with atomic_folder(dest, "index") as staging:
+        (staging / "thumbs").mkdir()
         for label, sub in _layout(src):
             for item in discover_inputs(sub):
                 cid = f"{label}/{item.name}" if label else item.name
@@ -169,15 +167,6 @@ def build_index(folder: str | Path, out: str | Path, model: str | None = "modali
         np.save(staging / FEATURES, feats)
         info = {"version": INDEX_VERSION, "features": ext.describe(), "source": str(src)}
         (staging / CASES).write_text(json.dumps({**info, "cases": cases}, indent=1))
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"cannot write the index: {exc.strerror or exc}", dest) from exc
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Index(feats, cases, info, dest)
 
 

@@ -6,19 +6,16 @@ it differs in the data (labelled images split by source group), the input rules 
 
 from __future__ import annotations
 
-import copy
 import enum
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from medannot.errors import ConfigError
 from medannot.inference.classifier_input import ClassifierInput
 from medannot.models.bundle import NetworkRef, check_spatial_dims
-from medannot.training.config import CardConfig, OptimizerConfig, _set_dotted, format_validation_error
+from medannot.training.config import CardConfig, OptimizerConfig, _set_dotted, config_data, format_validation_error, read_config_file
 
 __all__ = ["ClassificationConfig", "load_classification_config", "config_task"]
 
@@ -108,29 +105,13 @@ class ClassificationConfig(BaseModel):
         return self.model_dump(mode="json")
 
 
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file not found; give the path of a YAML or JSON training config", path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read the config ({exc.strerror or exc})", path) from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"not valid YAML/JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", path) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"a training config must be a mapping of fields, got {type(data).__name__}", path)
-    return data
-
-
 def config_task(source: Any) -> str:
     """The ``task`` a training config names (``segmentation`` when it names none), without validating the rest."""
     if isinstance(source, BaseModel):
         return str(getattr(source, "task", "segmentation"))
     if isinstance(source, dict):
         return str(source.get("task", "segmentation"))
-    return str(_read(Path(source)).get("task", "segmentation"))
+    return str(read_config_file(Path(source)).get("task", "segmentation"))
 
 
 def load_classification_config(source: str | Path | dict[str, Any] | ClassificationConfig,
@@ -140,14 +121,7 @@ def load_classification_config(source: str | Path | dict[str, Any] | Classificat
     Raises:
         ConfigError: Unreadable file or invalid fields (each named).
     """
-    path = None
-    if isinstance(source, ClassificationConfig):
-        data = source.model_dump(mode="json")
-    elif isinstance(source, dict):
-        data = copy.deepcopy(source)
-    else:
-        path = Path(source)
-        data = _read(path)
+    data, path = config_data(source)
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     try:

@@ -187,6 +187,38 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     cur[parts[-1]] = value
 
 
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON training config file.
+
+    Raises:
+        ConfigError: File missing or unreadable, not valid YAML/JSON, or not a mapping (naming the file).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found; give the path of a YAML or JSON training config", path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config ({exc.strerror or exc})", path) from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}", path) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"a training config must be a mapping of fields, got {type(data).__name__}", path)
+    return data
+
+
+def config_data(source: str | Path | dict[str, Any] | BaseModel) -> tuple[dict[str, Any], Path | None]:
+    """A config as a fresh dict (from a validated config, a dict or a file) and the file it came from, if any."""
+    if isinstance(source, BaseModel):
+        return source.model_dump(mode="json"), None
+    if isinstance(source, dict):
+        return copy.deepcopy(source), None
+    path = Path(source)
+    return read_config_file(path), path
+
+
 def load_config(source: str | Path | dict[str, Any] | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Load and validate a training config.
 
@@ -198,26 +230,7 @@ def load_config(source: str | Path | dict[str, Any] | TrainConfig, overrides: di
     Raises:
         ConfigError: Unreadable file, not a mapping, or invalid fields (each named).
     """
-    path: Path | None = None
-    if isinstance(source, TrainConfig):
-        data = source.model_dump(mode="json")
-    elif isinstance(source, dict):
-        data = copy.deepcopy(source)
-    else:
-        path = Path(source)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError("config file not found; give the path of a YAML or JSON training config", path) from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read the config ({exc.strerror or exc})", path) from None
-        try:
-            data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {first}", path) from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"a training config must be a mapping of fields, got {type(data).__name__}", path)
+    data, path = config_data(source)
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     try:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from medannot.data.boxes import boxes_from_instances
 from medannot.data.image import Image
 from medannot.errors import ConfigError, ModelError
+from medannot.models.detection_spec import DetectionSpec
 from medannot.models.detection_spec import BoxSource
 from medannot.training.config import TrainConfig, lr_at
 
@@ -147,6 +148,13 @@ def _batch(source: Any, rng: np.random.Generator, n: int, cfg: TrainConfig, boxe
     return torch.from_numpy(np.stack(imgs)), targets
 
 
+def _detection_spec(cfg: TrainConfig) -> DetectionSpec:
+    """The config's ``detection`` block; TrainConfig validation fills it for task detection."""
+    if cfg.detection is None:
+        raise ConfigError("task 'detection' needs a 'detection' block (anchors, thresholds, NMS) in the config")
+    return cfg.detection
+
+
 def _check(cfg: TrainConfig) -> None:
     from medannot.models.detection import detection_params, retinanet_size_divisor
 
@@ -154,8 +162,7 @@ def _check(cfg: TrainConfig) -> None:
     for what, patch in (("patch_size", cfg.patch_size), ("inference.patch_size", cfg.inference_patch_size)):
         if any(int(p) % div for p in patch):
             raise ConfigError(f"{what} {patch} must be a multiple of {div} voxels on every axis for network {cfg.network.name!r}")
-    spec = cfg.detection
-    assert spec is not None  # guaranteed by TrainConfig validation for task detection
+    spec = _detection_spec(cfg)
     if spec.boxes.mode == "instances" and cfg.data.params.get("target", "labels") != "labels":
         raise ConfigError("detection.boxes.mode 'instances' needs data.params.target 'labels' (instance ids kept); 'binary' would merge touching objects")
 
@@ -300,8 +307,7 @@ def finish_detection_bundle(cfg: TrainConfig, bundle: Any, val_cases: Sequence[t
     from medannot.models.bundle import Bundle
     from medannot.training.card import render_card
 
-    spec = cfg.detection
-    assert spec is not None  # guaranteed by TrainConfig validation for task detection
+    spec = _detection_spec(cfg)
     out = Path(cfg.out)
     partial = out.with_name(out.name + ".partial")
     if partial.exists():
