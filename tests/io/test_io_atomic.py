@@ -63,3 +63,34 @@ with atomic_path({str(final)!r}) as tmp:
     assert final.read_bytes() == b"previous complete version"
     leftovers = [n for n in os.listdir(tmp_path) if n != "big.bin"]
     assert all(n.startswith(".big.bin.tmp-") for n in leftovers)
+
+
+def test_failing_rename_is_an_output_error_and_leaves_no_temp(tmp_path, monkeypatch):
+    final = tmp_path / "out.txt"
+    final.write_text("old")
+
+    def refuse(src, dst):
+        raise PermissionError(13, "Permission denied", str(dst))
+
+    monkeypatch.setattr("medannot.io.atomic.os.replace", refuse)
+    with pytest.raises(OutputError, match="cannot move the finished file into place.*Permission denied") as err:
+        with atomic_path(final) as tmp:
+            tmp.write_text("new")
+    assert isinstance(err.value.__cause__, PermissionError) and err.value.path == final
+    assert final.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_folder_appearing_at_the_target_is_an_output_error(tmp_path):
+    final = tmp_path / "out.txt"
+    with pytest.raises(OutputError, match="cannot move the finished file into place"):
+        with atomic_path(final) as tmp:
+            tmp.write_text("new")
+            (final / "inside").mkdir(parents=True)  # another process made a folder there meanwhile: a real rename failure
+    assert sorted(os.listdir(tmp_path)) == ["out.txt"] and final.is_dir()
+
+
+def test_writers_wrap_a_failing_rename(tmp_path, monkeypatch):
+    monkeypatch.setattr("medannot.io.atomic.os.replace", lambda src, dst: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.raises(OutputError):
+        atomic_write_text(tmp_path / "a.txt", "x")
+    assert os.listdir(tmp_path) == []

@@ -106,7 +106,9 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
 
     Raises:
         OutputError: If the folder cannot be created, or the block wrote nothing
-            to the temporary path, or the rename fails.
+            to the temporary path, or flushing or renaming the finished file fails (any ``OSError``
+            there, e.g. ``PermissionError``, becomes an ``OutputError``; the temporary file is removed).
+            An ``OSError`` raised by the block itself propagates unchanged.
     """
     final = Path(final_path)
     if final.is_dir():
@@ -120,8 +122,13 @@ def atomic_path(final_path: str | Path) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise OutputError("nothing was written to the temporary file; the writer failed silently", final)
-        _fsync_file(tmp)
-        os.replace(tmp, final)
+        try:
+            _fsync_file(tmp)
+            os.replace(tmp, final)
+        except OSError as exc:  # e.g. PermissionError on the folder, or a folder created at ``final`` meanwhile
+            raise OutputError(
+                f"cannot move the finished file into place ({exc.strerror or exc}); check the folder is writable", final
+            ) from exc
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
