@@ -79,7 +79,7 @@ def seed(data: Path, size: int, cases: int, reviewers: int) -> tuple[list[int], 
     from medannot.server import store
     from medannot.server.db import Database
     from medannot.server.files import BlobStore
-    from medannot.server.models import AnnotationVersion, Case
+    from medannot.server.models import AnnotationVersion, CaseRecord
     from medannot.server.settings import ServerSettings
 
     db = Database(ServerSettings(data_dir=data).database_url)
@@ -93,7 +93,7 @@ def seed(data: Path, size: int, cases: int, reviewers: int) -> tuple[list[int], 
             store.set_member(s, project, store.add_user(s, f"r{i}", PASSWORD), "reviewer")
         ids = []
         for c in range(cases):
-            case = Case(project_id=project.id, name=f"synthetic-{size}-{c}", image_sha256=image_sha, source_format="nifti",
+            case = CaseRecord(project_id=project.id, name=f"synthetic-{size}-{c}", image_sha256=image_sha, source_format="nifti",
                         spatial_dims=3, shape=[size] * 3, affine=np.eye(4).tolist())
             s.add(case)
             s.flush()
@@ -133,7 +133,7 @@ def open_case(client: httpx.Client, cid: int) -> float:
 def bench_open(url: str, token: str, cid: int, data: Path, repeat: int) -> tuple[float, float]:
     from medannot.server.db import Database
     from medannot.server.files import BlobStore
-    from medannot.server.models import Case
+    from medannot.server.models import CaseRecord
     from medannot.server.settings import ServerSettings
 
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as c:
@@ -142,7 +142,7 @@ def bench_open(url: str, token: str, cid: int, data: Path, repeat: int) -> tuple
     from medannot.server import store
 
     with db.read() as s:
-        case = s.get(Case, cid)
+        case = s.get(CaseRecord, cid)
         files = [BlobStore(data).path(case.image_sha256), BlobStore(data).path(store.latest_version(s, cid).mask_sha256)]
     db.dispose()
     disk = []

@@ -139,7 +139,7 @@ def test_migrations_build_exactly_the_models_on_postgresql(postgres):
 def test_demo_seeds_a_user_projects_and_queued_jobs(tmp_path):
     from sqlalchemy import select
 
-    from medannot.server.models import Case, Job, Project
+    from medannot.server.models import CaseRecord, Job, Project
 
     data = str(tmp_path / "d")
     first = run("projects", "demo", "--data", data)
@@ -148,7 +148,7 @@ def test_demo_seeds_a_user_projects_and_queued_jobs(tmp_path):
     db = Database(f"sqlite:///{tmp_path / 'd' / 'medannot.db'}")
     with db.read() as s:
         projects = {p.name: p.model for p in s.scalars(select(Project))}
-        cases = {c.name: (c.spatial_dims, c.shape) for c in s.scalars(select(Case))}
+        cases = {c.name: (c.spatial_dims, c.shape) for c in s.scalars(select(CaseRecord))}
         states = [j.state for j in s.scalars(select(Job))]
     db.dispose()
     assert projects == {"demo-nuclei": "nuclei", "demo-brain": "brain-mri"}

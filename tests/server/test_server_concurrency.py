@@ -13,7 +13,7 @@ import pytest
 from server_helpers import add_project, add_users, nifti_bytes, read_mask, run_jobs, synthetic_volume, upload
 from sqlalchemy import func, select
 
-from medannot.server.models import Case, IdempotencyKey, Job
+from medannot.server.models import CaseRecord, IdempotencyKey, Job
 
 AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
 
@@ -87,7 +87,7 @@ def test_twenty_concurrent_uploads_with_one_key_make_one_case(live, world):
     assert len(ids) == 1 and len(next(iter(ids))) == 1
     (case_id,) = next(iter(ids))
     with live.db.read() as s:
-        assert s.scalar(select(func.count(Case.id)).where(Case.project_id == pid, Case.name == "same")) == 1
+        assert s.scalar(select(func.count(CaseRecord.id)).where(CaseRecord.project_id == pid, CaseRecord.name == "same")) == 1
         assert s.scalar(select(func.count(Job.id)).where(Job.case_id == case_id)) == 1
         assert s.scalar(select(func.count(IdempotencyKey.id)).where(IdempotencyKey.key == "upload-same-file-1")) == 1
     # a different key (or none) is a different request

@@ -75,10 +75,10 @@ def test_nuclei_case_reviewed_and_exported_as_coco(live, nuclei_case):
 
 
 def _affine(live, cid):
-    from medannot.server.models import Case
+    from medannot.server.models import CaseRecord
 
     with live.db.read() as s:
-        return s.get(Case, cid).affine
+        return s.get(CaseRecord, cid).affine
 
 
 @pytest.mark.slow

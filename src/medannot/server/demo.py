@@ -16,7 +16,7 @@ from medannot.server import store
 from medannot.server.db import Database
 from medannot.server.files import BlobStore
 from medannot.server.imaging import to_nifti_bytes
-from medannot.server.models import Case, Project, User
+from medannot.server.models import CaseRecord, Project, User
 from medannot.server.security import Role
 
 DEMO_USER = "demo"
@@ -55,7 +55,7 @@ def seed_demo(db: Database, blobs: BlobStore) -> bool:
             store.set_member(s, projects[pname], user, Role.ADMIN)
         for pname, name, img, sha in prepared:
             volume = img.as_volume()
-            case = Case(project_id=projects[pname].id, name=name, status="pending", image_sha256=sha, source_format="nifti",
+            case = CaseRecord(project_id=projects[pname].id, name=name, status="pending", image_sha256=sha, source_format="nifti",
                         spatial_dims=img.ndim, shape=list(volume.spatial_shape), affine=volume.affine.tolist(), created_by=user.id)
             s.add(case)
             s.flush()

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from medannot.server import store
 from medannot.server.db import Database
 from medannot.server.files import BlobStore
-from medannot.server.models import AnnotationVersion, Case, Project, User
+from medannot.server.models import AnnotationVersion, CaseRecord, Project, User
 from medannot.server.security import Action, allowed
 from medannot.server.settings import ServerSettings
 
@@ -71,9 +71,9 @@ def project_access(s: Session, user: User, project_id: int, action: Action) -> t
     return project, role or "admin"
 
 
-def case_access(s: Session, user: User, case_id: int, action: Action) -> tuple[Case, Project, str]:
+def case_access(s: Session, user: User, case_id: int, action: Action) -> tuple[CaseRecord, Project, str]:
     """The case, its project and the caller's role, checked for ``action`` (404 / 403 as :func:`project_access`)."""
-    case = s.get(Case, case_id)
+    case = s.get(CaseRecord, case_id)
     if case is None:
         raise HTTPException(404, f"case {case_id} not found")
     try:
@@ -111,7 +111,7 @@ def project_json(p: Project, role: str | None) -> dict:
     return {"id": p.id, "name": p.name, "model": p.model, "labels": p.labels, "role": role}
 
 
-def case_summary(s: Session, case: Case) -> dict:
+def case_summary(s: Session, case: CaseRecord) -> dict:
     """A case as listed: id, name, status, updated, latest version, latest job."""
     from medannot.server.jobs import job_json
 
@@ -126,7 +126,7 @@ def case_summary(s: Session, case: Case) -> dict:
     }
 
 
-def case_detail(s: Session, case: Case, project: Project) -> dict:
+def case_detail(s: Session, case: CaseRecord, project: Project) -> dict:
     """The contract's case form (``GET /api/cases/{cid}``)."""
     versions = list(s.scalars(select(AnnotationVersion).where(AnnotationVersion.case_id == case.id).order_by(AnnotationVersion.number.desc())))
     names = usernames(s, {v.author_id for v in versions})

@@ -30,7 +30,7 @@ from medannot.errors import MedannotError
 from medannot.server.deps import usernames
 from medannot.server.files import BlobStore
 from medannot.server.imaging import mask_array
-from medannot.server.models import AnnotationVersion, Case, Project
+from medannot.server.models import AnnotationVersion, CaseRecord, Project
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -95,7 +95,7 @@ def write_export(session: Session, project: Project, blobs: BlobStore, target: P
 
     Cases without an accepted version are left out (the manifest lists only what is in the archive).
     """
-    cases = list(session.scalars(select(Case).where(Case.project_id == project.id, Case.status == "accepted").order_by(Case.id)))
+    cases = list(session.scalars(select(CaseRecord).where(CaseRecord.project_id == project.id, CaseRecord.status == "accepted").order_by(CaseRecord.id)))
     label_values = [int(lab["value"]) for lab in project.labels]
     manifest: dict = {"project": {"id": project.id, "name": project.name, "model": project.model}, "labels": project.labels, "cases": []}
     coco: dict = {"info": {"description": f"medannot export of project {project.name}"}, "images": [], "annotations": [],

@@ -15,10 +15,10 @@ from datetime import timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from medannot.server.models import Case, Job, utcnow
+from medannot.server.models import CaseRecord, Job, utcnow
 
 
-def enqueue(session: Session, case: Case, model: str) -> Job:
+def enqueue(session: Session, case: CaseRecord, model: str) -> Job:
     """Queue an annotation job for ``case`` with ``model``."""
     job = Job(project_id=case.project_id, case_id=case.id, kind="annotate", model=model, state="queued", progress=0.0, message="queued")
     session.add(job)

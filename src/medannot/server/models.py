@@ -89,7 +89,9 @@ class Membership(Base):
     role: Mapped[str] = mapped_column(String(16))
 
 
-class Case(Base):
+class CaseRecord(Base):
+    """A row of the ``cases`` table (one uploaded image under review); not :class:`medannot.data.case.Case`."""
+
     __tablename__ = "cases"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)

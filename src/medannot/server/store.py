@@ -17,7 +17,7 @@ from medannot.errors import InputError
 from medannot.server.models import (
     AnnotationVersion,
     AuditEntry,
-    Case,
+    CaseRecord,
     Job,
     Membership,
     Project,
@@ -233,7 +233,7 @@ def audit(session: Session, user: User | None, action: str, project_id: int | No
                            case_id=case_id, action=action, detail=detail, time=datetime.now(timezone.utc)))
 
 
-def touch(case: Case, status: str | None = None) -> None:
+def touch(case: CaseRecord, status: str | None = None) -> None:
     """Update a case's time stamp (and status)."""
     case.updated = utcnow()
     if status is not None:

@@ -26,7 +26,7 @@ from medannot.server import store
 from medannot.server.db import Database
 from medannot.server.files import BlobStore
 from medannot.server.imaging import read_nifti_bytes, to_nifti_bytes
-from medannot.server.models import AnnotationVersion, Case, Job
+from medannot.server.models import AnnotationVersion, CaseRecord, Job
 from medannot.server.settings import ServerSettings
 
 log = logging.getLogger("medannot.worker")
@@ -84,7 +84,7 @@ class Worker:
             if job is None:
                 return None
             job_id, case_id, model = job.id, job.case_id, job.model
-            case = s.get(Case, case_id)
+            case = s.get(CaseRecord, case_id)
             image_sha, dims = case.image_sha256, case.spatial_dims
         log.info("job %s: case %s with %s", job_id, case_id, model)
         try:
@@ -143,7 +143,7 @@ class Worker:
                         model_name=provenance.name, model_version=provenance.version or None, job_id=job_id, provenance=prov,
                     ))
                     s.flush()
-                    store.touch(s.get(Case, case_id))
+                    store.touch(s.get(CaseRecord, case_id))
                     if not queue.finish(s, job_id, self.name, "done", "done"):
                         raise _LeaseLost
                 return

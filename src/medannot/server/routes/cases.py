@@ -17,7 +17,7 @@ from medannot.server import idempotency, store
 from medannot.server import jobs as queue
 from medannot.server.deps import AppContext, case_access, case_detail, case_summary, ctx, current_user, project_access, usernames, version_json
 from medannot.server.imaging import correction_effort, mask_array, to_nifti_bytes
-from medannot.server.models import AnnotationVersion, Case, Draft, User
+from medannot.server.models import AnnotationVersion, CaseRecord, Draft, User
 from medannot.server.security import Action
 from medannot.server.uploads import ArchiveLimits, PreparedCase, prepare_upload
 
@@ -67,7 +67,7 @@ def _create_cases(c: AppContext, user: User, pid: int, key: str | None, prepared
             row = idempotency.reserve(s, user.id, scope, key) if key else None
             cases = []
             for p, image_sha, source_sha, shape, affine in stored:
-                case = Case(project_id=pid, name=p.name, status="pending", image_sha256=image_sha, source_sha256=source_sha,
+                case = CaseRecord(project_id=pid, name=p.name, status="pending", image_sha256=image_sha, source_sha256=source_sha,
                             source_format=p.source_format, spatial_dims=p.image.ndim, shape=shape, affine=affine, created_by=user.id)
                 s.add(case)
                 s.flush()

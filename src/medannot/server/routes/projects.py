@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from medannot.server import store
 from medannot.server.deps import case_summary, ctx, current_user, project_access, project_json
-from medannot.server.models import AuditEntry, Case, Membership, User
+from medannot.server.models import AuditEntry, CaseRecord, Membership, User
 from medannot.server.security import Action, Role
 
 router = APIRouter(prefix="/api", tags=["projects"])
@@ -84,9 +84,9 @@ def list_cases(pid: int, request: Request, status: str | None = Query(None), use
         raise HTTPException(422, f"status must be one of {', '.join(store.CASE_STATUSES)}, got {status!r}")
     with ctx(request).db.read() as s:
         project_access(s, user, pid, Action.READ)
-        query = select(Case).where(Case.project_id == pid).order_by(Case.id)
+        query = select(CaseRecord).where(CaseRecord.project_id == pid).order_by(CaseRecord.id)
         if status is not None:
-            query = query.where(Case.status == status)
+            query = query.where(CaseRecord.status == status)
         return [case_summary(s, c) for c in s.scalars(query)]
 
 
