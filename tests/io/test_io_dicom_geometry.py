@@ -353,7 +353,7 @@ def test_series_of_compressed_big_endian_or_implicit_files_matches_sitk(tmp_path
 
 @pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint32"])
 def test_rescale_in_place_is_exact_for_every_stored_type(dtype):
-    from medannot.io._dicom_stack import apply_rescale
+    from medannot.io._dicom_values import apply_rescale
 
     rng = np.random.default_rng(1)
     info = np.iinfo(dtype)

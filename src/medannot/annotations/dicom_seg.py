@@ -28,12 +28,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medannot import __version__
-from medannot.annotations.dicom_grid import dcmread_object, frame_planes, frame_slice_indices, lps_to_ras, onto_grid
+from medannot.annotations.dicom_grid import dcmread_object, onto_grid
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, OutputError
+from medannot.io.dicom_geometry import frame_planes, frame_slice_indices, grid_from_slice_row_column
 
 __all__ = ["SEG_SOP_CLASS_UID", "read_dicom_seg", "segment_label_map", "write_dicom_seg"]
 
@@ -357,16 +358,7 @@ def read_dicom_seg(
     for n, v in values.items():
         lut[n] = v
     lab = lut[arr].astype(np.uint16 if lut.max(initial=0) > 255 else np.uint8)
-    affine = np.asarray(volume.affine, dtype=np.float64)[:, [2, 1, 0, 3]]  # (slice,row,col) -> (col,row,slice)
-    if np.dot(affine[:3, 2], np.cross(affine[:3, 0], affine[:3, 1])) < 0:  # slices ascending along the normal,
-        lab = lab[::-1]  # as medannot's series reader stacks them
-        affine[:3, 3] += affine[:3, 2] * (lab.shape[0] - 1)
-        affine[:3, 2] *= -1
-    affine[:3] = lps_to_ras(affine[:3].T).T
-    try:
-        geometry = Geometry.from_affine(affine)
-    except GeometryError as exc:
-        raise GeometryError(exc.reason, p) from None
+    lab, geometry = grid_from_slice_row_column(lab, volume.affine, p)  # medannot's (column, row, slice) layout
     meta = {
         "source": str(p),
         "format": "dicom-seg",
@@ -376,7 +368,7 @@ def read_dicom_seg(
         "StudyInstanceUID": str(ds.get("StudyInstanceUID", "")),
         "FrameOfReferenceUID": str(ds.get("FrameOfReferenceUID", "")),
     }
-    image = Image(np.ascontiguousarray(lab.transpose(2, 1, 0))[None], geometry, ImageKind.LABEL, meta)
+    image = Image(np.ascontiguousarray(lab)[None], geometry, ImageKind.LABEL, meta)
     if reference_geometry is not None and reference_shape is not None:
         try:
             image = onto_grid(image, reference_geometry, reference_shape, what="DICOM SEG frames")

@@ -29,12 +29,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medannot import __version__
-from medannot.annotations.dicom_grid import dcmread_object, frame_planes, frame_slice_indices, lps_to_ras
+from medannot.annotations.dicom_grid import dcmread_object
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, OutputError
+from medannot.io.dicom_geometry import frame_planes, frame_slice_indices, lps_to_ras
 
 __all__ = ["RTSTRUCT_SOP_CLASS_UID", "read_rtstruct", "write_rtstruct"]
 
@@ -222,9 +223,8 @@ def write_rtstruct(
             mask = lab[:, :, k].T == info.value  # (rows, columns)
             if not mask.any():
                 continue
-            origin, step_r, step_c = p.position, p.col_cos * p.spacing[0], p.row_cos * p.spacing[1]
             for outline in _slice_contours(mask):
-                points = origin + outline[:, :1] * step_r + outline[:, 1:] * step_c  # LPS mm
+                points = p.pixel_to_lps(outline)  # LPS mm
                 image_item = Dataset()
                 image_item.ReferencedSOPClassUID, image_item.ReferencedSOPInstanceUID = p.sop_class_uid, p.sop_instance_uid
                 contour = Dataset()

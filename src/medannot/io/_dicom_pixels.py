@@ -12,13 +12,14 @@ reader then knows where the Pixel Data element starts, so it can
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
@@ -66,11 +67,23 @@ class PixelElement:
 
 @dataclass(frozen=True)
 class Header:
-    """A parsed DICOM header (no pixels) and where its pixel data are."""
+    """A parsed DICOM header (no pixels) and where its pixel data are.
+
+    Attributes:
+        path: The file; for a file held in memory, its name (used in messages only, never opened).
+        dataset: pydicom dataset without Pixel Data.
+        pixels: Where the Pixel Data element sits; None when the file holds no (7FE0,0010) element.
+        data: The whole file when it is held in memory (read from ``bytes``), else None.
+    """
 
     path: Path
-    dataset: Any  # pydicom FileDataset without Pixel Data
-    pixels: PixelElement | None  # None when the file holds no (7FE0,0010) element
+    dataset: Any
+    pixels: PixelElement | None
+    data: bytes | None = None
+
+    def open(self) -> BinaryIO:
+        """The file's bytes as a binary file object (the file on disk, or the bytes in memory)."""
+        return io.BytesIO(self.data) if self.data is not None else open(self.path, "rb")
 
 
 def _little_endian_explicit_or_native(ts: str) -> bool:
@@ -95,12 +108,13 @@ def _pixel_element(fh, ts: str, file_size: int) -> PixelElement | None:
     return PixelElement(offset, None if length == _UNDEFINED else length, file_size)
 
 
-def read_header(path: Path, notes: list[str] | None = None) -> Header:
+def read_header(path: Path, notes: list[str] | None = None, data: bytes | None = None) -> Header:
     """Parse the header of one file once (pydicom, ``stop_before_pixels``) and locate its Pixel Data.
 
     Args:
-        path: A readable file.
+        path: A readable file; with ``data``, the name of the file held in memory (messages only).
         notes: pydicom's warnings about the file are appended here (``"name: warning"``).
+        data: The file's bytes when it is held in memory.
 
     Raises:
         InputError: Missing, empty or unreadable file, not DICOM, truncated or corrupt header, sequences nested
@@ -110,8 +124,8 @@ def read_header(path: Path, notes: list[str] | None = None) -> Header:
     from pydicom.errors import InvalidDicomError
 
     try:
-        with open(path, "rb") as fh, warnings.catch_warnings(record=True) as caught:
-            size = os.fstat(fh.fileno()).st_size
+        with (io.BytesIO(data) if data is not None else open(path, "rb")) as fh, warnings.catch_warnings(record=True) as caught:
+            size = len(data) if data is not None else os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise InputError("file is empty (0 bytes); the copy or download probably failed", path)
             warnings.simplefilter("always")
@@ -132,7 +146,7 @@ def read_header(path: Path, notes: list[str] | None = None) -> Header:
         raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({one_line(exc)})", path) from None
     if notes is not None:
         notes.extend(f"{path.name}: {one_line(w.message)}" for w in caught)
-    return Header(path, ds, element)
+    return Header(path, ds, element, data)
 
 
 def convert_identifiers(header: Header, notes: list[str] | None = None) -> None:
@@ -149,15 +163,18 @@ def convert_identifiers(header: Header, notes: list[str] | None = None) -> None:
         notes.extend(f"{header.path.name}: {one_line(w.message)}" for w in caught)
 
 
-def read_dataset(path: Path, notes: list[str]) -> Any:
-    """Full pydicom read (pixels included) with errors as InputError and warnings collected in ``notes``."""
+def read_dataset(path: Path, notes: list[str], data: bytes | None = None) -> Any:
+    """Full pydicom read (pixels included) with errors as InputError and warnings collected in ``notes``.
+
+    ``data``: the file's bytes when it is held in memory (``path`` then only names it in messages).
+    """
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(io.BytesIO(data) if data is not None else path)
     except InvalidDicomError:
         raise InputError("not a DICOM file (no 'DICM' preamble)", path) from None
     except RecursionError:
@@ -273,7 +290,7 @@ def read_native_pixels(header: Header, out: np.ndarray) -> None:
     if el is None or not out.flags.c_contiguous:
         raise ValueError("read_native_pixels needs a native Pixel Data element and a C-contiguous array")
     try:
-        with open(header.path, "rb", buffering=0) as fh:
+        with (io.BytesIO(header.data) if header.data is not None else open(header.path, "rb", buffering=0)) as fh:
             fh.seek(el.value_offset)
             view = memoryview(out.reshape(-1)).cast("B")
             got = 0
@@ -342,6 +359,7 @@ def decode_dataset(ds, path: Path, notes: list[str]) -> np.ndarray:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            ds.pixel_array_options(raw=False, as_rgb=True)  # YBR_FULL(_422) -> RGB, planar configuration interleaved
             arr = ds.pixel_array
     except (*READ_ERRORS, RecursionError) as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta is not None else "unknown"

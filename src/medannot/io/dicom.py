@@ -1,24 +1,25 @@
-"""DICOM reading with pydicom: single files and series folders, LPS -> RAS at the edge.
+"""DICOM reading with pydicom: single files, their frames and series folders, LPS -> RAS at the edge.
 
-A single-frame file becomes a 2D image ``(C, rows, columns)`` with spacing from
-PixelSpacing (or ImagerPixelSpacing, else 1 mm); when the file has a patient position,
-``meta["plane_affine_ras"]`` (4x4) maps ``(row, column, 0)`` to RAS mm. A multi-frame
-file becomes a 3D image when every frame has a position (enhanced multi-frame, or
-GridFrameOffsetVector as in RT dose), otherwise it is refused.
+* :func:`read_dicom_file` (:mod:`medannot.io.dicom_file`): a single-frame file becomes a 2D image
+  ``(C, rows, columns)``; a multi-frame file with per-frame positions (enhanced multi-frame, RT dose) a 3D image;
+  other multi-frame files, colour clips and Siemens mosaics are refused there and read frame by frame with
+  :func:`read_dicom_frames`.
+* :func:`read_dicom_series`: a series (a folder, a list of files, or a list of ``(name, bytes)`` files held in
+  memory) becomes a 3D image ``(1, columns, rows, slices)``: array index ``(i, j, k)`` = (column, row, slice),
+  slices sorted along the slice normal. This is the layout of dcm2niix and of ITK (whose ``GetArrayFromImage``
+  returns the transpose). The geometry rules are those of :mod:`medannot.io.dicom_geometry`.
+* :func:`series_headers`: the headers of a series in that slice order (for DICOM SEG / RTSTRUCT writers), chosen
+  by the same rules as :func:`read_dicom_series`.
 
-A series (a folder, or a list of files) becomes a 3D image ``(1, columns, rows, slices)``:
-array index ``(i, j, k)`` = (column, row, slice), slices sorted along the slice normal
-(row cosine x column cosine) by the projection of ImagePositionPatient. This is the layout
-of dcm2niix and of ITK (whose ``GetArrayFromImage`` returns the transpose).
-RescaleSlope/Intercept are applied (HU for CT): int16 when the result is exact in int16,
-float32 otherwise. Identifiers (PatientID, StudyInstanceUID, SeriesInstanceUID, Modality,
-SeriesDescription, SeriesNumber) go into ``Image.meta``.
+Pixel values (:mod:`medannot.io._dicom_values`): palette colour and YCbCr become RGB, MONOCHROME1 is inverted
+so higher is brighter (as highdicom does), RescaleSlope/Intercept are applied (HU for CT): int16 when exact in
+int16, float32 otherwise; ``meta["pixel_steps"]`` names what was done. Identifiers (PatientID,
+StudyInstanceUID, SeriesInstanceUID, Modality, SeriesDescription, SeriesNumber) go into ``Image.meta``.
 
 Choices (documented, tested in tests/io/test_io_dicom_geometry.py and test_io_dicom_bad.py):
 
 * nothing is resampled silently: gantry tilt, uneven spacing (the spacings found are listed), missing
-  or duplicate slices and Siemens mosaics are refused with a one-line :class:`GeometryError`/:class:`InputError`
-  (the rules are in :mod:`medannot.io._dicom_stack`);
+  or duplicate slices and Siemens mosaics are refused with a one-line :class:`GeometryError`/:class:`InputError`;
 * every header is parsed once; the declared Rows x Columns x frames x bits is checked against the bytes the
   file holds before anything is allocated or decoded; sequences nested too deeply for pydicom are refused;
 * a damaged file in a series folder is skipped (``meta["skipped"]``) only when the other slices are still the
@@ -36,10 +37,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, MedannotError
-from medannot.io._common import check_allocation, check_readable_file, is_hidden, parse_kind, to_label_array
+from medannot.io._common import check_allocation, is_hidden, parse_kind
 from medannot.io._dicom_pixels import (
     Header,
     PixelFormat,
@@ -47,14 +47,13 @@ from medannot.io._dicom_pixels import (
     convert_identifiers,
     correct_unused_bits,
     decode_dataset,
+    is_native,
     one_line,
     read_dataset,
     read_header,
-    is_native,
     read_native_pixels,
     run_parallel,
 )
-from medannot.io._dicom_stack import LPS_TO_RAS, Slice, apply_rescale, normal_of, order_slices, stack_affine, to_volume
 from medannot.io._dicom_tags import (
     COLUMNS_TAG,
     IDENTIFIERS,  # noqa: F401  (re-exported: the identifiers copied into Image.meta)
@@ -62,11 +61,6 @@ from medannot.io._dicom_tags import (
     SOP_CLASS_TAG,
     constants_signature,
     identifiers,
-    multiframe_slices,
-    number,
-    pixel_spacing,
-    plane_of,
-    position_or_none,
     raw_position,
     raw_text,
     raw_value,
@@ -74,93 +68,26 @@ from medannot.io._dicom_tags import (
     rescale_pair,
     series_uid,
 )
+from medannot.io._dicom_values import Photometric, to_volume
+from medannot.io.dicom_file import read_dicom_file, read_dicom_frames
+from medannot.io.dicom_geometry import (
+    Slice,
+    normal_of,
+    number,
+    order_slices,
+    pixel_spacing,
+    plane_of,
+    position_or_none,
+    stack_geometry,
+)
 
-__all__ = ["DicomFolder", "read_dicom_file", "read_dicom_series", "scan_dicom_folder"]
+__all__ = ["DicomFolder", "read_dicom_file", "read_dicom_frames", "read_dicom_series", "scan_dicom_folder", "series_headers"]
 
 _READ_WORKERS = 2  # threads copying pixel bytes (file reads release the GIL)
 _SEGMENTATION_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # Segmentation, Label Map Segmentation
 
-
-# ----------------------------------------------------------------------------- public: files
-
-
-def read_dicom_file(path: str | Path, kind: ImageKind | str | None = None) -> Image:
-    """Read one DICOM file: single frame -> 2D image, multi-frame with positions -> 3D image.
-
-    Args:
-        path: The file.
-        kind: ``"intensity"`` (default) or ``"label"``.
-
-    Returns:
-        2D image ``(C, rows, columns)`` (C = 3 for colour) or 3D image ``(1, columns, rows, frames)`` in RAS mm;
-        Modality LUT (RescaleSlope/Intercept) applied to grey images.
-
-    Raises:
-        InputError: Not DICOM, no pixel data, truncated pixel data, undecodable compression,
-            multi-frame without per-frame positions.
-        GeometryError: Inconsistent frame geometry.
-    """
-    kind = parse_kind(kind)
-    p, _ = check_readable_file(path)
-    notes: list[str] = []
-    header = read_header(p, notes)
-    convert_identifiers(header, notes)
-    ds = header.dataset
-    refuse_mosaic(ds, p, p)
-    ordered: list[Slice] = []
-    dz = None
-    if ds.get("Rows") and ds.get("Columns"):
-        fmt = PixelFormat.of(ds, p)
-        check_declared_size(header, fmt)  # before any pixel byte is read
-        if fmt.frames > 1:  # geometry checked before decoding too
-            if fmt.samples != 1:
-                raise InputError(f"multi-frame colour DICOM ({fmt.frames} frames, {fmt.samples} samples) is not a 3D grey volume", p)
-            ordered, dz = order_slices(multiframe_slices(ds, p, fmt.frames, (fmt.rows, fmt.columns)), p)
-        if is_native(header, fmt):  # copied straight from the file: no second parse, no pydicom buffer
-            arr = np.empty((fmt.frames, fmt.rows, fmt.columns), fmt.native_dtype())
-            read_native_pixels(header, arr)
-            arr = correct_unused_bits(arr, fmt)
-            arr = arr if fmt.frames > 1 else arr[0]
-        else:
-            arr = decode_dataset(read_dataset(p, notes), p, notes)
-    else:
-        arr = decode_dataset(read_dataset(p, notes), p, notes)
-    spp = int(ds.get("SamplesPerPixel") or 1)
-    meta: dict[str, Any] = {"source": str(p), "format": "dicom", **identifiers(ds)}
-    meta["photometric"] = str(ds.get("PhotometricInterpretation", ""))
-    if notes:
-        meta["warnings"] = notes
-    if ordered:
-        if arr.shape != (len(ordered), *ordered[0].shape):
-            raise InputError(f"decoded pixels have shape {arr.shape}, expected {(len(ordered), *ordered[0].shape)} (grey frames)", p)
-        order = [s.source for s in ordered]
-        raw = arr if order == list(range(len(order))) else arr[order]
-        vol = to_volume(raw, ordered, kind, p)
-        try:
-            geometry = Geometry.from_affine(stack_affine(ordered, (number(ds, "SliceThickness", 1.0) or 1.0) if dz is None else dz))
-        except GeometryError as exc:
-            raise GeometryError(exc.reason, p) from None
-        return Image(vol, geometry, kind, meta)
-    if spp == 1:
-        slope, icpt = rescale_pair(ds)
-        values = apply_rescale(arr[None], np.array([slope]), np.array([icpt]))
-    else:
-        values = np.moveaxis(arr, -1, 0)  # (rows, cols, samples) -> (samples, rows, cols)
-    if kind is ImageKind.LABEL:
-        if values.shape[0] != 1:
-            raise InputError(f"expected a grey label image, received {values.shape[0]} samples per pixel", p)
-        values = to_label_array(values, p)
-    sp = pixel_spacing(ds, p)
-    spacing = (1.0, 1.0) if sp is None else (float(sp[0]), float(sp[1]))
-    if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
-        r, c, ipp = plane_of(ds, p, p.name)
-        aff = np.eye(4)
-        aff[:3, 0] = c * spacing[0]
-        aff[:3, 1] = r * spacing[1]
-        aff[:3, 2] = np.cross(r, c) * (number(ds, "SliceThickness", 1.0) or 1.0)
-        aff[:3, 3] = ipp
-        meta["plane_affine_ras"] = (LPS_TO_RAS @ aff).tolist()
-    return Image(np.ascontiguousarray(values), Geometry(spacing=spacing), kind, meta)
+#: A DICOM file held in memory: (file name, its bytes).
+MemoryFile = tuple[str, bytes]
 
 
 # ----------------------------------------------------------------------------- public: folders
@@ -220,11 +147,12 @@ def _list_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return files, skipped
 
 
-def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
+def scan_dicom_folder(source: str | Path | Sequence[str | Path | MemoryFile]) -> DicomFolder:
     """Read the headers of every file in a folder (recursively) or of a list of files, each parsed once.
 
     Args:
-        source: A folder, or a list of DICOM file paths.
+        source: A folder, or a list of DICOM file paths, or a list of ``(name, bytes)`` files held in memory
+            (named in messages by ``name``; the root is then ``<memory>``).
 
     Returns:
         :class:`DicomFolder` grouping image files by SeriesInstanceUID; other files are listed in ``skipped``.
@@ -240,13 +168,17 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path]) -> DicomFolder:
             raise InputError("expected a folder of DICOM files, received a file", root)
         files, skipped = _list_files(root)
     else:
-        files = [Path(f) for f in source]
-        root = files[0].parent if files else Path(".")
+        items = list(source)
+        memory = {Path(f[0]): bytes(f[1]) for f in items if isinstance(f, tuple)}
+        if memory and len(memory) != len(items):
+            raise InputError("give either file paths or (name, bytes) pairs, not both")
+        files = list(memory) if memory else [Path(f) for f in items]  # type: ignore[arg-type]
+        root = Path("<memory>") if memory else files[0].parent if files else Path(".")
         skipped = []
     out = DicomFolder(root=root, skipped=skipped)
     for p in files:
         try:
-            header = read_header(p)
+            header = read_header(p, None, memory.get(p) if not isinstance(source, (str, Path)) else None)
         except InputError as exc:
             out.skipped.append((p, exc.reason))
             if "not a DICOM file" not in exc.reason and "empty" not in exc.reason:
@@ -296,8 +228,11 @@ def _slice_of(header: Header, where: Path) -> Slice:
     if sp is None:
         raise GeometryError("lacks PixelSpacing; cannot place it on a 3D grid", p)
     fmt = PixelFormat.of(hdr, p)
+    photometric = Photometric.of(hdr)
+    if photometric.is_palette:
+        raise InputError(f"{p.name} is a PALETTE COLOR image; a 3D series must be grey", where)
     slope, icpt = rescale_pair(hdr)
-    return Slice(ipp, r, c, sp, (fmt.rows, fmt.columns), slope, icpt, p.name, source=(header, fmt))
+    return Slice(ipp, r, c, sp, (fmt.rows, fmt.columns), p.name, (header, fmt, photometric), slope, icpt)
 
 
 def _slices_of(headers: list[Header], where: Path, notes: list[str]) -> list[Slice | MedannotError]:
@@ -323,9 +258,8 @@ def _slices_of_headers(headers: list[Header], where: Path) -> list[Slice | Medan
                 s = _slice_of(header, where)
                 known.setdefault(key, s)
             else:
-                fmt = template.source[1]
-                s = Slice(ipp, template.row_cos, template.col_cos, template.spacing, template.shape, template.slope,
-                          template.intercept, header.path.name, source=(header, fmt))  # fmt: skip
+                s = Slice(ipp, template.row_cos, template.col_cos, template.spacing, template.shape, header.path.name,
+                          (header, *template.source[1:]), template.slope, template.intercept)  # fmt: skip
             check_declared_size(header, s.source[1])
             out.append(s)
         except MedannotError as exc:
@@ -387,7 +321,7 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
 
         def decode(k: int, s: Slice) -> None:
             header = s.source[0]
-            px = decode_dataset(read_dataset(header.path, notes), header.path, notes)
+            px = decode_dataset(read_dataset(header.path, notes, header.data), header.path, notes)
             if px.shape != (rows, cols):
                 raise InputError(f"decoded pixels have shape {px.shape}, expected {(rows, cols)} (one grey frame)", header.path)
             if not holder:
@@ -405,8 +339,46 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
     return correct_unused_bits(raw, fmt) if native else holder[0]
 
 
+def _choose_series(scan: DicomFolder, series_uid: str | None, where: Path) -> str:
+    """The SeriesInstanceUID to read: ``series_uid``, or the folder's only series.
+
+    Raises:
+        InputError: No DICOM image, several series without ``series_uid``, unknown ``series_uid``.
+    """
+    if not scan.series:
+        why = "; ".join(f"{p.name}: {r}" for p, r in scan.skipped[:3])
+        raise InputError(f"no DICOM image found ({len(scan.skipped)} file(s) skipped{': ' + why if why else ''})", where)
+    if series_uid is not None:
+        if series_uid not in scan.series:
+            have = "; ".join(scan.describe(u) for u in scan.series)
+            raise InputError(f"series_uid {series_uid} not found; the folder holds: {have}", where)
+        return series_uid
+    if len(scan.series) > 1:
+        have = "; ".join(scan.describe(u) for u in scan.series)
+        raise InputError(f"folder holds {len(scan.series)} series: {have}; pass series_uid=... to choose one", where)
+    return next(iter(scan.series))
+
+
+def _single_multiframe(scan: DicomFolder, uid: str) -> Path | None:
+    files = scan.series[uid]
+    return files[0][0] if len(files) == 1 and int(number(files[0][1], "NumberOfFrames", 1)) > 1 else None
+
+
+def _stacked_slices(scan: DicomFolder, uid: str, where: Path, notes: list[str]) -> tuple[list[Slice], float | None, list[tuple[Path, str]]]:
+    """The usable slices of a series sorted along the normal, the step (mm) and the skipped damaged files."""
+    slices, bad = _series_slices(scan, uid, where, notes)
+    try:
+        slices, dz = order_slices(slices, where)
+    except GeometryError as exc:
+        if scan.unreadable or bad:
+            lost = "; ".join(f"{p.name}: {r}" for p, r in (scan.unreadable + bad)[:3])
+            raise GeometryError(f"{exc.reason}; unreadable file(s) skipped: {lost}", where) from None
+        raise
+    return slices, dz, bad
+
+
 def read_dicom_series(
-    source: str | Path | Sequence[str | Path],
+    source: str | Path | Sequence[str | Path | MemoryFile],
     kind: ImageKind | str | None = None,
     series_uid: str | None = None,
 ) -> Image:
@@ -418,62 +390,73 @@ def read_dicom_series(
     is refused with that file's reason.
 
     Args:
-        source: Folder or list of files.
+        source: Folder, list of files, or list of ``(name, bytes)`` files held in memory.
         kind: ``"intensity"`` (default) or ``"label"``.
         series_uid: SeriesInstanceUID to read when the folder holds several series.
 
     Returns:
-        3D image ``(1, columns, rows, slices)`` in RAS mm, RescaleSlope/Intercept applied (int16 when exact, else
-        float32; HU for CT); meta holds the identifiers, ``"dicom_files"`` (count) and ``"skipped"`` (``[path, reason]``
-        pairs). The array is a transposed view of the ``(slices, rows, columns)`` buffer (Fortran-ordered), not a copy.
+        3D image ``(1, columns, rows, slices)`` in RAS mm, values as the module docstring says (int16 when exact, else
+        float32; HU for CT); meta holds the identifiers, ``"dicom_files"`` (count), ``"skipped"`` (``[path, reason]``
+        pairs) and ``"pixel_steps"``. The array is a transposed view of the ``(slices, rows, columns)`` buffer
+        (Fortran-ordered), not a copy.
 
     Raises:
-        InputError: No DICOM image, several series without ``series_uid``, unknown ``series_uid``, unreadable slices.
+        InputError: No DICOM image, several series without ``series_uid``, unknown ``series_uid``, unreadable slices,
+            colour or palette slices.
         GeometryError: Duplicate or missing slices, uneven spacing (the spacings found are listed), mixed orientation /
             pixel spacing / matrix size, gantry tilt.
     """
     kind = parse_kind(kind)
     scan = scan_dicom_folder(source)
     where = scan.root
-    if not scan.series:
-        why = "; ".join(f"{p.name}: {r}" for p, r in scan.skipped[:3])
-        raise InputError(f"no DICOM image found ({len(scan.skipped)} file(s) skipped{': ' + why if why else ''})", where)
-    if series_uid is not None:
-        if series_uid not in scan.series:
-            have = "; ".join(scan.describe(u) for u in scan.series)
-            raise InputError(f"series_uid {series_uid} not found; the folder holds: {have}", where)
-        uid = series_uid
-    elif len(scan.series) > 1:
-        have = "; ".join(scan.describe(u) for u in scan.series)
-        raise InputError(f"folder holds {len(scan.series)} series: {have}; pass series_uid=... to choose one", where)
-    else:
-        uid = next(iter(scan.series))
+    uid = _choose_series(scan, series_uid, where)
     files = scan.series[uid]
-    if len(files) == 1 and int(number(files[0][1], "NumberOfFrames", 1)) > 1:
-        image = read_dicom_file(files[0][0], kind)
+    single = _single_multiframe(scan, uid)
+    if single is not None:
+        header = scan.headers[single]
+        image = read_dicom_file(header.data if header.data is not None else single, kind, name=single.name)
         image.meta["skipped"] = [[str(p), r] for p, r in scan.skipped]
         return image
     notes: list[str] = []
-    slices, bad = _series_slices(scan, uid, where, notes)
-    try:
-        slices, dz = order_slices(slices, where)
-    except GeometryError as exc:
-        if scan.unreadable or bad:
-            lost = "; ".join(f"{p.name}: {r}" for p, r in (scan.unreadable + bad)[:3])
-            raise GeometryError(f"{exc.reason}; unreadable file(s) skipped: {lost}", where) from None
-        raise
+    slices, dz, bad = _stacked_slices(scan, uid, where, notes)
     first = files[0][1]
     thickness = number(first, "SpacingBetweenSlices", 0.0) or number(first, "SliceThickness", 1.0) or 1.0
-    vol = to_volume(_load_pixels(slices, where, notes), slices, kind, where)
-    try:
-        geometry = Geometry.from_affine(stack_affine(slices, thickness if dz is None else dz))
-    except GeometryError as exc:
-        raise GeometryError(exc.reason, where) from None
+    vol, steps = to_volume(_load_pixels(slices, where, notes), slices, kind, where, [s.source[2] for s in slices])
+    geometry = stack_geometry(slices, dz, thickness, where)
     meta: dict[str, Any] = {"source": str(where), "format": "dicom-series", **identifiers(first)}
+    meta["photometric"] = slices[0].source[2].interpretation
     meta["dicom_files"] = len(slices)
     meta["skipped"] = [[str(p), r] for p, r in scan.skipped + bad]
+    if steps:
+        meta["pixel_steps"] = steps
     if bad:
         notes.extend(f"{p.name}: skipped ({r})" for p, r in bad)
     if notes:
         meta["warnings"] = notes
     return Image(vol, geometry, kind, meta)
+
+
+def series_headers(source: str | Path | Sequence[str | Path | MemoryFile], series_uid: str | None = None) -> list[Any]:
+    """Headers (no pixel data) of the files :func:`read_dicom_series` reads, in its slice order.
+
+    The same files are chosen (damaged files skipped by the same rule) and sorted the same way, so dataset ``n``
+    is slice ``k = n`` of the image; a series of one enhanced multi-frame file is returned as that one dataset.
+
+    Args:
+        source: A series folder (searched recursively), a list of files, or ``(name, bytes)`` files in memory.
+        series_uid: SeriesInstanceUID to pick when the folder holds several series.
+
+    Returns:
+        pydicom datasets read with ``stop_before_pixels=True``.
+
+    Raises:
+        InputError: No DICOM image, several series without ``series_uid``, unknown ``series_uid``, unusable slices.
+        GeometryError: The slices do not make one regular stack (missing, duplicate, tilted, ...).
+    """
+    scan = scan_dicom_folder(source)
+    where = scan.root
+    uid = _choose_series(scan, series_uid, where)
+    if _single_multiframe(scan, uid) is not None:
+        return [scan.series[uid][0][1]]
+    slices, _, _ = _stacked_slices(scan, uid, where, [])
+    return [s.source[0].dataset for s in slices]
