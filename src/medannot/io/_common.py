@@ -130,7 +130,8 @@ def strip_image_suffix(name: str) -> str:
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
-KNOWN_SUFFIXES = NIFTI_SUFFIXES + (".ome.tiff", ".ome.tif") + RASTER_SUFFIXES + DICOM_SUFFIXES
+INV3_SUFFIXES = (".inv3",)
+KNOWN_SUFFIXES = NIFTI_SUFFIXES + (".ome.tiff", ".ome.tif") + RASTER_SUFFIXES + DICOM_SUFFIXES + INV3_SUFFIXES
 
 
 def is_hidden(path: Path) -> bool:

@@ -14,12 +14,12 @@ from typing import Any
 from medannot.data.case import Case
 from medannot.data.image import ImageKind
 from medannot.errors import InputError, MedannotError
-from medannot.io._common import DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, is_hidden, strip_image_suffix
+from medannot.io._common import DICOM_SUFFIXES, INV3_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, is_hidden, strip_image_suffix
 
 __all__ = ["InputItem", "discover_inputs", "safe_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-_IMAGE_SUFFIXES = NIFTI_SUFFIXES + RASTER_SUFFIXES
+_IMAGE_SUFFIXES = NIFTI_SUFFIXES + RASTER_SUFFIXES + INV3_SUFFIXES
 
 
 def safe_name(text: str, fallback: str = "case") -> str:

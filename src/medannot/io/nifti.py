@@ -15,6 +15,8 @@ float32 precision (exact for typical values, ~1e-5 mm for arbitrary origins near
 from __future__ import annotations
 
 import gzip
+import io
+import struct
 import zlib
 from pathlib import Path
 
@@ -62,7 +64,27 @@ def _load_header(path: Path, head: bytes):
     return img
 
 
-def _check_declared_size(path: Path, img) -> None:
+def _load_header_bytes(data: bytes, where: Path):
+    """A NIfTI image over bytes held in memory (gzipped or not), voxels not read yet."""
+    import nibabel as nib
+
+    gz = data[:2] == b"\x1f\x8b"
+    try:
+        stream: io.IOBase = gzip.GzipFile(fileobj=io.BytesIO(data)) if gz else io.BytesIO(data)
+        head = stream.read(4)
+        stream.seek(0)
+        if len(head) < 4:
+            raise InputError("not a readable NIfTI file (shorter than its header)", where)
+        sizeof_hdr = {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}
+        klass = nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image
+        return klass.from_stream(stream), gz
+    except InputError:
+        raise
+    except (OSError, EOFError, zlib.error, ValueError, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
+        raise InputError(f"not a readable NIfTI file ({_one_line(exc)})", where) from None
+
+
+def _check_declared_size(path: Path, img, size: int | None = None, gz: bool | None = None) -> None:
     hdr = img.header
     shape = tuple(int(s) for s in img.shape)
     if len(shape) == 0 or any(s < 1 for s in shape):
@@ -70,9 +92,9 @@ def _check_declared_size(path: Path, img) -> None:
     itemsize = np.dtype(hdr.get_data_dtype()).itemsize
     nbytes = int(np.prod(shape, dtype=np.float64)) * itemsize
     check_allocation(path, nbytes, "NIfTI image")
-    size = path.stat().st_size
+    size = path.stat().st_size if size is None else size
     offset = int(hdr.get_data_offset())
-    if path.name.lower().endswith(".gz"):
+    if path.name.lower().endswith(".gz") if gz is None else gz:
         if nbytes > size * _MAX_DEFLATE_RATIO:
             raise InputError(
                 f"header declares {shape} voxels ({nbytes} bytes) but the compressed file has only {size} bytes; "
@@ -86,12 +108,13 @@ def _check_declared_size(path: Path, img) -> None:
         )
 
 
-def read_nifti(path: str | Path, kind: ImageKind | str | None = None) -> Image:
+def read_nifti(path: str | Path | bytes, kind: ImageKind | str | None = None, *, name: str | None = None) -> Image:
     """Read a NIfTI file as a 3D image.
 
     Args:
-        path: ``.nii`` or ``.nii.gz`` file.
+        path: ``.nii`` or ``.nii.gz`` file, or its bytes (gzipped or not: told by the gzip magic number).
         kind: ``"intensity"`` (default) or ``"label"``; labels get an unsigned integer dtype.
+        name: The file's name when ``path`` is bytes (messages, ``meta["source"]``).
 
     Returns:
         Image of shape ``(C, X, Y, Z)`` in RAS mm (C = 4th NIfTI axis, 1 for 3D files).
@@ -103,9 +126,17 @@ def read_nifti(path: str | Path, kind: ImageKind | str | None = None) -> Image:
         GeometryError: A sheared or singular affine.
     """
     kind = parse_kind(kind)
-    p, head = check_readable_file(path)
-    img = _load_header(p, head)
-    _check_declared_size(p, img)
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        data = bytes(path)
+        p = Path(name or "<bytes>.nii")
+        if not data:
+            raise InputError("file is empty (0 bytes); the copy or upload probably failed", p)
+        img, gz = _load_header_bytes(data, p)
+        _check_declared_size(p, img, len(data), gz)
+    else:
+        p, head = check_readable_file(path)
+        img = _load_header(p, head)
+        _check_declared_size(p, img)
     shape = tuple(int(s) for s in img.shape)
     try:
         data = np.asanyarray(img.dataobj)

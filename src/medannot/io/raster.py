@@ -12,6 +12,7 @@ A TIFF holding several pages / slices is refused by the 2D reader; read it expli
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from pathlib import Path
@@ -85,19 +86,19 @@ def _pil_array(im, kind: ImageKind, path: Path) -> np.ndarray:
     return np.moveaxis(arr[..., :3], -1, 0)
 
 
-def _read_pillow(path: Path, kind: ImageKind) -> Image:
+def _read_pillow(path: Path, kind: ImageKind, data: bytes | None = None) -> Image:
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            with PILImage.open(path) as im:
+            with PILImage.open(io.BytesIO(data) if data is not None else path) as im:
                 w, h = im.size
                 bands = len(im.getbands())
                 nbytes = int(w * h * bands * _BYTES_PER_SAMPLE.get(im.mode, 1))
                 check_allocation(path, nbytes, "picture")
-                size = path.stat().st_size
+                size = len(data) if data is not None else path.stat().st_size
                 if im.format == "PNG" and nbytes > size * _MAX_DEFLATE_RATIO:
                     raise InputError(
                         f"header declares {w}x{h} pixels but the file has only {size} bytes; truncated or corrupt", path
@@ -149,10 +150,9 @@ def _tiff_spacing_mm(tif, page) -> tuple[tuple[float, float] | None, float | Non
     return rowcol, z
 
 
-def _tiff_check_sizes(tif, path: Path) -> None:
+def _tiff_check_sizes(tif, path: Path, size: int) -> None:
     series = tif.series[0]
     check_allocation(path, int(series.nbytes), "TIFF image")
-    size = path.stat().st_size
     for page in tif.pages:
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and counts and max(o + c for o, c in zip(offsets, counts)) > size:
@@ -168,14 +168,14 @@ def _tiff_check_sizes(tif, path: Path) -> None:
             )
 
 
-def _read_tiff(path: Path, kind: ImageKind, stack: bool) -> Image:
+def _read_tiff(path: Path, kind: ImageKind, stack: bool, data: bytes | None = None) -> Image:
     import tifffile
 
     try:
-        with tifffile.TiffFile(path) as tif:
+        with tifffile.TiffFile(io.BytesIO(data) if data is not None else path) as tif:
             if not tif.series:
                 raise InputError("TIFF holds no image", path)
-            _tiff_check_sizes(tif, path)
+            _tiff_check_sizes(tif, path, len(data) if data is not None else path.stat().st_size)
             series = tif.series[0]
             shape, axes = tuple(series.shape), series.axes
             rowcol, zsp = _tiff_spacing_mm(tif, series.pages[0] if series.pages else tif.pages[0])
@@ -222,13 +222,14 @@ def _read_tiff(path: Path, kind: ImageKind, stack: bool) -> Image:
 # ----------------------------------------------------------------------------- public
 
 
-def read_raster(path: str | Path, kind: ImageKind | str | None = None, *, stack: bool = False) -> Image:
+def read_raster(path: str | Path | bytes, kind: ImageKind | str | None = None, *, stack: bool = False, name: str | None = None) -> Image:
     """Read a PNG / JPEG / BMP / TIFF picture as a 2D image (or a TIFF as a 3D stack).
 
     Args:
-        path: The file.
+        path: The file, or its bytes (the format is told by the bytes: TIFF by its header, others by Pillow).
         kind: ``"intensity"`` (default) or ``"label"`` (single channel, unsigned integer dtype).
         stack: Read a multi-page / 3D TIFF as a 3D image ``(C, Z, Y, X)``; TIFF only.
+        name: The file's name when ``path`` is bytes (messages, ``meta["source"]``).
 
     Returns:
         2D image ``(C, H, W)`` (or 3D when ``stack``); spacing 1 mm unless the TIFF states it.
@@ -237,15 +238,22 @@ def read_raster(path: str | Path, kind: ImageKind | str | None = None, *, stack:
         InputError: Missing / empty / corrupt file, several pages without ``stack``, RGB labels.
     """
     kind = parse_kind(kind)
-    p, head = check_readable_file(path)
+    data: bytes | None = None
+    if isinstance(path, (bytes, bytearray, memoryview)):
+        data = bytes(path)
+        p, head = Path(name or "<bytes>"), data[:512]
+        if not data:
+            raise InputError("file is empty (0 bytes); the copy or upload probably failed", p)
+    else:
+        p, head = check_readable_file(path)
     is_tiff = head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
     if p.name.lower().endswith(_TIFF_SUFFIXES) or is_tiff:
         if not is_tiff:
             raise InputError("not a TIFF file although it is named .tif/.tiff (no TIFF header)", p)
-        return _read_tiff(p, kind, stack)
+        return _read_tiff(p, kind, stack, data)
     if stack:
         raise InputError("only TIFF files can be read as 3D stacks", p)
-    return _read_pillow(p, kind)
+    return _read_pillow(p, kind, data)
 
 
 def read_tiff_stack(path: str | Path, kind: ImageKind | str | None = None) -> Image:

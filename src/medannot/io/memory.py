@@ -1,0 +1,203 @@
+"""Images held in memory: ``bytes`` or a binary file object (an upload, a message body), and zip archives.
+
+:func:`read_bytes` is what :func:`medannot.io.read_image` calls for such sources. The format comes from the
+``name`` hint's suffix when it names one, else from the bytes themselves (:func:`sniff_format`): the ``DICM``
+preamble, the gzip / NIfTI / PNG / JPEG / BMP / TIFF / zip signatures. Nothing is written to disk.
+
+A zip archive (a path or bytes) holds either one image file (read as that file) or the DICOM files of one
+series (read with :func:`medannot.io.dicom.read_dicom_series`; several series need ``series_uid``).
+Zip members are refused before they are decompressed when their declared sizes exceed the reader's memory
+limit or a compression ratio no real image reaches; a member that expands beyond its declared size is refused
+while it is read.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import io
+import zipfile
+import zlib
+from pathlib import Path
+from typing import BinaryIO
+
+from medannot.data.image import Image, ImageKind
+from medannot.errors import InputError
+from medannot.io._common import DICOM_SUFFIXES, MAX_IMAGE_BYTES, NIFTI_SUFFIXES, RASTER_SUFFIXES, is_hidden
+from medannot.io.invesalius import INV3_SUFFIXES
+
+__all__ = ["ImageFormat", "data_of", "format_of_name", "read_bytes", "read_zip", "sniff_format"]
+
+ZIP_SUFFIXES = (".zip",)
+_MAX_ZIP_RATIO = 1100  # deflate cannot compress better than ~1032:1
+_CHUNK = 16 * 1024**2
+_RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+class ImageFormat(enum.StrEnum):
+    """File formats :func:`medannot.io.read_image` reads."""
+
+    NIFTI = "nifti"
+    DICOM = "dicom"
+    RASTER = "raster"
+    INV3 = "inv3"
+    ZIP = "zip"
+
+
+def format_of_name(name: str) -> ImageFormat | None:
+    """The format a file name's suffix names, None when it names none."""
+    lower = name.lower()
+    for suffixes, fmt in ((NIFTI_SUFFIXES, ImageFormat.NIFTI), (RASTER_SUFFIXES, ImageFormat.RASTER),
+                          (DICOM_SUFFIXES, ImageFormat.DICOM), (INV3_SUFFIXES, ImageFormat.INV3),
+                          (ZIP_SUFFIXES, ImageFormat.ZIP)):  # fmt: skip
+        if lower.endswith(suffixes):
+            return fmt
+    return None
+
+
+def sniff_format(head: bytes) -> ImageFormat | None:
+    """The format the first bytes of a file show (at least 512 bytes, or the whole file), None when unknown."""
+    if len(head) >= 132 and head[128:132] == b"DICM":
+        return ImageFormat.DICOM
+    if head.startswith(_RASTER_MAGIC):
+        return ImageFormat.RASTER
+    if head.startswith(b"PK\x03\x04"):
+        return ImageFormat.ZIP
+    if head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00"):
+        return ImageFormat.NIFTI
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            inner = gzip.GzipFile(fileobj=io.BytesIO(head)).read(512)
+        except (OSError, EOFError, zlib.error):
+            inner = b""
+        if len(inner) >= 262 and inner[257:262] == b"ustar":
+            return ImageFormat.INV3  # a gzipped tar: an InVesalius project is the one medannot reads
+        return ImageFormat.NIFTI
+    return None
+
+
+def data_of(source: bytes | bytearray | memoryview | BinaryIO, where: Path) -> bytes:
+    """The bytes of ``source`` (a binary file object is read to its end, at most the reader's memory limit).
+
+    Raises:
+        InputError: Unreadable, a text-mode file object, or more than the memory limit.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while True:
+            chunk = source.read(_CHUNK)
+            if not isinstance(chunk, (bytes, bytearray)):
+                raise InputError(f"expected a binary file object (opened 'rb'), it gave {type(chunk).__name__}", where)
+            if not chunk:
+                break
+            total += len(chunk)
+            if total > MAX_IMAGE_BYTES:
+                raise InputError(f"the file object holds more than {MAX_IMAGE_BYTES / 1024**3:.0f} GiB; read it from a path instead", where)
+            chunks.append(bytes(chunk))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the file object ({' '.join(str(exc).split())})", where) from None
+    return b"".join(chunks)
+
+
+def read_bytes(source: bytes | bytearray | memoryview | BinaryIO, kind: ImageKind | str | None = None, name: str | None = None,
+               series_uid: str | None = None) -> Image:  # fmt: skip
+    """Read an image held in memory.
+
+    Args:
+        source: The file's bytes, or a binary file object (read from its position to the end).
+        kind: ``"intensity"`` (default) or ``"label"``.
+        name: The file name (its suffix picks the format; without one the bytes are sniffed); a file object's
+            own ``name`` is used when not given. Named in messages and ``meta["source"]``.
+        series_uid: For a zip of several DICOM series, the one to read.
+
+    Returns:
+        The image, as :func:`medannot.io.read_image` reads the same file from disk.
+
+    Raises:
+        InputError: Empty, unknown format, or as the format's reader.
+    """
+    if name is None and not isinstance(source, (bytes, bytearray, memoryview)):
+        own = getattr(source, "name", None)
+        name = Path(own).name if isinstance(own, (str, Path)) else None
+    where = Path(name or "<bytes>")
+    data = data_of(source, where)
+    if not data:
+        raise InputError("file is empty (0 bytes); the copy or upload probably failed", where)
+    fmt = format_of_name(where.name) or sniff_format(data[:512])
+    if fmt is None:
+        raise InputError("unknown image format: the name has no image suffix and the bytes hold no known signature "
+                         "(DICOM, NIfTI, PNG, JPEG, BMP, TIFF, InVesalius, zip); pass name='file.ext'", where)  # fmt: skip
+    label = str(where)
+    if fmt is ImageFormat.NIFTI:
+        from medannot.io.nifti import read_nifti
+
+        return read_nifti(data, kind, name=label)
+    if fmt is ImageFormat.RASTER:
+        from medannot.io.raster import read_raster
+
+        return read_raster(data, kind, name=label)
+    if fmt is ImageFormat.INV3:
+        from medannot.io.invesalius import read_inv3
+
+        return read_inv3(data, kind, name=label)
+    if fmt is ImageFormat.ZIP:
+        return read_zip(data, kind, where, series_uid)
+    from medannot.io.dicom_file import read_dicom_file
+
+    return read_dicom_file(data, kind, name=label)
+
+
+def read_zip(source: str | Path | bytes, kind: ImageKind | str | None = None, where: Path | None = None,
+             series_uid: str | None = None) -> Image:  # fmt: skip
+    """Read the image in a zip archive: its one image file, or the one DICOM series its files make.
+
+    Args:
+        source: The archive's path or bytes.
+        kind: ``"intensity"`` (default) or ``"label"``.
+        where: Names the archive in messages (default: the path, or ``<bytes>.zip``).
+        series_uid: The series to read when the DICOM files make several.
+
+    Raises:
+        InputError: Not a zip, an empty archive, members too large, or several image files that are not DICOM.
+    """
+    where = where or (Path("<bytes>.zip") if isinstance(source, (bytes, bytearray, memoryview)) else Path(source))
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise InputError(f"not a readable zip archive ({' '.join(str(exc).split())})", where) from None
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir() and not any(part.startswith(".") or part == "__MACOSX"
+                                                                          for part in Path(i.filename).parts)]  # fmt: skip
+        infos = [i for i in infos if not is_hidden(Path(i.filename)) and Path(i.filename).name.upper() != "DICOMDIR"]
+        if not infos:
+            raise InputError("the zip archive holds no file", where)
+        total = sum(i.file_size for i in infos)
+        packed = sum(i.compress_size for i in infos)
+        if total > MAX_IMAGE_BYTES or total > max(packed, 1) * _MAX_ZIP_RATIO:
+            raise InputError(f"the zip archive declares {total} bytes unpacked from {packed}; refused before unpacking "
+                             "(too large or not a real image archive)", where)  # fmt: skip
+        members: list[tuple[str, bytes]] = []
+        for info in infos:
+            try:
+                with archive.open(info) as fh:
+                    data = fh.read(info.file_size + 1)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
+                raise InputError(f"cannot unpack {info.filename} ({' '.join(str(exc).split())})", where) from None
+            if len(data) != info.file_size:
+                raise InputError(f"{info.filename} unpacks to {len(data)} bytes, {info.file_size} declared; the archive is corrupt", where)
+            members.append((info.filename, data))
+    formats = [format_of_name(n) or sniff_format(d[:512]) for n, d in members]
+    if len(members) == 1 and formats[0] not in (ImageFormat.DICOM, ImageFormat.ZIP, None):
+        return read_bytes(members[0][1], kind, f"{where}/{members[0][0]}")
+    if any(f not in (ImageFormat.DICOM, None) for f in formats):
+        others = [n for (n, _), f in zip(members, formats) if f not in (ImageFormat.DICOM, None)][:3]
+        raise InputError(f"the zip archive holds {len(members)} files, not one image nor one DICOM series (e.g. {others}); "
+                         "zip one image, or the DICOM files of one series", where)  # fmt: skip
+    from medannot.io.dicom import read_dicom_series
+
+    image = read_dicom_series([(f"{where}/{n}", d) for n, d in members], kind, series_uid)
+    image.meta["source"] = str(where)
+    return image
