@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-PASSWORD = "s3cret-pw"
+PASSWORD = "s3cret-password"
 
 
 def free_port() -> int:

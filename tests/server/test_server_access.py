@@ -6,8 +6,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from server_helpers import add_project, add_users, nifti_bytes, run_jobs, synthetic_volume, upload
+from server_helpers import PASSWORD, add_project, add_users, nifti_bytes, run_jobs, synthetic_volume, upload
+from sqlalchemy import select, update
 
+from medannot.server import accounts, store
+from medannot.server.models import CaseRecord, Project, User
 from medannot.server.security import PERMISSIONS, Action, Role
 
 USERS = ["site", "padmin", "annot", "rev", "outsider"]
@@ -27,7 +30,43 @@ def world(live):
     cid = r.json()["cases"][0]["id"]
     assert run_jobs(live) >= 1
     job = c.get(f"/api/cases/{cid}").json()["job"]["id"]
-    return {"pid": pid, "cid": cid, "jid": job, "live": live}
+    with live.db.write() as s:
+        uid = store.add_user(s, "victim", PASSWORD).id
+    return {"pid": pid, "cid": cid, "jid": job, "live": live, "uid": uid}
+
+
+def _set_status(w, status):
+    """Put the case in ``status`` directly in the database (routes that need it open, or locked, find it so)."""
+    with w["live"].db.write() as s:
+        s.execute(update(CaseRecord).where(CaseRecord.id == w["cid"]).values(status=status))
+
+
+def _open(maker):
+    def wrapped(c, w):
+        _set_status(w, "in_review")
+        return maker(c, w) if maker is not None else {}
+    return wrapped
+
+
+def _victim(c, w):
+    """A user to delete (created again when an earlier call deleted it)."""
+    with w["live"].db.write() as s:
+        user = accounts.find_user(s, "victim") or store.add_user(s, "victim", PASSWORD)
+        w["uid"] = user.id
+    return {}
+
+
+def _member(c, w):
+    """A member to remove from project P (added again when an earlier call removed it)."""
+    with w["live"].db.write() as s:
+        user = accounts.find_user(s, "extra") or store.add_user(s, "extra", PASSWORD)
+        store.set_member(s, s.get(Project, w["pid"]), user, "annotator")
+    return {}
+
+
+def _locked(c, w):
+    _set_status(w, "rejected")
+    return {"json": {"reason": "second look"}}
 
 
 def _latest(c, cid):
@@ -63,11 +102,18 @@ ROUTES = [
     ("GET", "/api/me", None, None),
     ("GET", "/api/projects", None, None),
     ("POST", "/api/projects", "site", lambda c, w: {"json": {"name": f"new-{next(counter)}", "model": "otsu"}}),
-    ("POST", "/api/users", "site", lambda c, w: {"json": {"username": f"u{next(counter)}", "password": "pw"}}),
+    ("POST", "/api/users", "site", lambda c, w: {"json": {"username": f"u{next(counter)}", "password": PASSWORD}}),
+    ("GET", "/api/users", "site", None),
+    ("PUT", "/api/users/{uid}/password", "site", lambda c, w: {"json": {"password": PASSWORD}}),
+    ("POST", "/api/users/{uid}/disable", "site", None),
+    ("POST", "/api/users/{uid}/enable", "site", None),
+    ("DELETE", "/api/users/{uid}", "site", _victim),
+    ("POST", "/api/me/password", None, lambda c, w: {"json": {"current_password": PASSWORD, "new_password": PASSWORD}}),
     ("GET", "/api/audit", "site", None),
     ("GET", "/api/projects/{pid}", Action.READ, None),
     ("GET", "/api/projects/{pid}/members", Action.MANAGE, None),
     ("PUT", "/api/projects/{pid}/members", Action.MANAGE, lambda c, w: {"json": {"username": "rev", "role": "reviewer"}}),
+    ("DELETE", "/api/projects/{pid}/members/{username}", Action.MANAGE, _member),
     ("GET", "/api/projects/{pid}/cases", Action.READ, None),
     ("POST", "/api/projects/{pid}/cases", Action.UPLOAD, _req_upload),
     ("GET", "/api/projects/{pid}/jobs", Action.READ, None),
@@ -77,18 +123,21 @@ ROUTES = [
     ("GET", "/api/cases/{cid}/image", Action.READ, None),
     ("GET", "/api/cases/{cid}/versions", Action.READ, None),
     ("GET", "/api/cases/{cid}/versions/{vid}/mask", Action.READ, None),
-    ("POST", "/api/cases/{cid}/versions", Action.EDIT, _req_version),
-    ("PUT", "/api/cases/{cid}/draft", Action.EDIT, _req_draft),
+    ("POST", "/api/cases/{cid}/versions", Action.EDIT, _open(_req_version)),
+    ("PUT", "/api/cases/{cid}/draft", Action.EDIT, _open(_req_draft)),
     ("GET", "/api/cases/{cid}/draft", Action.EDIT, _req_get_draft),
     ("DELETE", "/api/cases/{cid}/draft", Action.EDIT, None),
     ("POST", "/api/cases/{cid}/open", Action.EDIT, None),
-    ("POST", "/api/cases/{cid}/accept", Action.REVIEW, lambda c, w: {"json": {"version_id": _latest(c, w["cid"])["id"], "seconds_spent": 3}}),
-    ("POST", "/api/cases/{cid}/reject", Action.REVIEW, lambda c, w: {"json": {"reason": "blurred"}}),
-    ("POST", "/api/cases/{cid}/jobs", Action.UPLOAD, None),
+    ("POST", "/api/cases/{cid}/accept", Action.REVIEW,
+     _open(lambda c, w: {"json": {"version_id": _latest(c, w["cid"])["id"], "seconds_spent": 3}})),
+    ("POST", "/api/cases/{cid}/reject", Action.REVIEW, _open(lambda c, w: {"json": {"reason": "blurred"}})),
+    ("POST", "/api/cases/{cid}/reopen", Action.REVIEW, _locked),
+    ("POST", "/api/cases/{cid}/jobs", Action.UPLOAD, _open(None)),
     ("GET", "/api/jobs/{jid}", Action.READ, None),
     ("POST", "/api/logout", None, None),
 ]
 SCOPED = ("{pid}", "{cid}", "{jid}")
+"""Paths inside a project: an outsider gets 404 there (site-wide paths such as /api/users/{uid} answer 403)."""
 
 
 def expected(user: str | None, path: str, action) -> int:  # noqa: ANN001
@@ -123,17 +172,17 @@ def test_route_by_role(world, user, route):
     method, template, action, make = route
     live = world["live"]
     want = expected(user, template, action)
+    # the request body (and the state it needs) is prepared by the caller when allowed, else by the project admin
+    kwargs = make(live.client(user if want == 200 else "padmin"), world) if make is not None else {}
     path = template
     if "{vid}" in path:
         path = path.replace("{vid}", str(_latest(live.client("padmin"), world["cid"])["id"]))
-    path = path.format(pid=world["pid"], cid=world["cid"], jid=world["jid"])
-    # the request body is prepared by the caller when allowed, else by the project admin
-    kwargs = make(live.client(user if want == 200 else "padmin"), world) if make is not None else {}
+    path = path.format(pid=world["pid"], cid=world["cid"], jid=world["jid"], uid=world["uid"], username="extra")
     r = live.client(user).request(method, path, **kwargs)
     ok = 200 <= r.status_code < 300 if want == 200 else r.status_code == want
     assert ok, f"{user} {method} {path}: expected {want}, got {r.status_code} {r.text[:200]}"
-    if template == "/api/logout" and user is not None:
-        assert live.client(user).get("/api/me").status_code == 401  # that token is gone
+    if template in ("/api/logout", "/api/me/password") and user is not None and want == 200:
+        assert live.client(user).get("/api/me").status_code == 401  # that token is gone (logout, or all after a new password)
         live.login(user)
 
 
@@ -151,7 +200,7 @@ def test_wrong_and_expired_tokens_get_401(world):
     from medannot.server.models import Token, utcnow
     from medannot.server.security import token_digest
 
-    token = httpx.post(live.url + "/api/login", json={"username": "rev", "password": "s3cret-pw"}).json()["token"]
+    token = httpx.post(live.url + "/api/login", json={"username": "rev", "password": PASSWORD}).json()["token"]
     assert httpx.get(live.url + "/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     with live.db.write() as s:  # the database holds only the token's HMAC; age it past its expiry
         s.execute(update(Token).where(Token.token_hash == token_digest(token, live.app.state.ctx.secret))

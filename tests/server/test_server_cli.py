@@ -48,7 +48,7 @@ def test_serve_refuses_a_public_address_without_secret_and_users(tmp_path):
     assert no_users.returncode == 2 and "authentication is not configured" in no_users.stderr
     short = run("serve", "--host", "0.0.0.0", "--data", data, "--secret", "short")
     assert short.returncode == 2 and "shorter than 16" in short.stderr
-    assert run("users", "add", "root", "--password-stdin", "--admin", "--data", data, stdin="pw\n").returncode == 0
+    assert run("users", "add", "root", "--password-stdin", "--admin", "--data", data, stdin="a long password\n").returncode == 0
     demo = run("serve", "--host", "10.1.2.3", "--data", data, "--secret", SECRET, "--demo")
     assert demo.returncode == 2 and "loopback only" in demo.stderr
 
@@ -67,8 +67,8 @@ def test_exposure_rules_accept_loopback_and_configured_servers(tmp_path):
 @pytest.mark.slow  # the unknown-model check loads torch
 def test_users_and_projects_commands(tmp_path):
     data = str(tmp_path / "d")
-    assert run("users", "add", "ann", "--password-stdin", "--data", data, stdin="pw1\n").returncode == 0
-    dup = run("users", "add", "ann", "--password-stdin", "--data", data, stdin="pw1\n")
+    assert run("users", "add", "ann", "--password-stdin", "--data", data, stdin="another long password\n").returncode == 0
+    dup = run("users", "add", "ann", "--password-stdin", "--data", data, stdin="another long password\n")
     assert dup.returncode == 2 and "exists already" in dup.stderr
     made = run("projects", "add", "brains", "--model", "otsu", "--labels", "1=grey matter,2=white matter", "--member", "ann=annotator",
                "--data", data)
@@ -83,7 +83,7 @@ def test_users_and_projects_commands(tmp_path):
 @pytest.mark.slow
 def test_serve_process_answers_and_logs_in(tmp_path):
     data = str(tmp_path / "d")
-    assert run("users", "add", "eve", "--password-stdin", "--data", data, stdin="pw\n").returncode == 0
+    assert run("users", "add", "eve", "--password-stdin", "--data", data, stdin="a long password\n").returncode == 0
     port = free_port()
     proc = subprocess.Popen([MEDANNOT, "serve", "--port", str(port), "--data", data, "--no-worker"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -96,7 +96,7 @@ def test_serve_process_answers_and_logs_in(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert httpx.get(url + "/api/projects").status_code == 401
-        token = httpx.post(url + "/api/login", json={"username": "eve", "password": "pw"}).json()["token"]
+        token = httpx.post(url + "/api/login", json={"username": "eve", "password": "a long password"}).json()["token"]
         assert httpx.get(url + "/api/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "eve"
         assert httpx.get(url + "/openapi.json").status_code == 200
     finally:

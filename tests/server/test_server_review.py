@@ -160,9 +160,15 @@ def test_audit_log_records_reads_edits_accepts_exports(world):
 
 def test_reject_and_reannotate_with_idempotency_key(world):
     live, cid = world["live"], world["cid"]
-    r = live.client("rb").post(f"/api/cases/{cid}/reject", json={"reason": "motion"})
+    rb, an = live.client("rb"), live.client("an")
+    assert rb.get(f"/api/cases/{cid}").json()["status"] == "accepted"  # by the test above
+    locked = rb.post(f"/api/cases/{cid}/reject", json={"reason": "motion"})
+    assert locked.status_code == 409 and locked.json()["locked"] is True  # an accepted case is reopened first
+    assert rb.post(f"/api/cases/{cid}/reopen", json={"reason": "motion artefact seen"}).status_code == 200
+    r = rb.post(f"/api/cases/{cid}/reject", json={"reason": "motion"})
     assert r.status_code == 200 and r.json()["status"] == "rejected" and r.json()["reject_reason"] == "motion"
-    an = live.client("an")
+    assert an.post(f"/api/cases/{cid}/jobs").status_code == 409  # a rejected case is locked too
+    assert rb.post(f"/api/cases/{cid}/reopen").status_code == 200
     first = an.post(f"/api/cases/{cid}/jobs", headers={"Idempotency-Key": "again-1"})
     second = an.post(f"/api/cases/{cid}/jobs", headers={"Idempotency-Key": "again-1"})
     assert first.status_code == second.status_code == 201 and first.json()["id"] == second.json()["id"]

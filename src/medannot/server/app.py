@@ -1,38 +1,42 @@
 """The FastAPI application: ``create_app(settings)``.
 
 Routes live in :mod:`medannot.server.routes` by area. Every ``/api`` route except ``POST /api/login``
-needs a bearer token; ``/health``, ``/``, ``/login`` and ``/static/*`` (the review page, no data in it)
-do not. Responses carry ``X-Content-Type-Options: nosniff`` and a strict Content-Security-Policy;
-request bodies are bounded by ``max_upload_bytes`` (413 beyond it).
+needs a bearer token, checked before any body is read; ``/health``, ``/``, ``/login``, ``/docs`` (the
+vendored Swagger UI) and ``/static/*`` (the review page, no data in it) do not. Requests pass the guards
+of :mod:`medannot.server.middleware` first (Host allow-list, body limits, authentication); responses
+carry ``X-Content-Type-Options: nosniff`` and a strict Content-Security-Policy; errors are short JSON
+messages without server paths (validation errors never echo the input).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 from importlib import resources
 from pathlib import Path
 from typing import AsyncIterator
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from medannot import __version__
-from medannot.errors import GeometryError, InputError, MedannotError
+from medannot.errors import MedannotError
+from medannot.server import store
 from medannot.server.db import Database
 from medannot.server.deps import AppContext
-from medannot.server.files import BlobStore
+from medannot.server.files import BlobStore, private_folder
+from medannot.server.middleware import CSP, AuthGate, BodyLimit, HostCheck, SecurityHeaders, public_message
 from medannot.server.settings import ServerSettings
 
 log = logging.getLogger("medannot.server")
 
-CSP = (
-    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
-    "connect-src 'self'; worker-src 'self' blob:; font-src 'self' data:; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
-)
+DOCS_CSP = CSP.replace("script-src 'self' 'wasm-unsafe-eval'", "script-src 'self'")
+"""The API page runs only the vendored Swagger UI (``static/vendor/swagger-ui``) and ``static/docs.js``."""
 
 
 def static_dir() -> Path:
@@ -40,43 +44,18 @@ def static_dir() -> Path:
     return Path(str(resources.files("medannot.server") / "static"))
 
 
-class BodyLimit:
-    """ASGI middleware: answer 413 when a request body passes ``limit`` bytes (declared or streamed)."""
-
-    def __init__(self, app, limit: int) -> None:  # noqa: ANN001
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await self._too_large(send)
-        seen = 0
-
-        async def limited_receive():  # noqa: ANN202
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await self._too_large(send)
-
-    async def _too_large(self, send) -> None:  # noqa: ANN001
-        body = f'{{"detail":"request body larger than {self.limit} bytes (max_upload_bytes)"}}'.encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+def safe_next(raw: str | None) -> bool:
+    """True when a login page's ``next`` is a same-origin relative path (``/...``, not ``//``, no backslash or control)."""
+    if raw is None:
+        return True
+    if not raw.startswith("/") or raw.startswith("//") or re.search(r"[\\\x00-\x1f\x7f]", raw):
+        return False
+    parts = urlsplit(raw)
+    return not parts.scheme and not parts.netloc
 
 
-class _TooLarge(Exception):
-    pass
+def _csp_for(path: str) -> str:
+    return DOCS_CSP if path == "/docs" else CSP
 
 
 def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
@@ -91,9 +70,12 @@ def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
     """
     from medannot.server.routes import auth, cases, exports, jobs, projects, versions
 
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    private_folder(data_dir)
     db = Database(settings.database_url)
     db.migrate()
+    db.restrict_files()
     context = AppContext(settings=settings, db=db, blobs=BlobStore(settings.data_dir), secret=settings.resolved_secret())
 
     @contextlib.asynccontextmanager
@@ -112,34 +94,37 @@ def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
             thread.join(timeout=5)
         db.dispose()
 
-    app = FastAPI(title="medannot review server", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="medannot review server", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Auto-annotation jobs, review with versions, access control, exports.")
     app.state.ctx = context
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):  # noqa: ANN202, ANN001
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        if request.url.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    def lookup(token: str) -> object:
+        with db.read() as s:
+            user = store.user_for_token(s, token, context.secret)
+            if user is not None:
+                s.expunge(user)
+            return user
 
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    # added innermost first: the request meets SecurityHeaders, HostCheck, BodyLimit, AuthGate, then the routes
+    app.add_middleware(AuthGate, lookup=lookup)
+    app.add_middleware(BodyLimit, json_limit=settings.max_json_bytes, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(HostCheck, allowed=settings.resolved_allowed_hosts())
+    app.add_middleware(SecurityHeaders, csp_for=_csp_for)
 
-    @app.exception_handler(GeometryError)
-    async def _geometry(_request: Request, exc: GeometryError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(InputError)
-    async def _input(_request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's default echoes the input back (a password, a megabyte of JSON): keep where, what and why only
+        errors = [{"loc": [x if isinstance(x, int) else str(x)[:64] for x in list(e.get("loc", ()))[:8]],
+                   "msg": str(e.get("msg", ""))[:200], "type": str(e.get("type", ""))[:64]} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.exception_handler(MedannotError)
     async def _medannot(_request: Request, exc: MedannotError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": public_message(exc)}, status_code=422)
+
+    @app.exception_handler(RecursionError)
+    async def _nested(_request: Request, _exc: RecursionError) -> JSONResponse:
+        return JSONResponse({"detail": "the request is nested too deeply"}, status_code=400)
 
     @app.get("/health", tags=["server"])
     def health() -> dict:
@@ -156,9 +141,15 @@ def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
         return FileResponse(page / "index.html", media_type="text/html")
 
     @app.get("/login", include_in_schema=False)
-    def login_page() -> Response:
+    def login_page(request: Request) -> Response:
+        if not safe_next(request.query_params.get("next")):
+            return RedirectResponse("/login", status_code=303)  # an open redirect attempt: drop the target
         target = page / "login.html"
         return FileResponse(target if target.is_file() else page / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return FileResponse(page / "docs.html", media_type="text/html")
 
     app.mount("/static", StaticFiles(directory=page, check_dir=False), name="static")
     return app

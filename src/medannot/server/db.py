@@ -9,6 +9,7 @@ failing with "database is locked" when upgrading a read snapshot. PostgreSQL is 
 from __future__ import annotations
 
 import contextlib
+import os
 from importlib import resources
 from pathlib import Path
 from typing import Iterator
@@ -101,6 +102,21 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def restrict_files(self) -> None:
+        """SQLite: make the database file and its WAL/shared-memory files 0600 (SQLite gives new ones the same mode)."""
+        if not self.is_sqlite:
+            return
+        path = self.engine.url.database
+        if not path or path == ":memory:":
+            return
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.chmod(f"{path}{suffix}", 0o600)
+            except FileNotFoundError:
+                continue
+            except OSError:  # not ours: the data folder (0700) still keeps others out
+                continue
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -4,7 +4,9 @@
 * ``demo-nuclei`` (model ``nuclei``): the right half of the stardist nuclei image (held out from training).
 
 Each case gets an annotation job; the worker (the thread in ``serve``, or ``medannot worker``) annotates
-them with the bundled models, so a newcomer can review model proposals at once. Loopback only.
+them with the bundled models, so a newcomer can review model proposals at once. Loopback only: ``serve``
+refuses ``--demo`` off loopback, and the demo password (below the password policy) logs in only when the
+server and the browser are both on loopback, even from a data folder seeded earlier.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def seed_demo(db: Database, blobs: BlobStore) -> bool:
     models = {"demo-nuclei": "nuclei", "demo-brain": "brain-mri"}
     prepared = [(p, name, img, blobs.put(to_nifti_bytes(img))) for p, name, img in demo_images()]
     with db.write() as s:
-        user = store.add_user(s, DEMO_USER, DEMO_PASSWORD, is_admin=False)
+        user = store.add_user(s, DEMO_USER, DEMO_PASSWORD, is_admin=False, policy=None)  # below the policy: loopback only
         projects: dict[str, Project] = {}
         for pname, model in models.items():
             projects[pname] = store.add_project(s, pname, model)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import HTTPException, Request
+from fastapi import Path as PathParam
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,7 +16,33 @@ from medannot.server.db import Database
 from medannot.server.files import BlobStore
 from medannot.server.models import AnnotationVersion, CaseRecord, Project, User
 from medannot.server.security import Action, allowed
+from medannot.server.middleware import AUTH_STATE_KEY
 from medannot.server.settings import ServerSettings
+
+ID_MAX = 2**31 - 1
+"""Largest database id (32-bit signed integer columns); larger ids in a path or body are refused with 422."""
+ProjectId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="Project id.")]
+CaseId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="Case id.")]
+VersionId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="Version id.")]
+JobId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="Job id.")]
+UserId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="User id.")]
+
+
+class Detail(BaseModel):
+    """An error: ``{"detail": "one line"}``."""
+
+    detail: str
+
+
+ERRORS = {code: {"model": Detail, "description": text} for code, text in (
+    (400, "Malformed request (e.g. an Idempotency-Key that is too long)."),
+    (401, "No valid token."),
+    (403, "The caller's role may not do this."),
+    (404, "Not found, or not visible to the caller."),
+    (409, "Conflict: a newer version exists, or the case is locked (accepted or rejected)."),
+    (413, "Request body too large."),
+)}
+"""Error answers every ``/api`` route may give (documented in the OpenAPI schema)."""
 
 
 @dataclass
@@ -39,12 +68,15 @@ def bearer(request: Request) -> str | None:
 
 
 def current_user(request: Request) -> User:
-    """The authenticated caller (FastAPI dependency).
+    """The authenticated caller (FastAPI dependency): the user :class:`~medannot.server.middleware.AuthGate` found.
 
     Raises:
-        HTTPException: 401 without a valid, unexpired token.
+        HTTPException: 401 without a valid, unexpired token of an enabled user.
     """
-    token = bearer(request)
+    user = request.scope.get("state", {}).get(AUTH_STATE_KEY)
+    if user is not None:
+        return user
+    token = bearer(request)  # an app mounted without the gate (never in create_app): look it up here
     c = ctx(request)
     if token is not None:
         with c.db.read() as s:
@@ -138,6 +170,7 @@ def case_detail(s: Session, case: CaseRecord, project: Project) -> dict:
         "image_url": f"/api/cases/{case.id}/image", "spatial_dims": case.spatial_dims, "shape": case.shape,
         "source_format": case.source_format,
         "latest_version": version_json(latest, names), "accepted_version": version_json(accepted, names),
-        "effort": case.effort if case.status == "accepted" else None, "reject_reason": case.reject_reason,
+        "effort": store.finite(case.effort) if case.status == "accepted" else None, "reject_reason": case.reject_reason,
+        "locked": store.is_locked(case),
     })
     return out

@@ -10,7 +10,8 @@ Contents:
       is available): the accepted mask as a BINARY DICOM SEG referencing the uploaded series, algorithm type
       SEMIAUTOMATIC (a model's proposal corrected by a person).
     * ``manifest.json``: project, label map, and per case the accepted version, its author, time and the
-      correction effort.
+      correction effort; always valid JSON (a non-finite number, e.g. from data stored before the server
+      refused them, is written as null).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from medannot.errors import MedannotError
 from medannot.server.deps import usernames
+from medannot.server.store import finite
 from medannot.server.files import BlobStore
 from medannot.server.imaging import mask_array
 from medannot.server.models import AnnotationVersion, CaseRecord, Project
@@ -112,7 +114,7 @@ def write_export(session: Session, project: Project, blobs: BlobStore, target: P
             names = usernames(session, {version.author_id})
             manifest["cases"].append({
                 "id": case.id, "name": case.name, "file": member, "version_id": version.id, "version_number": version.number,
-                "accepted_by": names.get(version.author_id), "accepted": version.created.isoformat(), "effort": case.effort,
+                "accepted_by": names.get(version.author_id), "accepted": version.created.isoformat(), "effort": finite(case.effort),
                 "spatial_dims": case.spatial_dims, "source_format": case.source_format,
             })
             if case.source_sha256 and case.source_format.startswith("dicom"):
@@ -130,6 +132,6 @@ def write_export(session: Session, project: Project, blobs: BlobStore, target: P
                 coco["images"].append({"id": case.id, "file_name": case.name, "height": int(plane.shape[0]), "width": int(plane.shape[1])})
                 coco["annotations"] += coco_annotations(plane, case.id, len(coco["annotations"]) + 1, label_values)
         if coco["images"]:
-            zf.writestr("coco.json", json.dumps(coco))
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+            zf.writestr("coco.json", json.dumps(coco, allow_nan=False))
+        zf.writestr("manifest.json", json.dumps(finite(manifest), indent=2, allow_nan=False))
     return manifest

@@ -1,25 +1,33 @@
 """Images and masks as the server stores them: gzipped NIfTI bytes on the case image's grid.
 
 A case image is stored as NIfTI (2D pictures as a one-slice volume, :meth:`Image.as_volume`); its masks
-are uint8 label NIfTI files on exactly that grid. Correction effort compares two masks of a case.
+are uint8 label NIfTI files on exactly that grid, always written by the server (a posted mask is
+checked and re-encoded, never stored as sent). Reading a posted mask is bounded by its case's grid: the
+header comes first, then exactly the declared voxels (see :mod:`medannot.io.bounded`). Correction
+effort compares two masks of a case.
 """
 
 from __future__ import annotations
 
-import gzip
 import io
+import struct
 import tempfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from medannot.data import Geometry, Image, ImageKind
 from medannot.errors import GeometryError, InputError
+from medannot.io.bounded import BoundedGzipReader, InflateLimits, declared_nbytes, is_gzip, read_exactly
 
-GZIP_MAGIC = b"\x1f\x8b"
 AFFINE_ATOL_MM = 1e-3
+NIFTI1_HEADER, NIFTI2_HEADER = 348, 540
+MAX_NIFTI_EXTENSIONS = 1 << 20
+"""Most bytes of NIfTI header extensions accepted between the header and the voxels (1 MiB)."""
+MAX_ITEMSIZE = 16
+"""Largest NIfTI voxel size (complex128): what a mask on a given grid can declare at most."""
 
 
 def to_nifti_bytes(image: Image) -> bytes:
@@ -32,14 +40,14 @@ def to_nifti_bytes(image: Image) -> bytes:
 
 
 def read_nifti_bytes(data: bytes, kind: ImageKind | str = ImageKind.INTENSITY, what: str = "upload") -> Image:
-    """Parse NIfTI bytes (gzipped or not) with medannot's reader.
+    """Parse NIfTI bytes (gzipped or not) with medannot's reader (for bytes the server wrote or checked).
 
     Raises:
-        InputError: If the bytes are not a readable NIfTI file (the message names ``what``).
+        InputError: If the bytes are not a readable NIfTI file (the message names ``what``, never a path).
     """
     from medannot.io.nifti import read_nifti
 
-    suffix = ".nii.gz" if data[:2] == GZIP_MAGIC else ".nii"
+    suffix = ".nii.gz" if is_gzip(data[:2]) else ".nii"
     with tempfile.TemporaryDirectory(prefix="medannot-srv-") as tmp:
         path = Path(tmp) / f"{what}{suffix}"
         path.write_bytes(data)
@@ -56,38 +64,120 @@ def case_geometry(affine: list) -> Geometry:
 
 @dataclass
 class CheckedMask:
-    """A mask that fits its case: the label array (X, Y, Z uint8) and the bytes to store."""
+    """A mask that fits its case: the label array (X, Y, Z uint8) and the bytes to store (re-encoded by the server)."""
 
     array: np.ndarray
     data: bytes
 
 
-def check_mask(data: bytes, shape: list[int], affine: list, label_values: set[int]) -> CheckedMask:
-    """Validate an uploaded label mask against the case grid and label map.
+@dataclass
+class NiftiHead:
+    """A NIfTI header read from the start of a stream, before any voxel is read.
+
+    Attributes:
+        raw: The bytes read so far (the header: 348 or 540 bytes).
+        header: nibabel's header object.
+        shape: Declared data shape (up to 7 dimensions).
+        dtype: Declared voxel type.
+        offset: Byte offset of the voxels (after the header and its extensions).
+        nbytes: ``offset`` + the declared voxel bytes: what a complete single file holds.
+    """
+
+    raw: bytes
+    header: object
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+    nbytes: int
+
+
+def nifti_stream(src: BinaryIO, compressed_size: int | None, limits: InflateLimits, what: str) -> BinaryIO:
+    """``src`` itself for plain NIfTI bytes, or a capped inflating stream for gzipped ones (:mod:`medannot.io.bounded`)."""
+    start = src.tell()
+    magic = src.read(2)
+    src.seek(start)
+    if is_gzip(magic):
+        return BoundedGzipReader(src, limits, compressed_size, what)  # type: ignore[return-value]
+    return src
+
+
+def read_nifti_head(stream: BinaryIO, what: str) -> NiftiHead:
+    """Parse the NIfTI-1 or NIfTI-2 header at the start of ``stream`` (reads 348 or 540 bytes, nothing more).
+
+    Raises:
+        InputError: Not NIfTI, a damaged header, a negative dimension, or more than
+            :data:`MAX_NIFTI_EXTENSIONS` bytes of header extensions.
+    """
+    import nibabel as nib
+
+    raw = read_exactly(stream, NIFTI1_HEADER, what)
+    sizes = {struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]}
+    if NIFTI2_HEADER in sizes:
+        raw += read_exactly(stream, NIFTI2_HEADER - NIFTI1_HEADER, what)
+        kind = nib.Nifti2Header
+    elif NIFTI1_HEADER in sizes:
+        kind = nib.Nifti1Header
+    else:
+        raise InputError(f"{what}: not a NIfTI file (no NIfTI header); send a .nii or .nii.gz file")
+    try:
+        header = kind.from_fileobj(io.BytesIO(raw), check=True)
+        shape = tuple(int(d) for d in header.get_data_shape())
+        dtype = np.dtype(header.get_data_dtype())
+        offset = int(header.get_data_offset())
+    except (nib.spatialimages.HeaderDataError, nib.spatialimages.HeaderTypeError, ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"{what}: damaged NIfTI header ({str(exc).splitlines()[0][:120]})") from None
+    if offset < len(raw) or offset > len(raw) + 4 + MAX_NIFTI_EXTENSIONS:
+        raise InputError(f"{what}: voxel offset {offset} is outside {len(raw)}-{len(raw) + 4 + MAX_NIFTI_EXTENSIONS} "
+                         "(a damaged header or oversized extensions)")
+    nbytes = offset + declared_nbytes(shape, dtype.itemsize, what)
+    return NiftiHead(raw, header, shape, dtype, offset, nbytes)
+
+
+def check_mask(src: bytes | BinaryIO, shape: list[int], affine: list, label_values: set[int],
+               compressed_size: int | None = None) -> CheckedMask:
+    """Validate a posted label mask against the case grid and label map, reading no more than the grid needs.
+
+    The header is read first (a bounded inflate of the first bytes): a shape other than the case's is
+    refused before any voxel is inflated; then exactly the declared voxels are read, from a stream
+    capped at what the case grid can need, so a gzip bomb stops there and bytes after the voxels are
+    never read. What is stored is always re-encoded by the server (uint8 label NIfTI with the case
+    image's affine), never the bytes as sent.
 
     Args:
-        data: NIfTI bytes (gzipped or not).
+        src: NIfTI bytes or a binary file object (gzipped or not).
         shape: The case image's stored spatial shape (3 values).
         affine: The case image's 4x4 affine (RAS mm).
         label_values: Allowed label values (0 is always allowed).
-
-    Returns:
-        The mask; ``data`` is the original bytes when they already are gzipped uint8, else re-encoded.
+        compressed_size: Size of ``src`` in bytes when known (default: ``len(src)`` for bytes).
 
     Raises:
-        InputError: Unreadable, multi-channel, or holding values outside the label map.
+        InputError: Unreadable, truncated, multi-channel, a decompression bomb, or values outside the label map.
         GeometryError: Not on the case image's grid (shape or affine differ by more than 1e-3 mm).
     """
-    fast = _fast_uint8_mask(data, shape, affine, label_values)
-    if fast is not None:
-        return CheckedMask(fast, data)
-    image = read_nifti_bytes(data, ImageKind.LABEL, what="mask")
-    if image.channels != 1:
-        raise InputError(f"mask: expected one label channel, got {image.channels}")
-    _check_grid(list(image.spatial_shape), image.geometry, shape, affine)
-    array = image.array[0]
-    _check_values(array, label_values)
-    mask = Image(array.astype(np.uint8)[None], image.geometry, ImageKind.LABEL, dict(image.meta))
+    if isinstance(src, (bytes, bytearray)):
+        compressed_size = len(src)
+        src = io.BytesIO(src)
+    voxels = int(np.prod(shape))
+    cap = NIFTI2_HEADER + 4 + MAX_NIFTI_EXTENSIONS + voxels * MAX_ITEMSIZE
+    stream = nifti_stream(src, compressed_size, InflateLimits(max_bytes=cap), "mask")
+    head = read_nifti_head(stream, "mask")
+    spatial = list(head.shape[:3]) + [1] * (3 - len(head.shape[:3]))
+    channels = int(np.prod(head.shape[3:])) if len(head.shape) > 3 else 1
+    if channels != 1:
+        raise InputError(f"mask: expected one label channel, got {channels}")
+    if spatial != list(shape):
+        raise GeometryError(f"mask: shape {spatial} is not the image's {list(shape)}; save the mask on the image grid")
+    raw = head.raw + read_exactly(stream, head.nbytes - len(head.raw), "mask")
+    array = _fast_uint8_mask(raw, head, shape, affine, label_values) if len(head.shape) == 3 else None
+    if array is None:
+        image = read_nifti_bytes(raw, ImageKind.LABEL, what="mask")
+        if image.channels != 1:
+            raise InputError(f"mask: expected one label channel, got {image.channels}")
+        _check_grid(list(image.as_volume().spatial_shape), image.as_volume().geometry, shape, affine)
+        array = image.as_volume().array[0]
+        _check_values(array, label_values)
+    mask = Image(np.asarray(array, dtype=np.uint8).reshape(shape)[None], case_geometry(affine), ImageKind.LABEL)
+    del raw
     return CheckedMask(mask.array[0], to_nifti_bytes(mask))
 
 
@@ -109,33 +199,17 @@ def _check_values(array: np.ndarray, label_values: set[int]) -> None:
         raise InputError(f"mask: label values {unknown[:10]} are not in the project's label map {sorted(label_values)}")
 
 
-def _fast_uint8_mask(data: bytes, shape: list[int], affine: list, label_values: set[int]) -> np.ndarray | None:
-    """The common case without copies: a gzipped, unscaled uint8 3D NIfTI-1. None: use the general reader.
-
-    The header is parsed by nibabel; the voxels are viewed in place in the decompressed bytes.
-    """
-    import nibabel as nib
-
-    if data[:2] != GZIP_MAGIC:
+def _fast_uint8_mask(raw: bytes, head: NiftiHead, shape: list[int], affine: list, label_values: set[int]) -> np.ndarray | None:
+    """The common case without copies: an unscaled uint8 mask, viewed in place in ``raw``. None: use the general reader."""
+    slope, inter = head.header.get_slope_inter()
+    if head.dtype != np.uint8 or slope not in (None, 1.0) or inter not in (None, 0.0):
         return None
     try:
-        raw = gzip.decompress(data)
-        header = nib.Nifti1Header.from_fileobj(io.BytesIO(raw[:352]), check=True)
-    except (OSError, EOFError, ValueError, zlib.error, nib.spatialimages.HeaderDataError):
+        geometry = Geometry.from_affine(head.header.get_best_affine())
+    except (GeometryError, ValueError, np.linalg.LinAlgError):
         return None
-    dims = tuple(int(d) for d in header.get_data_shape())
-    slope, inter = header.get_slope_inter()
-    if header.get_data_dtype() != np.uint8 or len(dims) != 3 or slope not in (None, 1.0) or inter not in (None, 0.0):
-        return None
-    offset = int(header.get_data_offset())
-    if len(raw) < offset + int(np.prod(dims)):
-        return None
-    try:
-        geometry = Geometry.from_affine(header.get_best_affine())
-    except GeometryError:
-        return None
-    _check_grid(list(dims), geometry, shape, affine)
-    array = np.frombuffer(raw, np.uint8, count=int(np.prod(dims)), offset=offset).reshape(dims, order="F")
+    _check_grid(list(shape), geometry, shape, affine)
+    array = np.frombuffer(raw, np.uint8, count=int(np.prod(shape)), offset=head.offset).reshape(shape, order="F")
     _check_values(array, label_values)
     return array
 
@@ -182,8 +256,3 @@ def correction_effort(proposal: np.ndarray, accepted: np.ndarray, spacing: tuple
         "seconds": float(seconds),
         "per_label": per_label,
     }
-
-
-def gzip_if_needed(data: bytes) -> bytes:
-    """Gzip ``data`` unless it already is."""
-    return data if data[:2] == GZIP_MAGIC else gzip.compress(data, compresslevel=6)

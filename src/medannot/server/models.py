@@ -6,6 +6,7 @@ Integrity that matters is enforced by the database, not by the code around it:
       lost its lease finishes late.
     * ``idempotency_keys (user_id, scope, key)`` unique: a repeated POST creates nothing twice.
     * ``drafts (case_id, user_id)`` unique: one autosaved draft per reviewer and case.
+    * ``login_throttle.key`` unique: one failure counter per user name and per client address.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 
@@ -60,6 +62,7 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Token(Base):
@@ -177,3 +180,14 @@ class AuditEntry(Base):
     case_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one user name (``user:NAME``) or client address (``addr:IP``) and its lockout."""
+
+    __tablename__ = "login_throttle"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

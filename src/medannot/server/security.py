@@ -6,12 +6,14 @@ Roles per project and what each may do (site admins, ``users add --admin``, may 
 action                                    admin  annotator  reviewer
 ========================================  =====  =========  ========
 list/read cases, images, masks, versions    x        x         x
-open a case, save edits and drafts          x        x         x
-upload cases, queue annotation jobs         x        x
-accept / reject a case                      x                  x
+open a case, save edits and drafts (*)      x        x         x
+upload cases, queue annotation jobs (*)     x        x
+accept / reject / reopen a case             x                  x
 export accepted annotations                 x                  x
 manage members, read the audit log          x
 ========================================  =====  =========  ========
+
+(*) Not on an accepted or rejected case: it is locked (409) until a reviewer or admin reopens it.
 
 A project the caller is not a member of answers 404 (its existence is not revealed); a member
 without the needed role gets 403; a call without a valid token gets 401.
@@ -23,6 +25,7 @@ import enum
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
 from medannot.errors import InputError
 
@@ -70,6 +73,38 @@ def allowed(role: Role | str | None, action: Action, site_admin: bool = False) -
     return role is not None and action in PERMISSIONS[Role(role)]
 
 
+@dataclass(frozen=True)
+class PasswordPolicy:
+    """Rules for a new password (checked when one is set, never at login).
+
+    Attributes:
+        min_length: Fewest characters.
+        max_length: Most characters (a longer one costs hashing time and could never be typed at login).
+    """
+
+    min_length: int = 10
+    max_length: int = 256
+
+    def check(self, password: str) -> None:
+        """Refuse a password outside the rules; the message never repeats the password.
+
+        Raises:
+            InputError: Too short, too long, or only white space.
+        """
+        if not isinstance(password, str) or len(password) < self.min_length or not password.strip():
+            raise InputError(f"the password is too short; use at least {self.min_length} characters (a passphrase works well)")
+        if len(password) > self.max_length:
+            raise InputError(f"the password is too long; use at most {self.max_length} characters")
+
+    def allows(self, password: str) -> bool:
+        """True when ``password`` meets the rules."""
+        try:
+            self.check(password)
+        except InputError:
+            return False
+        return True
+
+
 def hash_password(password: str) -> str:
     """scrypt hash with a random 16-byte salt, as ``scrypt$n$r$p$salt_hex$hash_hex``.
 
@@ -77,7 +112,7 @@ def hash_password(password: str) -> str:
         InputError: For an empty password.
     """
     if not password:
-        raise InputError("the password is empty; give at least one character (8 or more recommended)")
+        raise InputError("the password is empty; give one of at least 10 characters")
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
     return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${salt.hex()}${digest.hex()}"

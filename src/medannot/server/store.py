@@ -1,4 +1,4 @@
-"""Domain operations on the database: users, projects, cases, versions, drafts, audit.
+"""Domain operations on the database: projects, members, cases, versions, audit (users: :mod:`.accounts`).
 
 Functions take an open SQLAlchemy session (from :class:`medannot.server.db.Database`); the caller's
 ``write()`` block commits. Anything that must not happen twice is guarded by a unique constraint
@@ -7,13 +7,15 @@ Functions take an open SQLAlchemy session (from :class:`medannot.server.db.Datab
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from medannot.errors import InputError
+from medannot.errors import InputError, MedannotError
 from medannot.server.models import (
     AnnotationVersion,
     AuditEntry,
@@ -21,66 +23,22 @@ from medannot.server.models import (
     Job,
     Membership,
     Project,
-    Token,
     User,
     utcnow,
 )
-from medannot.server.security import Role, hash_password, new_token, token_digest, verify_password
+from medannot.server.accounts import (  # noqa: F401 - user functions live in accounts; these names stay for callers
+    add_user,
+    authenticate,
+    issue_token,
+    revoke_token,
+    user_for_token,
+)
+from medannot.server.security import Role
 
 CASE_STATUSES = ("pending", "in_review", "accepted", "rejected")
-VERSION_KINDS = ("proposal", "edit", "accepted")
-
-
-# --------------------------------------------------------------------------- users and tokens
-
-
-def add_user(session: Session, username: str, password: str, is_admin: bool = False) -> User:
-    """Create a user.
-
-    Raises:
-        InputError: Empty or invalid name, or the name is taken.
-    """
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9._@-]{1,64}", username or ""):
-        raise InputError(f"user name {username!r} is not valid; use 1-64 letters, digits or . _ @ -")
-    if session.scalar(select(User).where(User.username == username)) is not None:
-        raise InputError(f"user {username!r} exists already")
-    user = User(username=username, password_hash=hash_password(password), is_admin=is_admin)
-    session.add(user)
-    session.flush()
-    return user
-
-
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    """The user when the password matches, else None (same work either way)."""
-    user = session.scalar(select(User).where(User.username == username))
-    if user is None:
-        verify_password(password, "scrypt$16384$8$1$00$00")  # keep timing similar for unknown names
-        return None
-    return user if verify_password(password, user.password_hash) else None
-
-
-def issue_token(session: Session, user: User, secret: str, hours: float) -> str:
-    """A new bearer token for ``user``; only its HMAC is stored."""
-    token = new_token()
-    session.add(Token(token_hash=token_digest(token, secret), user_id=user.id, expires=utcnow() + timedelta(hours=hours)))
-    return token
-
-
-def user_for_token(session: Session, token: str, secret: str) -> User | None:
-    """The user of a valid, unexpired token, else None."""
-    row = session.scalar(select(Token).where(Token.token_hash == token_digest(token, secret)))
-    if row is None or row.expires <= utcnow():
-        return None
-    return session.get(User, row.user_id)
-
-
-def revoke_token(session: Session, token: str, secret: str) -> None:
-    """Forget a token (logout)."""
-    row = session.scalar(select(Token).where(Token.token_hash == token_digest(token, secret)))
-    if row is not None:
-        session.delete(row)
+LOCKED_STATUSES = frozenset({"accepted", "rejected"})
+"""A case in one of these is locked: no edits, drafts or jobs until a reviewer or admin reopens it."""
+VERSION_KINDS = ("proposal", "edit", "accepted", "reopened")
 
 
 # --------------------------------------------------------------------------- projects and members
@@ -105,20 +63,26 @@ def parse_labels(labels: object) -> list[dict]:
             k, v = part.split("=", 1)
             pairs[k.strip()] = v.strip()
         labels = pairs
+    shape_hint = "labels must be 'VALUE=NAME,...', a JSON object or a list of {value, name, color}"
     if isinstance(labels, list):
+        if len(labels) > 255 or not all(isinstance(item, dict) and "value" in item for item in labels):
+            raise InputError(shape_hint)
         labels = {str(item["value"]): {k: v for k, v in item.items() if k in {"name", "color"}} for item in labels}
-    if not isinstance(labels, dict):
-        raise InputError("labels must be 'VALUE=NAME,...', a JSON object or a list of {value, name, color}")
+    if not isinstance(labels, dict) or len(labels) > 256:
+        raise InputError(shape_hint)
     fixed: dict = {}
     for key, spec in labels.items():
         if isinstance(spec, dict) and isinstance(spec.get("color"), str):
             c = spec["color"].lstrip("#")
+            if not re.fullmatch(r"[0-9A-Fa-f]{6}", c):
+                raise InputError(f"label {str(key)[:20]!r}: colour must be '#rrggbb'")
             spec = {**spec, "color": [int(c[i : i + 2], 16) for i in (0, 2, 4)]}
         fixed[key] = spec
     try:
         parsed = LabelMap.parse(fixed)
-    except Exception as exc:  # ConfigError with its own message
-        raise InputError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - ConfigError with its own message, or a malformed value
+        message = str(exc).splitlines()[0][:200] if isinstance(exc, MedannotError) else shape_hint
+        raise InputError(message) from None
     out = []
     for value, info in sorted(parsed.items()):
         if value == 0:
@@ -137,8 +101,13 @@ def labels_for_model(model: str) -> list[dict]:
         return parse_labels("1=foreground")
     from medannot.models.bundle import Bundle
 
-    bundle = Bundle.load(model)
-    return parse_labels({str(k): {"name": v.name, "color": list(v.color)} for k, v in bundle.spec.labels.items()})
+    try:
+        bundle = Bundle.load(model)
+    except MedannotError:
+        raise
+    except Exception:  # noqa: BLE001 - e.g. a name no file system accepts: the same one line as an unknown model
+        raise InputError(f"unknown model {model[:100]!r}; use a bundled model, a bundle folder or a classical method") from None
+    return parse_labels({str(k): {"name": v.name, "color": list(bundle.colors[int(k)])} for k, v in bundle.spec.labels.items()})
 
 
 def check_model(model: str) -> None:
@@ -227,10 +196,31 @@ class Conflict(Exception):
 
 
 def audit(session: Session, user: User | None, action: str, project_id: int | None = None, case_id: int | None = None,
-          detail: dict | None = None) -> None:
-    """Record who did what (reads of images/masks, edits, accepts, exports, logins)."""
-    session.add(AuditEntry(user_id=user.id if user else None, username=user.username if user else "-", project_id=project_id,
-                           case_id=case_id, action=action, detail=detail, time=datetime.now(timezone.utc)))
+          detail: dict | None = None, actor: str | None = None) -> None:
+    """Record who did what (reads of images/masks, edits, accepts, exports, logins, account changes).
+
+    Args:
+        actor: Name recorded when there is no ``user`` (e.g. ``"cli"`` for the command line); default ``"-"``.
+    """
+    name = user.username if user else (actor or "-")
+    session.add(AuditEntry(user_id=user.id if user else None, username=name[:64], project_id=project_id,
+                           case_id=case_id, action=action[:32], detail=finite(detail), time=datetime.now(timezone.utc)))
+
+
+def finite(value: object) -> object:
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so that it is valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def is_locked(case: CaseRecord) -> bool:
+    """True for an accepted or rejected case (no edits, drafts or jobs until it is reopened)."""
+    return case.status in LOCKED_STATUSES
 
 
 def touch(case: CaseRecord, status: str | None = None) -> None:

@@ -10,20 +10,20 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from medannot.server import store
-from medannot.server.deps import ctx, current_user, project_access
+from medannot.server.deps import ERRORS, ProjectId, ctx, current_user, project_access
 from medannot.server.export import write_export
+from medannot.server.files import private_folder
 from medannot.server.models import User
 from medannot.server.security import Action
 
-router = APIRouter(prefix="/api", tags=["exports"])
+router = APIRouter(prefix="/api", tags=["exports"], responses=ERRORS)
 
 
 @router.post("/projects/{pid}/export")
-def export_project(pid: int, request: Request, user: User = Depends(current_user)) -> FileResponse:
+def export_project(pid: ProjectId, request: Request, user: User = Depends(current_user)) -> FileResponse:
     """Download the accepted annotations of the project as ``application/zip`` (see :mod:`medannot.server.export`)."""
     c = ctx(request)
-    folder = Path(c.settings.data_dir) / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = private_folder(Path(c.settings.data_dir) / "exports")
     target = folder / f"export-{pid}-{secrets.token_hex(8)}.zip"
     with c.db.write() as s:
         project, _ = project_access(s, user, pid, Action.EXPORT)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from sqlalchemy import select
 
-from medannot.server.deps import ctx, current_user, project_access
+from medannot.server.deps import ERRORS, JobId, ProjectId, ctx, current_user, project_access
 from medannot.server.jobs import job_json
 from medannot.server.models import Job, User
 from medannot.server.security import Action
 
-router = APIRouter(prefix="/api", tags=["jobs"])
+router = APIRouter(prefix="/api", tags=["jobs"], responses=ERRORS)
 
 
 @router.get("/jobs/{jid}")
-def get_job(jid: int, request: Request, user: User = Depends(current_user)) -> dict:
+def get_job(jid: JobId, request: Request, user: User = Depends(current_user)) -> dict:
     """One job: ``state`` (queued, running, done, failed), ``progress`` (0-1), ``message``, ``attempts``."""
     with ctx(request).db.read() as s:
         job = s.get(Job, jid)
@@ -28,7 +28,7 @@ def get_job(jid: int, request: Request, user: User = Depends(current_user)) -> d
 
 
 @router.get("/projects/{pid}/jobs")
-def list_jobs(pid: int, request: Request, user: User = Depends(current_user)) -> list[dict]:
+def list_jobs(pid: ProjectId, request: Request, user: User = Depends(current_user)) -> list[dict]:
     """The project's jobs, newest first."""
     with ctx(request).db.read() as s:
         project_access(s, user, pid, Action.READ)

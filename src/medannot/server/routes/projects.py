@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import BaseModel
+from fastapi import Path as PathParam
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from medannot.server import store
-from medannot.server.deps import case_summary, ctx, current_user, project_access, project_json
+from medannot.server import accounts, store
+from medannot.server.deps import ERRORS, ProjectId, case_summary, ctx, current_user, project_access, project_json
 from medannot.server.models import AuditEntry, CaseRecord, Membership, User
 from medannot.server.security import Action, Role
 
-router = APIRouter(prefix="/api", tags=["projects"])
+router = APIRouter(prefix="/api", tags=["projects"], responses=ERRORS)
+Username = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$", description="User name.")]
 
 
 class NewProject(BaseModel):
-    name: str
-    model: str
-    labels: Any = None
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(min_length=1, max_length=500)
+    labels: str | dict[str, Any] | list[dict[str, Any]] | None = None
 
 
 class MemberBody(BaseModel):
-    username: str
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
     role: Role
 
 
@@ -47,7 +52,7 @@ def create_project(body: NewProject, request: Request, user: User = Depends(curr
 
 
 @router.get("/projects/{pid}")
-def get_project(pid: int, request: Request, user: User = Depends(current_user)) -> dict:
+def get_project(pid: ProjectId, request: Request, user: User = Depends(current_user)) -> dict:
     """One project."""
     with ctx(request).db.read() as s:
         project, role = project_access(s, user, pid, Action.READ)
@@ -55,7 +60,7 @@ def get_project(pid: int, request: Request, user: User = Depends(current_user)) 
 
 
 @router.get("/projects/{pid}/members")
-def list_members(pid: int, request: Request, user: User = Depends(current_user)) -> list[dict]:
+def list_members(pid: ProjectId, request: Request, user: User = Depends(current_user)) -> list[dict]:
     """Members and roles (project admins)."""
     with ctx(request).db.read() as s:
         project_access(s, user, pid, Action.MANAGE)
@@ -65,7 +70,7 @@ def list_members(pid: int, request: Request, user: User = Depends(current_user))
 
 
 @router.put("/projects/{pid}/members")
-def set_member(pid: int, body: MemberBody, request: Request, user: User = Depends(current_user)) -> dict:
+def set_member(pid: ProjectId, body: MemberBody, request: Request, user: User = Depends(current_user)) -> dict:
     """Give a user a role in the project (project admins)."""
     with ctx(request).db.write() as s:
         project, _ = project_access(s, user, pid, Action.MANAGE)
@@ -77,11 +82,24 @@ def set_member(pid: int, body: MemberBody, request: Request, user: User = Depend
         return {"user_id": member.id, "username": member.username, "role": body.role.value}
 
 
+@router.delete("/projects/{pid}/members/{username}", status_code=204)
+def remove_member(pid: ProjectId, username: Username, request: Request, user: User = Depends(current_user)) -> Response:
+    """Take a user out of the project (project admins); 404 when it is not a member. Its versions stay."""
+    with ctx(request).db.write() as s:
+        project, _ = project_access(s, user, pid, Action.MANAGE)
+        member = accounts.find_user(s, username)
+        if member is None or not accounts.remove_member(s, project, member):
+            raise HTTPException(404, f"user {username!r} is not a member of project {pid}")
+        store.audit(s, user, "remove_member", pid, detail={"username": member.username})
+    return Response(status_code=204)
+
+
 @router.get("/projects/{pid}/cases")
-def list_cases(pid: int, request: Request, status: str | None = Query(None), user: User = Depends(current_user)) -> list[dict]:
+def list_cases(pid: ProjectId, request: Request, status: str | None = Query(None, max_length=32),
+               user: User = Depends(current_user)) -> list[dict]:
     """Cases of the project, optionally with one ``status`` (pending, in_review, accepted, rejected)."""
     if status is not None and status not in store.CASE_STATUSES:
-        raise HTTPException(422, f"status must be one of {', '.join(store.CASE_STATUSES)}, got {status!r}")
+        raise HTTPException(422, f"status must be one of {', '.join(store.CASE_STATUSES)}")
     with ctx(request).db.read() as s:
         project_access(s, user, pid, Action.READ)
         query = select(CaseRecord).where(CaseRecord.project_id == pid).order_by(CaseRecord.id)
@@ -96,7 +114,7 @@ def _audit_rows(rows: list[AuditEntry]) -> list[dict]:
 
 
 @router.get("/projects/{pid}/audit")
-def project_audit(pid: int, request: Request, limit: int = Query(500, ge=1, le=10000),
+def project_audit(pid: ProjectId, request: Request, limit: int = Query(500, ge=1, le=10000),
                   user: User = Depends(current_user)) -> list[dict]:
     """The project's audit log, newest first (project admins)."""
     with ctx(request).db.read() as s:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -13,19 +14,21 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from medannot.server import store
-from medannot.server.deps import AppContext, case_access, ctx, current_user, usernames, version_json
+from medannot.server.deps import ERRORS, ID_MAX, AppContext, CaseId, VersionId, case_access, ctx, current_user, usernames, version_json
 from medannot.server.imaging import check_mask
 from medannot.server.models import AnnotationVersion, Draft, User, utcnow
-from medannot.server.routes.cases import _conflict, blob_response
+from medannot.server.routes.cases import _conflict, blob_response, locked
 from medannot.server.security import Action
 
-router = APIRouter(prefix="/api", tags=["versions"])
+router = APIRouter(prefix="/api", tags=["versions"], responses=ERRORS)
+SPOOL_BYTES = 8 * 1024**2
+"""A posted mask stays in memory up to this size (bytes), then goes to a temporary file while it arrives."""
 HEAVY_WORK = threading.BoundedSemaphore(max(2, os.cpu_count() or 2))
 """At most this many masks are decoded and checked at once (one per CPU core)."""
 
 
 @router.get("/cases/{cid}/versions")
-def list_versions(cid: int, request: Request, user: User = Depends(current_user)) -> list[dict]:
+def list_versions(cid: CaseId, request: Request, user: User = Depends(current_user)) -> list[dict]:
     """Every version of the case, newest first."""
     with ctx(request).db.read() as s:
         case_access(s, user, cid, Action.READ)
@@ -35,7 +38,7 @@ def list_versions(cid: int, request: Request, user: User = Depends(current_user)
 
 
 @router.get("/cases/{cid}/versions/{vid}/mask")
-def get_mask(cid: int, vid: int, request: Request, user: User = Depends(current_user)) -> Response:
+def get_mask(cid: CaseId, vid: VersionId, request: Request, user: User = Depends(current_user)) -> Response:
     """A version's mask: uint8 label NIfTI (gz) on the image grid, as a download."""
     c = ctx(request)
     with c.db.write() as s:
@@ -48,24 +51,48 @@ def get_mask(cid: int, vid: int, request: Request, user: User = Depends(current_
     return blob_response(c.blobs.path(sha), f"case-{cid}-v{version.number}.nii.gz")
 
 
-def _checked(c: AppContext, user: User, cid: int, data: bytes) -> tuple[str, int]:
-    """Validate a posted mask against the case; store it; return (sha256, project id)."""
-    if not data:
+async def body_file(request: Request) -> tuple[BinaryIO, int]:
+    """The request body in a spooled temporary file (memory up to :data:`SPOOL_BYTES`, then disk) and its size.
+
+    The body limit itself is enforced while it arrives by :class:`~medannot.server.middleware.BodyLimit`.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
+    size = 0
+    async for chunk in request.stream():
+        spool.write(chunk)
+        size += len(chunk)
+    spool.seek(0)
+    return spool, size
+
+
+def _checked(c: AppContext, user: User, cid: int, body: BinaryIO, size: int) -> tuple[str, int] | JSONResponse:
+    """Validate a posted mask against the case (bounded by the case grid); store the re-encoded mask.
+
+    Returns (sha256, project id), or a 409 answer when the case is locked.
+    """
+    if size == 0:
         raise HTTPException(422, "empty body; send the label NIfTI bytes (application/octet-stream)")
     with c.db.read() as s:
         case, project, _ = case_access(s, user, cid, Action.EDIT)
+        if store.is_locked(case):
+            return locked(case, "it can be edited")
         shape, affine, pid = case.shape, case.affine, case.project_id
         values = {int(lab["value"]) for lab in project.labels}
     with HEAVY_WORK:  # bounded: 50 concurrent saves queue here instead of thrashing the CPUs together
-        mask = check_mask(data, shape, affine, values)
+        mask = check_mask(body, shape, affine, values, compressed_size=size)
         return c.blobs.put(mask.data), pid
 
 
-def _save_version(c: AppContext, user: User, cid: int, base: int | None, data: bytes) -> Any:
-    sha, _ = _checked(c, user, cid, data)
+def _save_version(c: AppContext, user: User, cid: int, base: int | None, body: BinaryIO, size: int) -> Any:
+    checked = _checked(c, user, cid, body, size)
+    if isinstance(checked, JSONResponse):
+        return checked
+    sha, _ = checked
     try:
         with c.db.write() as s:
             case, _, _ = case_access(s, user, cid, Action.EDIT)
+            if store.is_locked(case):
+                return locked(case, "it can be edited")
             latest = store.latest_version(s, cid)
             if (latest.id if latest else None) != base:
                 return _conflict(s, cid, f"base_version {base} is not the latest version of case {cid}; "
@@ -84,19 +111,27 @@ def _save_version(c: AppContext, user: User, cid: int, base: int | None, data: b
 
 
 @router.post("/cases/{cid}/versions", status_code=201)
-async def save_version(cid: int, request: Request, base_version: int | None = Query(None),
+async def save_version(cid: CaseId, request: Request, base_version: int | None = Query(None, ge=1, le=ID_MAX),
                        user: User = Depends(current_user)) -> Any:
     """Save an edited mask (label NIfTI bytes) on top of ``base_version``.
 
     201 with the new version; 409 ``{"detail", "latest"}`` when ``base_version`` is not the latest (nothing
-    is overwritten); 422 when the mask is not on the image grid or holds unknown labels.
+    is overwritten), 409 ``{"detail", "locked": true}`` when the case is accepted or rejected (reopen it first);
+    422 when the mask is not on the image grid, holds unknown labels or inflates past what the grid needs.
+    The stored mask is re-encoded by the server (never the bytes as sent).
     """
-    data = await request.body()
-    return await run_in_threadpool(_save_version, ctx(request), user, cid, base_version, data)
+    body, size = await body_file(request)
+    try:
+        return await run_in_threadpool(_save_version, ctx(request), user, cid, base_version, body, size)
+    finally:
+        body.close()
 
 
-def _save_draft(c: AppContext, user: User, cid: int, data: bytes) -> Response:
-    sha, pid = _checked(c, user, cid, data)
+def _save_draft(c: AppContext, user: User, cid: int, body: BinaryIO, size: int) -> Response:
+    checked = _checked(c, user, cid, body, size)
+    if isinstance(checked, JSONResponse):
+        return checked
+    sha, pid = checked
     for _ in range(3):
         try:
             with c.db.write() as s:
@@ -113,14 +148,17 @@ def _save_draft(c: AppContext, user: User, cid: int, data: bytes) -> Response:
 
 
 @router.put("/cases/{cid}/draft", status_code=204)
-async def put_draft(cid: int, request: Request, user: User = Depends(current_user)) -> Response:
+async def put_draft(cid: CaseId, request: Request, user: User = Depends(current_user)) -> Response:
     """Autosave the caller's draft mask of the case (not a version; dropped when the caller saves a version)."""
-    data = await request.body()
-    return await run_in_threadpool(_save_draft, ctx(request), user, cid, data)
+    body, size = await body_file(request)
+    try:
+        return await run_in_threadpool(_save_draft, ctx(request), user, cid, body, size)
+    finally:
+        body.close()
 
 
 @router.get("/cases/{cid}/draft")
-def get_draft(cid: int, request: Request, user: User = Depends(current_user)) -> Response:
+def get_draft(cid: CaseId, request: Request, user: User = Depends(current_user)) -> Response:
     """The caller's draft mask (gzipped NIfTI), or 404 when there is none."""
     c = ctx(request)
     with c.db.write() as s:
@@ -134,7 +172,7 @@ def get_draft(cid: int, request: Request, user: User = Depends(current_user)) ->
 
 
 @router.delete("/cases/{cid}/draft", status_code=204)
-def delete_draft(cid: int, request: Request, user: User = Depends(current_user)) -> Response:
+def delete_draft(cid: CaseId, request: Request, user: User = Depends(current_user)) -> Response:
     """Drop the caller's draft of the case."""
     with ctx(request).db.write() as s:
         case_access(s, user, cid, Action.EDIT)

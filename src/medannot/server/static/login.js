@@ -1,13 +1,13 @@
 // The login form: POST /api/login, keep the token in sessionStorage, go back to the page that sent us here.
 import { login, ApiError } from "./api.js";
+import { safeNext } from "./next.js";
 
 const form = document.getElementById("login-form");
 const errorBox = document.getElementById("login-error");
 
 /** Where to go after logging in: the `next` parameter when it is a path on this server, else the review page. */
 function nextPage() {
-  const next = new URLSearchParams(location.search).get("next") || "/";
-  return next.startsWith("/") && !next.startsWith("//") ? next : "/";
+  return safeNext(new URLSearchParams(location.search).get("next"), location.origin);
 }
 
 form.addEventListener("submit", async (event) => {
