@@ -80,7 +80,7 @@ class Worker:
     def run_once(self) -> int | None:
         """Claim and run one job; returns its id, or None when nothing was queued."""
         with self.db.write() as s:
-            job = queue.claim(s, self.name, self.settings.lease_seconds)
+            job = queue.claim(s, self.name, self.settings.lease_seconds, self.settings.max_attempts)
             if job is None:
                 return None
             job_id, case_id, model = job.id, job.case_id, job.model
