@@ -50,7 +50,7 @@ def refuse_mosaic(ds, path: Path, where: Path) -> None:
     if "MOSAIC" in image_type:
         raise InputError(
             f"{path.name} is a Siemens mosaic (several slices tiled in one image, ImageType MOSAIC); its geometry is not "
-            "that of one slice: convert it with dcm2niix first",
+            "that of one slice: convert it with dcm2niix first (medannot.io.read_dicom_frames reads it as one 2D picture)",
             where,
         )
 

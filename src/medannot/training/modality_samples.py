@@ -5,10 +5,18 @@ acquisition (a DICOM file or study, a volume, a photograph); its class comes fro
 from what the package documents the image to be. Sources whose package or file is missing are skipped and
 reported by :func:`modality_sources_status`.
 
-Each source gives several 2D grey views: a volume gives 4 slices per axis between 25 % and 75 % of the axis
-(12), a multi-frame file up to 8 evenly spaced frames, a single picture itself plus its four corner crops of
-60 % side (5). Colour images become grey (mean of R, G, B); MONOCHROME1 radiographs are inverted so bone is
-bright; palette-colour ultrasound goes through its palette first.
+Every source is read through :mod:`medannot.io`, the loader ``medannot annotate`` uses, so the model is trained on
+the pixels it is later shown: :func:`medannot.io.read_image` for every source it reads (palette-colour and YCbCr
+DICOM become RGB, MONOCHROME1 radiographs are inverted so bone is bright, RescaleSlope/Intercept applied), and
+:func:`medannot.io.read_dicom_frames` (the same pixel steps, frame by frame) for the four DICOM files ``read_image``
+refuses to stack in 3D: a cine MR without frame positions, two Siemens mosaics and two colour ultrasound clips
+(``kind="dicom-frames"``; ``medannot annotate`` refuses those files too). Colour becomes grey with the shared named
+step :func:`medannot.io.to_grey` (mean of R, G, B), as the classifier's input preparation does at inference.
+
+Each source gives several 2D grey views, exact sub-arrays of what ``read_image`` returns: a volume gives 4 slices
+per axis between 25 % and 75 % of the axis (12), a multi-frame file up to 8 evenly spaced frames (a 3D DICOM image's
+frames are its slices along the last array axis, as the classifier cuts a volume), a single picture itself plus
+its four corner crops of 60 % side (5).
 
 Packages: pydicom 3.0.2 (``pydicom/data/test_files``), pydicom-data 1.0.0 (``data_store/data``), deid-data
 0.0.20, nibabel 5.4.2 (``nibabel/tests/data``), scikit-image 0.26.0 (``skimage/data``), medannot's own samples
@@ -18,30 +26,43 @@ Packages: pydicom 3.0.2 (``pydicom/data/test_files``), pydicom-data 1.0.0 (``dat
 from __future__ import annotations
 
 import importlib.util
-import plistlib
-import tarfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from medannot.data.image import Image
 from medannot.errors import InputError
+from medannot.io import read_dicom_frames, read_image, to_grey
 from medannot.training.classification_data import ClassSample
 
-__all__ = ["MODALITY_CLASSES", "MODALITY_SOURCES", "export_modality_folder", "modality_samples", "modality_sources_status"]
+__all__ = [
+    "MODALITY_CLASSES",
+    "MODALITY_SOURCES",
+    "export_modality_folder",
+    "modality_samples",
+    "modality_source_images",
+    "modality_source_paths",
+    "modality_sources_status",
+    "source_views",
+]
 
 MODALITY_CLASSES = ["ct", "mr", "us", "xray", "microscopy"]
 
 
 @dataclass(frozen=True)
 class ModalitySource:
-    """One real acquisition: ``(package, relative path)`` pairs read the same way, its class and its group name."""
+    """One real acquisition: ``(package, relative path)`` pairs read the same way, its class and its group name.
+
+    ``kind`` says how it is read and cut into views: ``dicom`` (read_image; frames of a 3D image are its views),
+    ``dicom-frames`` (read_dicom_frames: files read_image refuses), ``nifti`` / ``inv3`` (read_image; a volume:
+    slices along each axis), ``raster`` (read_image; a picture and its corner crops).
+    """
 
     group: str
     label: str
     files: tuple[tuple[str, str], ...]
-    kind: str = "dicom"  # dicom | nifti | raster | inv3
+    kind: str = "dicom"  # dicom | dicom-frames | nifti | raster | inv3
 
 
 #: Where each package comes from, for the message when a source is missing.
@@ -82,9 +103,9 @@ MODALITY_SOURCES: list[ModalitySource] = [
     # MR
     ModalitySource("mr_small", "mr", ((PD, T + "MR_small.dcm"),)),
     ModalitySource("mr2", "mr", ((PDD, D + "MR2_UNCR.dcm"),)),
-    ModalitySource("mr_emri", "mr", ((PDD, D + "emri_small.dcm"),)),
+    ModalitySource("mr_emri", "mr", ((PDD, D + "emri_small.dcm"),), "dicom-frames"),
     ModalitySource("mr_abdomen", "mr", ((PDD, D + "MR-SIEMENS-DICOM-WithOverlays.dcm"),)),
-    ModalitySource("mr_dti", "mr", ((NIB, "tests/data/0.dcm"), (NIB, "tests/data/1.dcm"))),
+    ModalitySource("mr_dti", "mr", ((NIB, "tests/data/0.dcm"), (NIB, "tests/data/1.dcm")), "dicom-frames"),
     ModalitySource("mr_mni152", "mr", (("medannot", "mni152/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),), "nifti"),
     ModalitySource("mr_colin27", "mr", (("/usr/share/mricron/templates", "ch2.nii.gz"),), "nifti"),
     ModalitySource("mr_nibabel_anat", "mr", ((NIB, "tests/data/anatomical.nii"),), "nifti"),
@@ -93,10 +114,10 @@ MODALITY_SOURCES: list[ModalitySource] = [
     ModalitySource("us_ob", "us", ((PDD, D + "OBXXXX1A.dcm"),)),
     ModalitySource("us_tee", "us", ((PDD, D + "color-pl.dcm"),)),
     ModalitySource("us_aloka", "us", ((PDD, D + "gdcm-US-ALOKA-16.dcm"),)),
-    ModalitySource("us_3d", "us", ((PDD, D + "color3d_jpeg_baseline.dcm"),)),
+    ModalitySource("us_3d", "us", ((PDD, D + "color3d_jpeg_baseline.dcm"),), "dicom-frames"),
     ModalitySource("us_kidney", "us", ((DEID, "data/ultrasounds/GREYSCALE_IMAGE.dcm"),)),
     ModalitySource("us_rgb", "us", ((DEID, "data/ultrasounds/RGB_IMAGE.dcm"),)),
-    ModalitySource("us_echo", "us", ((DEID, "data/ultrasounds/ultrasound-multiframe.dcm"),)),
+    ModalitySource("us_echo", "us", ((DEID, "data/ultrasounds/ultrasound-multiframe.dcm"),), "dicom-frames"),
     ModalitySource("us_rgb_color", "us", ((PD, T + "examples_rgb_color.dcm"),)),
     # Radiographs
     ModalitySource("xr_chest", "xray", ((PDD, D + "RG1_UNCR.dcm"),)),
@@ -109,27 +130,21 @@ MODALITY_SOURCES: list[ModalitySource] = [
 ]
 
 
-def _grey(arr: np.ndarray, colour: bool) -> np.ndarray:
-    return arr[..., :3].mean(axis=-1) if colour else arr
+def modality_source_images(source: ModalitySource, paths: list[Path] | None = None) -> list[Image]:
+    """The images of one source, read through :mod:`medannot.io` (see the module docstring).
 
+    Returns:
+        One image per file (``read_image``), or one 2D image per frame for ``kind="dicom-frames"``.
 
-def _dicom_frames(path: Path) -> list[np.ndarray]:
-    import pydicom
-    from pydicom.pixels import apply_color_lut
-
-    ds = pydicom.dcmread(path)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        arr = ds.pixel_array
-    pi = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if pi == "PALETTE COLOR":
-        arr = apply_color_lut(arr, ds)
-    colour = arr.ndim == (4 if frames > 1 else 3) and arr.shape[-1] in (3, 4)
-    arr = _grey(arr.astype(np.float32), colour)
-    if pi == "MONOCHROME1":
-        arr = arr.max() - arr
-    return list(arr) if frames > 1 else [arr]
+    Raises:
+        InputError: A file is missing (``paths`` not given and the package absent) or unreadable.
+    """
+    paths = paths if paths is not None else modality_source_paths(source)
+    if paths is None:
+        raise InputError(f"modality source {source.group!r} is missing ({source.files[0][1]} not found)")
+    if source.kind == "dicom-frames":
+        return [frame for p in paths for frame in read_dicom_frames(p)]
+    return [read_image(p) for p in paths]
 
 
 def _volume_views(vol: np.ndarray) -> list[np.ndarray]:
@@ -147,33 +162,30 @@ def _picture_views(img: np.ndarray) -> list[np.ndarray]:
     return [img] + [img[r : r + ch, c : c + cw] for r in (0, h - ch) for c in (0, w - cw)]
 
 
-def _views(source: ModalitySource, paths: list[Path]) -> list[np.ndarray]:
-    if source.kind == "dicom":
-        frames = [f for p in paths for f in _dicom_frames(p)]
-        if len(frames) > 8:
-            frames = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, 8)]
-        return frames if len(frames) > 1 else _picture_views(frames[0])
-    if source.kind == "nifti":
-        import nibabel as nib
+def source_views(source: ModalitySource, images: list[Image]) -> list[np.ndarray]:
+    """The 2D grey views (float32, full resolution) training takes from a source's images.
 
-        vol = np.asarray(nib.load(paths[0]).dataobj, dtype=np.float32)
-        return _volume_views(vol[..., 0] if vol.ndim == 4 else vol)
-    if source.kind == "inv3":
-        return _volume_views(read_inv3_volume(paths[0]))
-    import skimage.io
-
-    img = np.asarray(skimage.io.imread(paths[0]), dtype=np.float32)
-    return _picture_views(_grey(img, img.ndim == 3))
+    Every view is an exact sub-array of :func:`medannot.io.to_grey` of an image (a volume's first channel).
+    """
+    if source.kind in ("nifti", "inv3"):
+        return _volume_views(np.asarray(images[0].array[0], dtype=np.float32))
+    frames: list[np.ndarray] = []
+    for image in images:
+        grey = to_grey(image.array)[0]
+        frames += [grey[:, :, k] for k in range(grey.shape[2])] if image.ndim == 3 else [grey]
+    if len(frames) > 8:
+        frames = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, 8)]
+    return frames if len(frames) > 1 else _picture_views(frames[0])
 
 
 def read_inv3_volume(path: Path) -> np.ndarray:
-    """The HU volume (int16 -> float32, axes slice/row/column) of an InVesalius ``.inv3`` project (a gzipped tar)."""
-    with tarfile.open(path, "r:gz") as tar:
-        members = {Path(m.name).name: m for m in tar.getmembers()}
-        meta = plistlib.loads(tar.extractfile(members["main.plist"]).read())  # type: ignore[union-attr]
-        raw = tar.extractfile(members[meta["matrix"]["filename"]]).read()  # type: ignore[union-attr]
-    shape = tuple(int(s) for s in meta["matrix"]["shape"])
-    return np.frombuffer(raw, dtype=np.dtype(meta["matrix"]["dtype"])).reshape(shape).astype(np.float32)
+    """The HU volume (float32, axes slice/row/column) of an InVesalius ``.inv3`` project, read by :mod:`medannot.io`."""
+    return np.asarray(read_image(path).array[0], dtype=np.float32).transpose(2, 1, 0)
+
+
+def modality_source_paths(source: ModalitySource) -> list[Path] | None:
+    """The files of a source on this machine, None when one is missing."""
+    return _paths(source)
 
 
 def _paths(source: ModalitySource) -> list[Path] | None:
@@ -228,7 +240,7 @@ def modality_samples(groups: list[str] | None = None, max_side: int = 256, requi
                 raise InputError(f"modality source {source.group!r} is missing ({where} not found); install "
                                  f"{_INSTALL.get(package, package)}", _package_dir(package) or package)
             continue
-        for i, view in enumerate(_views(source, paths)):
+        for i, view in enumerate(source_views(source, modality_source_images(source, paths))):
             factor = int(np.ceil(max(view.shape) / max_side))
             if factor > 1:
                 view = downscale_local_mean(view, (factor, factor))

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import fill_voids
-import nibabel as nib
 import numpy as np
 import torch
 from scipy import ndimage as ndi
@@ -26,6 +25,7 @@ from scipy import ndimage as ndi
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError
+from medannot.io import read_image
 
 __all__ = ["MNI_DIR", "N_SYNTH_LABELS", "TARGET_LUT", "SynthLabel", "Template", "brain_label_map", "load_template", "smooth_field", "to_target"]
 
@@ -99,11 +99,11 @@ def load_template(pad_mm: int = 24, deep_mm: float = 14.0, pad_below_mm: int = 5
     Raises:
         InputError: If the template files are missing.
     """
-    try:
-        imgs = [nib.load(MNI_DIR / f) for f in (_T1, _GM, _WM)]
-        t1, gm, wm = (np.asanyarray(i.dataobj) for i in imgs)
-    except FileNotFoundError as exc:
-        raise InputError(f"MNI152 template not found ({exc.filename}); reinstall medannot with its data_samples") from None
+    missing = [f for f in (_T1, _GM, _WM) if not (MNI_DIR / f).is_file()]
+    if missing:
+        raise InputError(f"MNI152 template not found ({MNI_DIR / missing[0]}); reinstall medannot with its data_samples")
+    imgs = [read_image(MNI_DIR / f) for f in (_T1, _GM, _WM)]
+    t1, gm, wm = (i.array[0] for i in imgs)
     affine = imgs[0].affine
     gm16, wm16 = gm.astype(np.int16), wm.astype(np.int16)
     csf16 = 255 - gm16 - wm16  # the maps sum to <= 255
