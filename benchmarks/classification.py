@@ -40,12 +40,12 @@ def main() -> int:
     from monai.visualize import GradCAM, OcclusionSensitivity
 
     from medannot import samples
-    from medannot.annotate_classification import ClassificationAnnotator
+    from medannot.tasks import load_predictor
     from medannot.models.classification import gradcam_layer
 
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
-    annotator = ClassificationAnnotator("modality")
+    annotator = load_predictor("modality")
     clf = annotator.classifier
     net = clf.network.eval()
     size = clf.input_spec.input_size

@@ -164,10 +164,10 @@ def bench(case: str, bundle: str, repeat: int, threads: int, tmp: Path) -> dict[
 
 def make_bundle_3d(folder: Path) -> Path:
     """Save the seeded random-weight 3D RetinaNet bundle used on the SYNTHETIC phantom."""
-    from medannot.models.detection import create_detection_network
+    from medannot.models import create_network
 
     torch.manual_seed(0)
-    net = create_detection_network("retinanet", 3, 1, 1, **BUNDLE_3D["network"]["params"])
+    net = create_network("retinanet", 3, 1, 1, **BUNDLE_3D["network"]["params"])
     return Bundle.from_dict(BUNDLE_3D, state_dict=net.state_dict()).save(folder / "bundle3d", card="# benchmark only\n")
 
 

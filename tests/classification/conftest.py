@@ -15,7 +15,7 @@ def toy_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def toy_bundle(toy_data, tmp_path_factory) -> Path:
     """Trained through ``medannot.training.trainer.train`` (the task dispatch) on the synthetic folder."""
-    from medannot.training.trainer import train
+    from medannot.tasks import train
 
     out = tmp_path_factory.mktemp("toy-bundle") / "toy-quadrant"
     return train(synthetic_classification_config(toy_data, out), progress=False)

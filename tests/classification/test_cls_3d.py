@@ -13,7 +13,7 @@ from medannot.cli import app
 from medannot.errors import InputError
 from medannot.inference.classifier import Classifier
 from medannot.models import Bundle
-from medannot.models.classification import create_classifier_network
+from medannot.models import create_network
 from medannot.retrieval.features import FeatureExtractor
 
 runner = CliRunner()
@@ -22,7 +22,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def bundle3d(tmp_path_factory):
     torch.manual_seed(0)
-    net = create_classifier_network("resnet-small", 3, 1, 3)
+    net = create_network("resnet-small", 3, 1, 3)
     spec = {
         "name": "untrained-3d", "task": "classification", "spatial_dims": 3,
         "network": {"name": "resnet-small", "params": {}},

@@ -107,7 +107,7 @@ def test_evaluate_classifications_against_a_truth_csv(toy_bundle, toy_inputs, tm
     assert runner.invoke(app, ["annotate", str(toy_inputs), "--model", str(toy_bundle), "--out", str(out), "-q"]).exit_code == 0
     truth = tmp_path / "truth.csv"
     truth.write_text("path,label\nin/tl.png,synthetic_top_left\nin/br.png,synthetic_top_left\nin/other.png,synthetic_top_left\n")
-    result = runner.invoke(app, ["evaluate", str(out), str(truth), "--out", str(tmp_path / "report"), "--format", "json"])
+    result = runner.invoke(app, ["evaluate", str(out), str(truth), "--out", str(tmp_path / "report"), "--print", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["n"] == 2 and doc["metrics"]["accuracy"] == pytest.approx(0.5)  # br is truly bottom-right: the truth says otherwise
@@ -133,9 +133,12 @@ def test_truth_csv_with_unknown_class_names_is_one_line_and_writes_nothing(tmp_p
     assert not (tmp_path / "report").exists()
 
 
-def test_a_classifier_is_not_taken_for_a_segmentation_model():
-    from medannot.annotate import ModelAnnotator
-    from medannot.errors import ModelError
+def test_a_classifier_gets_the_classification_predictor_and_refuses_segmentation_options():
+    from medannot.errors import ConfigError
+    from medannot.tasks import PredictOptions, Task, load_predictor
+    from medannot.tasks.classification import ImageClassifier
 
-    with pytest.raises(ModelError, match="is a classifier"):
-        ModelAnnotator("modality")
+    predictor = load_predictor("modality")
+    assert isinstance(predictor, ImageClassifier) and predictor.task is Task.CLASSIFICATION
+    with pytest.raises(ConfigError, match="segmentation models"):
+        load_predictor("modality", PredictOptions(tta=True))

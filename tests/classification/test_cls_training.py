@@ -72,7 +72,7 @@ def test_split_never_cuts_a_group():
 
 
 def test_csv_with_an_unknown_class_is_refused_before_anything_is_written(toy_data, tmp_path):
-    from medannot.training.trainer import train
+    from medannot.tasks import train
 
     rows = ["path,label"] + [f"{p},{p.parent.name}" for p in sorted(toy_data.rglob("*.png"))[:6]]
     rows.append(f"{next(toy_data.rglob('*.png'))},synthetic_middle")

@@ -25,11 +25,11 @@ def tiny_detect_bundle(tmp_path_factory) -> Path:
     import torch
 
     from medannot.models import Bundle
-    from medannot.models.detection import create_detection_network
+    from medannot.models import create_network
 
     torch.manual_seed(0)
     params = {"block_inplanes": [4, 8, 16, 32], "fpn_channels": 8, "returned_layers": [1, 2], "num_anchors": 2}
-    net = create_detection_network("retinanet", 2, 1, 1, **params)
+    net = create_network("retinanet", 2, 1, 1, **params)
     spec = {
         "name": "tiny-detect",
         "task": "detection",

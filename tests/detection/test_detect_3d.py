@@ -13,7 +13,7 @@ from medannot.data import Geometry
 from medannot.data.boxes import boxes_from_instances
 from medannot.inference.detector import Detector
 from medannot.models import Bundle
-from medannot.training import train
+from medannot.tasks import train
 from medannot.training.synth_lesions import synthetic_lesion_phantom
 
 

@@ -8,7 +8,8 @@ import torchvision
 
 from monai.data.box_utils import non_max_suppression
 
-from medannot.models.detection import build_detector, create_detection_network
+from medannot.models import create_network
+from medannot.models.detection import build_detector
 from medannot.models.detection_spec import DetectionSpec
 
 
@@ -29,7 +30,7 @@ def test_monai_nms_keeps_what_torchvision_keeps(iou):
 
 def test_detector_selection_applies_the_bundle_threshold_and_per_class_nms_like_torchvision():
     spec = DetectionSpec(score_threshold=0.3, nms_iou=0.4, anchors={"feature_map_scales": [1], "base_anchor_shapes": [[8, 8]]})
-    net = create_detection_network("retinanet", 2, 1, 2, num_anchors=1)
+    net = create_network("retinanet", 2, 1, 2, num_anchors=1)
     det = build_detector(net, spec, 2)
     boxes, _ = _random_boxes(200, seed=3)
     g = torch.Generator().manual_seed(4)

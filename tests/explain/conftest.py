@@ -9,8 +9,8 @@ from medannot.training.synth_classes import synthetic_classification_config, wri
 
 @pytest.fixture(scope="session")
 def quadrant_bundle(tmp_path_factory) -> Path:
-    from medannot.training.classification_trainer import train_classification
+    from medannot.tasks import train
 
     root = tmp_path_factory.mktemp("quadrant")
     data = write_synthetic_class_folder(root / "data", n_per_class=24, size=64, seed=0)
-    return train_classification(synthetic_classification_config(data, root / "bundle"), progress=False)
+    return train(synthetic_classification_config(data, root / "bundle"), progress=False)

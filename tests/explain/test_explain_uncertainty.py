@@ -79,14 +79,15 @@ def test_mc_dropout_is_refused_without_dropout():
 
 
 def test_annotator_writes_entropy_and_mc_maps_on_the_input_grid(tmp_path):
-    from medannot.annotate import ModelAnnotator, annotate_inputs
+    from medannot.tasks import PredictOptions, load_predictor
+    from medannot.workflows.annotate import annotate_inputs
 
     bundle = _tiny_bundle(0.3)
     bundle.save(tmp_path / "tiny", card="# tiny\n\nUntrained; tests only.\n")
     from PIL import Image as PILImage
 
     PILImage.fromarray(np.random.default_rng(2).integers(0, 255, (20, 30)).astype(np.uint8)).save(tmp_path / "case.png")
-    annotator = ModelAnnotator(tmp_path / "tiny", uncertainty=True, mc_dropout=4)
+    annotator = load_predictor(tmp_path / "tiny", PredictOptions(uncertainty=True, mc_dropout=4))
     results = annotate_inputs(tmp_path / "case.png", annotator, tmp_path / "out")
     assert results[0].ok, results[0].reason
     folder = tmp_path / "out" / "case"

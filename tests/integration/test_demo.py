@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from medannot import samples
-from medannot.demo import BRAIN_CASE, NUCLEI_CASE, run_demo
+from medannot.workflows.demo import BRAIN_CASE, NUCLEI_CASE, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 

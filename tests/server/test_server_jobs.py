@@ -111,9 +111,9 @@ def test_a_worker_that_lost_its_lease_stores_nothing(live, project):
         s.execute(update(Job).where(Job.id == job_id).values(lease_expires=utcnow() - timedelta(seconds=1)))
     assert fast.run_once() == job_id and _job(live, job_id).state == "done"
     assert not slow._beat(job_id, 0.5)
-    from medannot.annotate import ClassicalAnnotator
+    from medannot.tasks.segmentation import ClassicalSegmenter
 
-    slow._store(job_id, _job(live, job_id).case_id, "0" * 64, ClassicalAnnotator("otsu").provenance({}))
+    slow._store(job_id, _job(live, job_id).case_id, "0" * 64, ClassicalSegmenter("otsu").provenance({}))
     assert _proposals(live, job_id) == 1
     with live.db.read() as s:
         assert s.scalar(select(AnnotationVersion.mask_sha256).where(AnnotationVersion.job_id == job_id)) != "0" * 64

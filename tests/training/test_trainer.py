@@ -11,7 +11,7 @@ from medannot.errors import ConfigError
 from medannot.inference import Predictor
 from medannot.io import write_image
 from medannot.models import Bundle
-from medannot.training import train
+from medannot.tasks import train
 
 
 def _config(tmp_path, **over):

@@ -16,7 +16,6 @@ else from the source (segment labels, ROI names), else ``label_<v>``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -31,29 +30,12 @@ _NIFTI = (".nii", ".nii.gz")
 
 
 def parse_label_spec(text: str | None) -> LabelMap | None:
-    """``"1=liver,2=tumour"`` (or a JSON object ``{"1": "liver"}``) -> :class:`LabelMap`; empty -> None.
+    """``"1=liver,2=tumour"`` (or a JSON object ``{"1": "liver"}``) -> :class:`LabelMap`; empty -> None (:meth:`LabelMap.from_text`).
 
     Raises:
         ConfigError: If an entry is not ``value=name`` with an integer value.
     """
-    if text is None or not text.strip():
-        return None
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            return LabelMap.parse(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--labels is not valid JSON ({exc.msg}): {text!r}") from None
-    names: dict[int, str] = {}
-    for entry in text.split(","):
-        value, sep, name = entry.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--labels expects value=name pairs separated by commas (e.g. 1=liver,2=tumour), got {entry!r}")
-        try:
-            names[int(value)] = name.strip()
-        except ValueError:
-            raise ConfigError(f"--labels: {value.strip()!r} is not an integer label value (in {entry!r})") from None
-    return LabelMap.parse(names)
+    return LabelMap.from_text(text)
 
 
 def detect_format(path: str | Path) -> OutputFormat:

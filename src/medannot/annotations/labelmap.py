@@ -5,19 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from medannot.data.palette import default_color
 from medannot.errors import ConfigError
-
-# A qualitative palette that stays readable on grey images (Glasbey-like, high saturation).
-_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (255, 64, 64), (64, 160, 255), (255, 200, 0), (0, 210, 110), (200, 80, 255),
-    (255, 128, 0), (0, 220, 220), (255, 90, 180), (150, 210, 40), (140, 110, 255),
-)
-
-
-def default_color(value: int) -> tuple[int, int, int]:
-    """Display colour of a label value when the label map gives none (background is black)."""
-    return (0, 0, 0) if value == 0 else _PALETTE[(value - 1) % len(_PALETTE)]
-
 
 @dataclass(frozen=True)
 class LabelInfo:
@@ -65,6 +54,42 @@ class LabelMap(dict[int, LabelInfo]):
         if 0 not in out:
             out[0] = LabelInfo(0, "background", (0, 0, 0))
         return cls(sorted(out.items()))
+
+    @classmethod
+    def from_text(cls, text: str | None, option: str = "--labels") -> "LabelMap | None":
+        """The one ``--labels`` syntax of every command: ``1=liver,2=tumour`` or a JSON object ``{"1": "liver"}``.
+
+        JSON values may also be ``{"name": ..., "color": [r, g, b]}``. Empty or None -> None.
+
+        Raises:
+            ConfigError: Invalid JSON, an entry that is not ``value=name``, or a value that is not an integer (naming ``option``).
+        """
+        import json
+
+        if text is None or not text.strip():
+            return None
+        text = text.strip()
+        if text.startswith("{"):
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{option} is not valid JSON ({exc.msg}): {text!r}; or write value=name pairs, e.g. 1=liver,2=tumour") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"{option} must map label values to names, got {text!r}")
+            try:
+                return cls.parse(data)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{option}: {exc}") from None
+        names: dict[int, str] = {}
+        for entry in text.split(","):
+            value, sep, name = entry.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"{option} expects value=name pairs separated by commas (e.g. 1=liver,2=tumour) or JSON, got {entry!r}")
+            try:
+                names[int(value)] = name.strip()
+            except ValueError:
+                raise ConfigError(f"{option}: {value.strip()!r} is not an integer label value (in {entry!r})") from None
+        return cls.parse(names)
 
     @property
     def foreground(self) -> list[LabelInfo]:

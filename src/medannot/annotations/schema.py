@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from medannot import __version__
+from medannot.data.task import Task
 
 SCHEMA_VERSION = "1.0"
 
@@ -47,6 +48,7 @@ class Provenance:
     Args:
         source: ``"model"`` for a trained bundle, ``"classical"`` for a training-free method.
         name: Bundle or method name.
+        task: What was made (:class:`~medannot.data.Task`): ``medannot evaluate`` picks its evaluation by it.
         version: Bundle version (empty for classical methods).
         sha256: SHA-256 of the bundle weights (empty for classical methods).
         parameters: Every setting that changes the output (TTA, thresholds, seeds...).
@@ -59,6 +61,7 @@ class Provenance:
     sha256: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)
+    task: Task = Task.SEGMENTATION
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     medannot_version: str = __version__
     host: str = field(default_factory=platform.node)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -32,10 +32,10 @@ from medannot.annotations.coco import case_coco
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.overlay import write_overlays
 from medannot.annotations.overlay_boxes import write_box_overlays
+from medannot.annotations.results import DetectionResult, ExtraWriter, SegmentationResult
 from medannot.annotations.schema import Annotation, Box, LabelSummary, Provenance
 from medannot.annotations.summary import summarise
 from medannot.data import Image, ImageKind
-from medannot.errors import OutputError
 from medannot.io import write_image
 from medannot.io.atomic import atomic_folder
 
@@ -51,16 +51,9 @@ def write_case(
     out_dir: Path,
     case_name: str,
     image: Image,
-    labels: Image | None,
-    label_map: LabelMap,
+    result: SegmentationResult | DetectionResult,
     provenance: Provenance,
-    instance_maps: dict[int, np.ndarray] | None = None,
-    timings_s: dict[str, float] | None = None,
-    probabilities: np.ndarray | None = None,
-    boxes: list[Box] | None = None,
-    overlay_threshold: float = 0.0,
-    extra_files: Sequence[Callable[[Path], dict[str, str]]] = (),
-    explanations: dict[str, Any] | None = None,
+    extra_files: Sequence[ExtraWriter] = (),
 ) -> Annotation:
     """Write ``out_dir/case_name/`` atomically and return the annotation it records.
 
@@ -68,30 +61,26 @@ def write_case(
         out_dir: Output root; created if missing.
         case_name: Folder name (a plain file name).
         image: The input image (for overlays and geometry).
-        labels: Label image on the input's own grid.
-        label_map: Names and colours of the labels.
-        provenance: What made the labels.
-        instance_maps: Optional model-made instance ids per label value.
-        timings_s: Optional timings to record (seconds).
-        probabilities: Optional ``(K, *spatial)`` model probabilities on the labels' grid; each
-            instance's score is the mean probability of its label inside it.
-        boxes: Boxes a detector found on ``image``'s grid (ids 1..N); with ``labels`` None they are
-            the whole annotation.
-        overlay_threshold: Boxes scoring below this are not drawn (all are written to the JSON files).
-        extra_files: More writers (e.g. DICOM SEG); each writes into the staging folder and returns
-            ``{key: file name}`` for ``annotation.json``'s ``files``; an error in one fails the whole case.
-        explanations: ``annotation.json``'s ``explanations`` (e.g. the uncertainty summary of :mod:`medannot.explain`).
+        result: A segmentation result (label map, instances, probabilities: each instance's score is the mean
+            probability of its label inside it) or a detection result (boxes only: no label or instance files).
+        provenance: What made the result.
+        extra_files: More writers (e.g. DICOM SEG) besides the result's own; each writes into the staging folder and
+            returns ``{key: file name}`` for ``annotation.json``'s ``files``; an error in one fails the whole case.
 
     Raises:
-        GeometryError: If ``labels`` is not on ``image``'s grid.
+        GeometryError: If the labels are not on ``image``'s grid.
         OutputError: If the folder cannot be written.
     """
-    if labels is None and boxes is None:
-        raise OutputError(f"case {case_name!r}: nothing to write (neither labels nor boxes)", out_dir)
+    labels = result.labels if isinstance(result, SegmentationResult) else None
+    boxes = result.boxes if isinstance(result, DetectionResult) else None
     if labels is not None:
         image.check_same_grid(labels, what=f"input and labels of case {case_name!r}")
     out_dir = Path(out_dir)
     final = out_dir / case_name
+    instance_maps = result.instance_maps if isinstance(result, SegmentationResult) else None
+    probabilities = result.probabilities if isinstance(result, SegmentationResult) else None
+    overlay_threshold = result.overlay_threshold if isinstance(result, DetectionResult) else 0.0
+    label_map = result.label_map
     summaries, instances, all_boxes, lab, instance_map = _records(image, labels, label_map, instance_maps, probabilities, boxes)
     with atomic_folder(final, "annotation folder") as staging:
         files: dict[str, str] = {}
@@ -100,7 +89,7 @@ def write_case(
         if all_boxes or boxes is not None:
             for path in write_box_overlays(image, all_boxes, label_map, staging, overlay_threshold):
                 files[path.stem] = path.name
-        for write_extra in extra_files:
+        for write_extra in [*extra_files, *result.extra_files]:
             files.update(write_extra(staging))
         annotation = Annotation(
             case=case_name,
@@ -113,9 +102,9 @@ def write_case(
             instances=instances,
             provenance=provenance,
             boxes=all_boxes,
-            explanations=dict(explanations or {}),
+            explanations=dict(result.explanations),
             files=files,
-            timings_s={k: round(float(v), 3) for k, v in (timings_s or {}).items()},
+            timings_s={k: round(float(v), 3) for k, v in result.timings_s.items()},
         )
         if image.ndim == 2:
             (staging / "boxes.coco.json").write_text(json.dumps(case_coco(annotation, str(provenance.input.get("path", case_name))), indent=1))

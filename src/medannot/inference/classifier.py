@@ -19,7 +19,8 @@ import torch
 
 from medannot.data.image import Image
 from medannot.errors import ModelError
-from medannot.inference.classifier_input import CalibrationSpec, ClassifierInput, prepare_image
+from medannot.inference.classifier_input import prepare_image
+from medannot.models.classification_spec import CalibrationSpec, ClassifierInput
 from medannot.models.bundle import Bundle
 
 __all__ = ["ClassPrediction", "Classifier", "classification_section"]
@@ -63,44 +64,14 @@ def classification_section(bundle: Bundle) -> tuple[ClassifierInput, Calibration
     """The input rules and calibration of a classification bundle (``bundle.json`` ``classification``).
 
     Raises:
-        ModelError: Not a classification bundle, a label map not numbered 0..K-1, or an invalid ``classification`` section.
+        ModelError: A bundle without a ``classification`` section (not a classifier), or a label map not numbered 0..K-1.
     """
-    from pydantic import ValidationError
-
-    if bundle.task != "classification":
+    section = bundle.spec.classification
+    if section is None:
         raise ModelError(f"model {bundle.name!r} is a {bundle.task} model, not a classifier", bundle.path)
-    section = getattr(bundle.spec, "classification", None) or {}
     if sorted(bundle.labels) != list(range(len(bundle.labels))) or len(bundle.labels) < 2:
         raise ModelError(f"a classifier's label map must number its classes 0..K-1 (K >= 2), got values {sorted(bundle.labels)}", bundle.path)
-    try:
-        return ClassifierInput.model_validate(section.get("input", {})), CalibrationSpec.model_validate(section.get("calibration", {}))
-    except ValidationError as exc:
-        raise ModelError(f"invalid classification section in bundle.json: {exc.errors()[0]['msg']}", bundle.path) from None
-
-
-def build_classifier_network(bundle: Bundle) -> torch.nn.Module:
-    """The bundle's classification network with its weights, in eval mode on the CPU.
-
-    Raises:
-        ModelError: A label map whose class count differs from the network's outputs, or weights that do not fit.
-    """
-    from medannot.models.classification import create_classifier_network
-
-    from medannot.models.classification import CLASSIFIER_NETWORKS
-
-    state = bundle._read_weights()
-    head = CLASSIFIER_NETWORKS.get(str(bundle.spec.network.name).lower())
-    head_weight = state.get(f"{head.head}.weight") if head is not None else None
-    if head_weight is not None and int(head_weight.shape[0]) != len(bundle.labels):
-        raise ModelError(f"the label map in bundle.json lists {len(bundle.labels)} classes but the weights have "
-                         f"{int(head_weight.shape[0])} outputs; restore the bundle's own label map", bundle.path)
-    net = create_classifier_network(bundle.spec.network.name, bundle.spatial_dims, bundle.in_channels, len(bundle.labels),
-                                    **bundle.spec.network.params)
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"weights do not fit classification network {bundle.spec.network.name!r}: {str(exc).splitlines()[0]}", bundle.path) from None
-    return net.eval().cpu()
+    return section.input, section.calibration
 
 
 class Classifier:
@@ -115,7 +86,7 @@ class Classifier:
     def __init__(self, bundle: Bundle, network: torch.nn.Module | None = None, calibrated: bool | None = None) -> None:
         self.bundle = bundle
         self.input_spec, self.calibration = classification_section(bundle)
-        self.network = network if network is not None else build_classifier_network(bundle)
+        self.network = network if network is not None else bundle.build_network()
         self.class_names = [bundle.labels[i] for i in range(len(bundle.labels))]
         use = self.calibration.calibrated if calibrated is None else bool(calibrated)
         self.temperature = float(self.calibration.temperature) if use else 1.0

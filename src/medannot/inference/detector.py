@@ -84,7 +84,7 @@ class Detector:
         from medannot.models.detection import build_detector
         from medannot.transforms import build_transforms
 
-        if bundle.task != "detection" or bundle.spec.detection is None:
+        if bundle.spec.detection is None:
             raise ModelError(f"model {bundle.name!r} is a {bundle.task} model, not a detection model; use Predictor for it", bundle.path)
         self.bundle = bundle
         self.device = torch.device(device)

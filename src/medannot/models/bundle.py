@@ -27,9 +27,12 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medannot.data.palette import default_color
+from medannot.data.task import Task
 from medannot.errors import ModelError
+from medannot.models.classification_spec import ClassificationSection
 from medannot.models.detection_spec import DetectionSpec
-from medannot.models.registry import create_network
+from medannot.models.registry import NetworkSpec, create_network, get_network_spec
 
 __all__ = ["Bundle", "BundleSpec", "InferenceSpec", "bundled_root", "list_bundles"]
 
@@ -44,11 +47,11 @@ def bundled_root() -> Path:
 
 
 class LabelSpec(BaseModel):
-    """One label value: its name and display colour (RGB 0-255)."""
+    """One label value: its name and display colour (RGB 0-255; None: medannot's default palette)."""
 
     model_config = ConfigDict(extra="forbid")
     name: str
-    color: tuple[int, int, int] = (255, 0, 0)
+    color: tuple[int, int, int] | None = None
 
 
 class NetworkRef(BaseModel):
@@ -83,16 +86,6 @@ def check_spatial_dims(v: int) -> int:
     return v
 
 
-TASKS: tuple[str, ...] = ("segmentation", "detection", "classification")
-
-
-def check_task(v: str) -> str:
-    """Pydantic check shared by bundles and training configs: the supported tasks."""
-    if v not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(repr(t) for t in TASKS)}, got {v!r}")
-    return v
-
-
 def check_label_keys(labels: dict[str, Any]) -> None:
     """Label maps are keyed '0'..'K-1', one per network output channel, background '0' first."""
     want = {str(i) for i in range(len(labels))}
@@ -102,18 +95,23 @@ def check_label_keys(labels: dict[str, Any]) -> None:
         )
 
 
-def check_detection(task: str, detection: DetectionSpec | None, spatial_dims: int, network: NetworkRef) -> None:
-    """A detection bundle/config needs a ``detection`` section fitting its dimensionality and network."""
-    if task != "detection":
-        if detection is not None:
-            raise ValueError(f"a 'detection' section is only allowed with task 'detection', got task {task!r}")
-        return
-    if detection is None:
-        raise ValueError("task 'detection' needs a 'detection' section (anchors, score_threshold, nms_iou)")
-    detection.check_dims(spatial_dims)
-    anchors = network.params.get("num_anchors")
-    if anchors is not None and int(anchors) != detection.num_anchors:
-        raise ValueError(f"network.params.num_anchors={anchors} but detection.anchors lists {detection.num_anchors} anchor shapes")
+def check_task_sections(model: BaseModel, task: Task, spatial_dims: int, network: NetworkRef) -> None:
+    """A bundle or training config holds the section named after its task (if that task has one) and no other task's.
+
+    A section that knows more about itself (e.g. :meth:`DetectionSpec.check_network`) checks itself against the
+    dimensionality and the network parameters.
+    """
+    fields = type(model).model_fields
+    for other in Task:
+        if other is not task and other.value in fields and getattr(model, other.value) is not None:
+            raise ValueError(f"a {other.value!r} section is only allowed with task {other.value!r}, got task {task.value!r}")
+    if task.value in fields:
+        section = getattr(model, task.value)
+        if section is None:
+            raise ValueError(f"task {task.value!r} needs a {task.value!r} section")
+        check = getattr(section, "check_network", None)
+        if check is not None:
+            check(spatial_dims, network.params)
 
 
 class BundleSpec(BaseModel):
@@ -122,7 +120,7 @@ class BundleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     version: str = "0.1.0"
-    task: str = "segmentation"
+    task: Task = Task.SEGMENTATION
     spatial_dims: int
     in_channels: int = Field(1, ge=1)
     network: NetworkRef
@@ -132,20 +130,20 @@ class BundleSpec(BaseModel):
     postprocessing: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     instances: dict[str, Any] = Field(default_factory=dict)
     detection: DetectionSpec | None = None  # task "detection": anchors, thresholds, NMS IoU
-    classification: dict[str, Any] | None = None  # task "classification": input rules, calibration (medannot.inference.classifier)
+    classification: ClassificationSection | None = None  # task "classification": input rules, calibration
+    promptable: dict[str, Any] | None = None  # task "promptable": crop size, prompt encoding (medannot.inference.promptable)
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     sha256: str | None = None
 
     _dims = field_validator("spatial_dims")(check_spatial_dims)
-    _task = field_validator("task")(check_task)
 
     @model_validator(mode="after")
     def _consistent(self) -> "BundleSpec":
         check_label_keys(self.labels)
         if len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size has {len(self.inference.patch_size)} values for spatial_dims={self.spatial_dims}")
-        check_detection(self.task, self.detection, self.spatial_dims, self.network)
+        check_task_sections(self, self.task, self.spatial_dims, self.network)
         return self
 
 
@@ -185,7 +183,7 @@ class Bundle:
         return self.spec.version
 
     @property
-    def task(self) -> str:
+    def task(self) -> Task:
         return self.spec.task
 
     @property
@@ -197,9 +195,21 @@ class Bundle:
         return self.spec.in_channels
 
     @property
+    def network_spec(self) -> NetworkSpec:
+        """The registry entry of the bundle's network (it must serve the bundle's task).
+
+        Raises:
+            ModelError: Unknown network, or one registered for another task.
+        """
+        try:
+            return get_network_spec(self.spec.network.name, self.spec.task)
+        except ModelError as exc:
+            raise ModelError(f"{exc.reason}; fix network.name in bundle.json", self.path / BUNDLE_JSON if self.path else None) from None
+
+    @property
     def out_channels(self) -> int:
-        """Network output channels: one per label (segmentation) or per object class, background excluded (detection)."""
-        return len(self.spec.labels) - (1 if self.spec.task == "detection" else 0)
+        """Network output channels: one per label, or one per object class when the network has no background output."""
+        return self.network_spec.output_channels(len(self.spec.labels))
 
     @property
     def labels(self) -> dict[int, str]:
@@ -208,8 +218,8 @@ class Bundle:
 
     @property
     def colors(self) -> dict[int, tuple[int, int, int]]:
-        """Label value -> RGB colour (0-255)."""
-        return {int(k): tuple(v.color) for k, v in self.spec.labels.items()}  # type: ignore[misc]
+        """Label value -> RGB colour (0-255); labels without one take :func:`medannot.data.palette.default_color`."""
+        return {int(k): (v.color if v.color is not None else default_color(int(k))) for k, v in self.spec.labels.items()}
 
     @property
     def card_path(self) -> Path | None:
@@ -266,7 +276,12 @@ class Bundle:
             raise ModelError("weights.pt is missing; copy the complete bundle folder", weights)
         return bundle
 
-    def _read_weights(self) -> dict[str, torch.Tensor]:
+    def read_weights(self) -> dict[str, torch.Tensor]:
+        """The weights (float32 state_dict): in memory, or read from ``weights.pt`` and checked against the stored sha256.
+
+        Raises:
+            ModelError: No weights anywhere, unreadable or corrupt ``weights.pt``, or a checksum mismatch.
+        """
         if self.state_dict is not None:
             return self.state_dict
         if self.path is None:
@@ -297,17 +312,13 @@ class Bundle:
         Raises:
             ModelError: If the weights do not fit the network described in ``bundle.json``.
         """
-        if self.task == "classification":
-            from medannot.inference.classifier import build_classifier_network
-
-            return build_classifier_network(self)
-        if self.task == "detection":
-            from medannot.models.detection import create_detection_network
-
-            net = create_detection_network(self.spec.network.name, self.spatial_dims, self.in_channels, self.out_channels, **self.spec.network.params)
-        else:
-            net = create_network(self.spec.network.name, self.spatial_dims, self.in_channels, self.out_channels, **self.spec.network.params)
-        state = self._read_weights()
+        spec = self.network_spec
+        net = create_network(spec.name, self.spatial_dims, self.in_channels, self.out_channels, **self.spec.network.params)
+        state = self.read_weights()
+        head = state.get(f"{spec.head}.weight") if spec.head else None
+        if head is not None and int(head.shape[0]) != self.out_channels:
+            raise ModelError(f"the label map in bundle.json lists {self.out_channels} classes but the weights have "
+                             f"{int(head.shape[0])} outputs; restore the bundle's own label map", self.path)
         try:
             net.load_state_dict(state)
         except RuntimeError as exc:
@@ -335,7 +346,7 @@ class Bundle:
         from medannot.io.atomic import atomic_write_bytes, atomic_write_text
 
         out = Path(folder)
-        state = self._read_weights()
+        state = self.read_weights()
         to_save = {k: (v.detach().cpu().half() if half and torch.is_floating_point(v) else v.detach().cpu()) for k, v in state.items()}
         buf = io.BytesIO()
         torch.save(to_save, buf)

@@ -1,6 +1,6 @@
 """Image-level classification networks (MONAI DenseNet / ResNet) by name, and their pooled features.
 
-Names (``create_classifier_network``):
+Registered in :mod:`medannot.models.registry` (task ``classification``; ``create_network(name, ...)``):
 
 - ``densenet121``: MONAI ``DenseNet121`` (about 7 M parameters; for a GPU or a long CPU run);
 - ``densenet-small``: MONAI ``DenseNet`` with 16 initial features, growth rate 8 and blocks ``(2, 4, 4, 2)``
@@ -15,33 +15,25 @@ and :func:`gradcam_layer` names the layer whose activations Grad-CAM uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from medannot.data.task import Task
 from medannot.errors import ModelError
+from medannot.models.registry import get_network_spec, register_network
 
-__all__ = ["CLASSIFIER_NETWORKS", "create_classifier_network", "embed", "gradcam_layer", "has_dropout"]
+__all__ = ["embed", "gradcam_layer", "has_dropout"]
 
-
-@dataclass(frozen=True)
-class ClassifierNetwork:
-    """How to build one classification network and where its parts are.
-
-    Args:
-        factory: ``factory(spatial_dims, in_channels, num_classes, **params) -> nn.Module``.
-        defaults: Parameters used when not given.
-        head: Dotted name of the final linear layer (its input is the embedding).
-        cam_layer: Dotted name of the layer whose output Grad-CAM explains (last spatial feature map).
-    """
-
-    factory: Callable[..., torch.nn.Module]
-    defaults: dict[str, Any]
-    head: str
-    cam_layer: str
+_SMALL = {"example_params": {"init_features": 4, "growth_rate": 4, "block_config": [1, 1]}}
 
 
+@register_network("densenet121", task=Task.CLASSIFICATION, min_outputs=2, head="class_layers.out", cam_layer="class_layers.relu",
+                  defaults={"init_features": 64, "growth_rate": 32, "block_config": [6, 12, 24, 16], "dropout_prob": 0.0},
+                  description="MONAI DenseNet121 (about 7 M parameters)", **_SMALL)
+@register_network("densenet-small", task=Task.CLASSIFICATION, min_outputs=2, head="class_layers.out", cam_layer="class_layers.relu",
+                  defaults={"init_features": 16, "growth_rate": 8, "block_config": [2, 4, 4, 2], "dropout_prob": 0.0},
+                  description="MONAI DenseNet, 16 initial features, growth 8, blocks (2, 4, 4, 2) (about 45 k parameters)", **_SMALL)
 def _densenet(spatial_dims: int, in_channels: int, num_classes: int, **params: Any) -> torch.nn.Module:
     from monai.networks.nets import DenseNet
 
@@ -50,78 +42,44 @@ def _densenet(spatial_dims: int, in_channels: int, num_classes: int, **params: A
     return DenseNet(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=num_classes, **params)
 
 
+@register_network("resnet18", task=Task.CLASSIFICATION, min_outputs=2, head="fc", cam_layer="layer4",
+                  defaults={"block": "basic", "layers": [2, 2, 2, 2], "block_inplanes": [64, 128, 256, 512]},
+                  description="MONAI ResNet-18", example_params={"layers": [1, 1, 1, 1], "block_inplanes": [4, 8, 8, 8]})
+@register_network("resnet-small", task=Task.CLASSIFICATION, min_outputs=2, head="fc", cam_layer="layer4",
+                  defaults={"block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128]},
+                  description="MONAI ResNet, basic blocks [1, 1, 1, 1], widths [16, 32, 64, 128]",
+                  example_params={"block_inplanes": [4, 8, 8, 8]})
 def _resnet(spatial_dims: int, in_channels: int, num_classes: int, **params: Any) -> torch.nn.Module:
     from monai.networks.nets import ResNet
 
     return ResNet(spatial_dims=spatial_dims, n_input_channels=in_channels, num_classes=num_classes, **params)
 
 
-CLASSIFIER_NETWORKS: dict[str, ClassifierNetwork] = {
-    "densenet121": ClassifierNetwork(_densenet, {"init_features": 64, "growth_rate": 32, "block_config": [6, 12, 24, 16], "dropout_prob": 0.0},
-                                     "class_layers.out", "class_layers.relu"),
-    "densenet-small": ClassifierNetwork(_densenet, {"init_features": 16, "growth_rate": 8, "block_config": [2, 4, 4, 2], "dropout_prob": 0.0},
-                                        "class_layers.out", "class_layers.relu"),
-    "resnet18": ClassifierNetwork(_resnet, {"block": "basic", "layers": [2, 2, 2, 2], "block_inplanes": [64, 128, 256, 512]}, "fc", "layer4"),
-    "resnet-small": ClassifierNetwork(_resnet, {"block": "basic", "layers": [1, 1, 1, 1], "block_inplanes": [16, 32, 64, 128]}, "fc", "layer4"),
-}
-
-
-def _spec(name: str) -> ClassifierNetwork:
-    try:
-        return CLASSIFIER_NETWORKS[str(name).lower()]
-    except KeyError:
-        raise ModelError(f"unknown classification network {name!r}; expected one of: {', '.join(sorted(CLASSIFIER_NETWORKS))}") from None
-
-
-def classifier_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registered defaults of classification network ``name`` updated with ``params``."""
-    out = dict(_spec(name).defaults)
-    out.update(params or {})
-    return out
-
-
-def create_classifier_network(name: str, spatial_dims: int, in_channels: int, num_classes: int, **params: Any) -> torch.nn.Module:
-    """Build a classification network.
-
-    Args:
-        name: One of :data:`CLASSIFIER_NETWORKS` (case-insensitive).
-        spatial_dims: 2 or 3.
-        in_channels: Input channels (>= 1).
-        num_classes: Number of classes (>= 2).
-        **params: Network parameters; unset ones come from the defaults.
-
-    Raises:
-        ModelError: Unknown name or parameters the network rejects.
-    """
-    spec = _spec(name)
-    if spatial_dims not in (2, 3):
-        raise ModelError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
-    if int(num_classes) < 2:
-        raise ModelError(f"a classifier needs at least 2 classes, got {num_classes}")
-    merged = classifier_params(name, params)
-    try:
-        return spec.factory(int(spatial_dims), int(in_channels), int(num_classes), **merged)
-    except (TypeError, ValueError, AssertionError) as exc:
-        raise ModelError(f"cannot build classification network {name!r} with params {merged}: {exc}") from exc
+def _layer(name: str, which: str) -> str:
+    spec = get_network_spec(name, Task.CLASSIFICATION)
+    layer = getattr(spec, which)
+    if layer is None:  # pragma: no cover - every registered classifier names both layers
+        raise ModelError(f"classification network {name!r} does not name its {which}")
+    return str(layer)
 
 
 def gradcam_layer(name: str) -> str:
     """Dotted name of the layer of network ``name`` that Grad-CAM uses (the last feature map)."""
-    return _spec(name).cam_layer
+    return _layer(name, "cam_layer")
 
 
 def embed(network: torch.nn.Module, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features and logits of a batch, in one forward pass.
 
     Args:
-        network: A network built by :func:`create_classifier_network` with the same ``name``.
+        network: A classification network built by ``create_network`` with the same ``name``.
         name: Its registry name (tells which layer is the head).
         x: ``(N, C, *spatial)`` float32 batch.
 
     Returns:
         ``(features (N, D), logits (N, K))``: the features are the input of the final linear layer.
     """
-    head = dict(network.named_modules())[_spec(name).head]
+    head = dict(network.named_modules())[_layer(name, "head")]
     captured: list[torch.Tensor] = []
     handle = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0].detach()))
     try:

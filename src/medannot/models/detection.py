@@ -7,8 +7,8 @@ classes (label values 1..K map to the detector's classes 0..K-1). The detector
 with ``AnchorGeneratorWithAnchorShape``, the ATSS matcher, the hard-negative sampler, MONAI's box
 coder and its box selector (score threshold, top-k, per-class NMS from :mod:`monai.data.box_utils`).
 
-Detection networks live in their own small table (:data:`DETECTION_NETWORKS`), not in the
-segmentation registry, whose contract is "same spatial shape out as in".
+The network is registered in the one network registry (:mod:`medannot.models.registry`) with task
+``detection`` and ``outputs_background=False``: its outputs are the object classes, not the label map.
 
 Feature pyramid width: MONAI's ``resnet_fpn_feature_extractor`` fixes the pyramid at 256 channels,
 which with RetinaNet's four-convolution heads makes a ~6 M parameter network (too big for a small
@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
-from medannot.errors import ModelError
+from medannot.data.task import Task
 from medannot.models.detection_spec import DetectionSpec
+from medannot.models.registry import register_network
 
-__all__ = ["DETECTION_NETWORKS", "build_detector", "build_retinanet", "create_detection_network", "detection_params", "retinanet_size_divisor"]
+__all__ = ["build_detector", "build_retinanet", "retinanet_size_divisor"]
 
 
 def retinanet_size_divisor(params: dict[str, Any]) -> int:
@@ -50,6 +51,9 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
+@register_network("retinanet", task=Task.DETECTION, defaults=_DEFAULTS, divisor=retinanet_size_divisor, outputs_background=False,
+                  closed_params=True, description="MONAI RetinaNet on a small MONAI ResNet + feature pyramid",
+                  example_params={"block_inplanes": [4, 8, 16, 32], "fpn_channels": 8, "num_anchors": 1})
 def build_retinanet(spatial_dims: int, in_channels: int, out_channels: int, **params: Any) -> torch.nn.Module:
     """MONAI RetinaNet with a small MONAI ResNet backbone.
 
@@ -143,36 +147,3 @@ def build_detector(network: torch.nn.Module, spec: DetectionSpec, spatial_dims: 
     if patch_size is not None:
         detector.set_sliding_window_inferer(roi_size=list(patch_size), sw_batch_size=sw_batch_size, overlap=overlap, mode="constant")
     return detector
-
-
-#: Detection network name -> factory; parameters default to :data:`_DEFAULTS`.
-DETECTION_NETWORKS = {"retinanet": build_retinanet}
-
-
-def detection_params(name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The defaults of detection network ``name`` updated with ``params``.
-
-    Raises:
-        ModelError: Unknown name (the valid names are listed).
-    """
-    if name not in DETECTION_NETWORKS:
-        raise ModelError(f"unknown detection network {name!r}; expected one of: {', '.join(DETECTION_NETWORKS)}")
-    return dict(_DEFAULTS, **(params or {}))
-
-
-def create_detection_network(name: str, spatial_dims: int, in_channels: int, num_classes: int, **params: Any) -> torch.nn.Module:
-    """Build detection network ``name`` for ``num_classes`` object classes.
-
-    Raises:
-        ModelError: Unknown name, bad dimensions, or parameters the network rejects.
-    """
-    merged = detection_params(name, params)
-    if spatial_dims not in (2, 3) or int(in_channels) < 1 or int(num_classes) < 1:
-        raise ModelError(f"detection network needs spatial_dims 2 or 3 and at least one channel and class, got {spatial_dims}, {in_channels}, {num_classes}")
-    unknown = set(merged) - set(_DEFAULTS)
-    if unknown:
-        raise ModelError(f"cannot build detection network {name!r}: unknown params {sorted(unknown)}; allowed: {', '.join(_DEFAULTS)}")
-    try:
-        return DETECTION_NETWORKS[name](int(spatial_dims), int(in_channels), int(num_classes), **merged)
-    except (TypeError, ValueError, AssertionError, KeyError) as exc:
-        raise ModelError(f"cannot build detection network {name!r} with params {merged}: {exc}") from exc

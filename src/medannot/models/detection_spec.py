@@ -107,6 +107,13 @@ class DetectionSpec(BaseModel):
         if unknown:
             raise ValueError(f"detection.hard_negative has unknown keys {sorted(unknown)}")
 
+    def check_network(self, spatial_dims: int, network_params: dict[str, Any]) -> None:
+        """Raise ValueError when the section does not fit the dimensionality or the network's ``num_anchors``."""
+        self.check_dims(spatial_dims)
+        anchors = network_params.get("num_anchors")
+        if anchors is not None and int(anchors) != self.num_anchors:
+            raise ValueError(f"network.params.num_anchors={anchors} but detection.anchors lists {self.num_anchors} anchor shapes")
+
     @property
     def num_anchors(self) -> int:
         """Anchors per feature-map location (the network's ``num_anchors``)."""

@@ -1,4 +1,4 @@
-"""Built-in segmentation networks (all from MONAI), registered by name.
+"""Built-in segmentation networks (all from MONAI), registered by name (task ``segmentation``).
 
 Each factory takes ``(spatial_dims, in_channels, out_channels, **params)`` and
 returns a network mapping ``(N, in_channels, *spatial)`` to
@@ -27,6 +27,7 @@ def _strides_divisor(params: dict[str, Any]) -> int:
     defaults={"channels": (16, 32, 64, 128), "strides": (2, 2, 2), "num_res_units": 2, "norm": "INSTANCE"},
     divisor=_strides_divisor,
     description="MONAI UNet (residual units), channels/strides configurable",
+    example_params={"channels": (4, 8), "strides": (2,), "num_res_units": 1},
 )
 def unet(spatial_dims: int, in_channels: int, out_channels: int, **params: Any) -> torch.nn.Module:
     """MONAI UNet."""
@@ -41,6 +42,7 @@ def unet(spatial_dims: int, in_channels: int, out_channels: int, **params: Any) 
     defaults={"features": (16, 16, 32, 64, 128, 16)},
     divisor=lambda params: 16,
     description="MONAI BasicUNet (4 poolings; sizes multiple of 16)",
+    example_params={"features": (4, 4, 8, 8, 16, 4)},
 )
 def basicunet(spatial_dims: int, in_channels: int, out_channels: int, **params: Any) -> torch.nn.Module:
     """MONAI BasicUNet."""
@@ -54,6 +56,7 @@ def basicunet(spatial_dims: int, in_channels: int, out_channels: int, **params: 
     defaults={"channels": (16, 32, 64, 128), "strides": (2, 2, 2)},
     divisor=_strides_divisor,
     description="MONAI AttentionUnet (attention gates on the skip connections)",
+    example_params={"channels": (4, 8), "strides": (2,)},
 )
 def attention_unet(spatial_dims: int, in_channels: int, out_channels: int, **params: Any) -> torch.nn.Module:
     """MONAI AttentionUnet."""
@@ -72,6 +75,7 @@ def _segresnet_divisor(params: dict[str, Any]) -> int:
     defaults={"init_filters": 8, "blocks_down": (1, 2, 2, 4), "blocks_up": (1, 1, 1)},
     divisor=_segresnet_divisor,
     description="MONAI SegResNet (residual encoder-decoder)",
+    example_params={"init_filters": 8, "blocks_down": (1, 1), "blocks_up": (1,)},
 )
 def segresnet(spatial_dims: int, in_channels: int, out_channels: int, **params: Any) -> torch.nn.Module:
     """MONAI SegResNet."""

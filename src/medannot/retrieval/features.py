@@ -28,7 +28,8 @@ import numpy as np
 
 from medannot.data.image import Image
 from medannot.errors import ModelError
-from medannot.inference.classifier_input import ClassifierInput, prepare_array
+from medannot.inference.classifier_input import prepare_array
+from medannot.models.classification_spec import ClassifierInput
 
 __all__ = ["FeatureExtractor", "BLOCK_DIMS", "DEFAULT_WEIGHTS", "hashed_text", "annotation_words"]
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from medannot.errors import MedannotError
+from medannot.errors import MedannotError, ModelError
 from medannot.server import jobs as queue
 from medannot.server import store
 from medannot.server.db import Database
@@ -33,13 +33,21 @@ log = logging.getLogger("medannot.worker")
 
 
 def make_annotator(model: str) -> Any:
-    """The annotator for a project's model: a classical method by name, else a bundle (name or folder)."""
+    """The predictor of a project's model: a classical method by name, else a bundle (name or folder).
+
+    Raises:
+        ModelError: A bundle whose task gives no label map (the review server stores masks).
+    """
     from medannot import classical
-    from medannot.annotate import ClassicalAnnotator, ModelAnnotator
+    from medannot.tasks import get_task, load_predictor
+    from medannot.tasks.segmentation import ClassicalSegmenter
 
     if model in classical.list_methods():
-        return ClassicalAnnotator(model)
-    return ModelAnnotator(model)
+        return ClassicalSegmenter(model)
+    predictor = load_predictor(model)
+    if not get_task(predictor.task).writes_label_maps:
+        raise ModelError(f"model {model!r} is a {predictor.task.value} model; a review project needs a model that gives label maps")
+    return predictor
 
 
 class Worker:
@@ -113,7 +121,7 @@ class Worker:
         if dims == 2:
             image = image.as_plane()
         self._beat(job_id, 0.6, "annotating")
-        future = self._pool.submit(annotator, image)
+        future = self._pool.submit(annotator.predict, image)
         while True:
             try:
                 labelled = future.result(timeout=self.settings.heartbeat_seconds)

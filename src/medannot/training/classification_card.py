@@ -83,7 +83,7 @@ Licence: {c.licence}
 
 {_metrics(cfg, metrics)}
 
-Training: {run['epochs_run']} epochs of {cfg.steps_per_epoch} steps, batch {cfg.batch_size}, {run['seconds']:.0f} s on {cfg.num_threads} CPU thread(s), seed {cfg.seed}.
+Training: {run['epochs_run']} epochs of {cfg.iterations_per_epoch} steps, batch {cfg.batch_size}, {run['seconds']:.0f} s on {cfg.num_threads} CPU thread(s), seed {cfg.seed}.
 
 ## Re-training
 

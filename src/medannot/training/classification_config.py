@@ -1,23 +1,21 @@
 """Typed configuration of a classification training run (``task: classification``), loaded from YAML or JSON.
 
-A classification config shares the optimiser, card and override rules of :mod:`medannot.training.config`;
+A classification config shares the loop settings, card and override rules of :mod:`medannot.training.config`;
 it differs in the data (labelled images split by source group), the input rules and the calibration.
 """
 
 from __future__ import annotations
 
 import enum
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from medannot.errors import ConfigError
-from medannot.inference.classifier_input import ClassifierInput
-from medannot.models.bundle import NetworkRef, check_spatial_dims
-from medannot.training.config import CardConfig, OptimizerConfig, _set_dotted, config_data, format_validation_error, read_config_file
+from medannot.data.task import Task
+from medannot.models.classification_spec import ClassifierInput
+from medannot.training.config import LoopConfig
 
-__all__ = ["ClassificationConfig", "load_classification_config", "config_task"]
+__all__ = ["AugmentConfig", "ClassDataConfig", "ClassWeights", "ClassificationConfig"]
 
 
 class ClassWeights(enum.StrEnum):
@@ -48,49 +46,31 @@ class AugmentConfig(BaseModel):
     noise_std: float = Field(0.03, ge=0.0)
 
 
-class ClassificationConfig(BaseModel):
+class ClassificationConfig(LoopConfig):
     """Everything a classification run needs; unknown keys are errors.
+
+    The loop settings (optimiser, epochs, ``iterations_per_epoch``, checkpoints, resume, transfer learning) are
+    those of :class:`~medannot.training.config.LoopConfig`. By default the last weights are shipped
+    (``select_best: false``) and there is no early stopping, so the validation groups stay an honest held-out test.
 
     Attributes:
         classes: Class names in network output order (each must appear in the data).
         input: Input size (voxels) and intensity percentiles (:class:`ClassifierInput`).
         class_weights: ``balanced`` (default) or ``none``.
         calibrate: Fit a temperature on the validation data and store it in the bundle.
-        steps_per_epoch: Optimiser steps per epoch (batches drawn with replacement, each class equally often
-            when ``balanced_sampling``).
     """
 
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    version: str = "0.1.0"
-    task: str = "classification"
-    spatial_dims: int
-    in_channels: int = Field(1, ge=1)
+    task: Literal[Task.CLASSIFICATION] = Task.CLASSIFICATION
     classes: list[str]
-    network: NetworkRef
     input: ClassifierInput
     data: ClassDataConfig
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     class_weights: ClassWeights = ClassWeights.BALANCED
     calibrate: bool = True
-    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     epochs: int = Field(20, ge=1)
-    steps_per_epoch: int = Field(20, ge=1)
+    iterations_per_epoch: int = Field(20, ge=1)
     batch_size: int = Field(16, ge=1)
-    seed: int = 0
-    num_threads: int = Field(2, ge=1)
-    out: Path
-    weights_half: bool = False
-    card: CardConfig = Field(default_factory=CardConfig)
-
-    _dims = field_validator("spatial_dims")(check_spatial_dims)
-
-    @field_validator("task")
-    @classmethod
-    def _task(cls, v: str) -> str:
-        if v != "classification":
-            raise ValueError(f"a classification config needs task 'classification', got {v!r}")
-        return v
+    select_best: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> "ClassificationConfig":
@@ -99,32 +79,3 @@ class ClassificationConfig(BaseModel):
         if len(self.input.input_size) != self.spatial_dims:
             raise ValueError(f"input.input_size must have {self.spatial_dims} values, got {self.input.input_size}")
         return self
-
-    def resolved(self) -> dict[str, Any]:
-        """The full config as a JSON-ready dict (saved into the bundle)."""
-        return self.model_dump(mode="json")
-
-
-def config_task(source: Any) -> str:
-    """The ``task`` a training config names (``segmentation`` when it names none), without validating the rest."""
-    if isinstance(source, BaseModel):
-        return str(getattr(source, "task", "segmentation"))
-    if isinstance(source, dict):
-        return str(source.get("task", "segmentation"))
-    return str(read_config_file(Path(source)).get("task", "segmentation"))
-
-
-def load_classification_config(source: str | Path | dict[str, Any] | ClassificationConfig,
-                               overrides: dict[str, Any] | None = None) -> ClassificationConfig:
-    """Load and validate a classification config (YAML/JSON file, dict or config), with dotted overrides.
-
-    Raises:
-        ConfigError: Unreadable file or invalid fields (each named).
-    """
-    data, path = config_data(source)
-    for key, value in (overrides or {}).items():
-        _set_dotted(data, key, value)
-    try:
-        return ClassificationConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid classification config: {format_validation_error(exc)}", path) from None

@@ -1,36 +1,36 @@
-"""Training loop for image classification: ``train_classification(config) -> bundle folder``.
+"""Classification training hooks for the one loop (:mod:`medannot.training.loop`).
 
-Seeded; every sample prepared once by :mod:`medannot.inference.classifier_input`; training batches drawn with
+Every sample is prepared once by :mod:`medannot.inference.classifier_input`; training batches are drawn with
 replacement from the training groups and augmented (MONAI: flips, 90-degree rotations, zoom, gamma contrast,
-Gaussian noise); weighted cross-entropy (``balanced``: N / (K * count_k)); AdamW with the learning-rate schedule
-of :mod:`medannot.training.config`. The final weights are kept (no model selection on the validation groups, so
-they stay an honest held-out test). At the end: logits on the validation groups -> temperature scaling (ECE
-before / after / cross-fitted) -> metrics per class and per source group -> bundle folder (``bundle.json``
-with a ``classification`` section, ``weights.pt``, ``MODEL_CARD.md``).
+Gaussian noise); weighted cross-entropy (``balanced``: N / (K * count_k)). By default the last weights are shipped
+(``select_best: false``: no model selection on the validation groups, so they stay an honest held-out test). At the
+end the loop hands the shipped bundle to :meth:`ClassificationTraining.measure_shipped`: logits on the validation
+groups -> temperature scaling (ECE before / after / cross-fitted) -> metrics per class and per source group, and the
+temperature is written into the bundle's ``classification`` section.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from medannot.errors import ConfigError
+from medannot.evaluation.classification import classification_metrics
+from medannot.inference.classifier import Classifier
 from medannot.inference.classifier_input import prepare_array
 from medannot.models.bundle import Bundle
-from medannot.training.classification_config import ClassificationConfig, load_classification_config
+from medannot.models.classification_spec import CalibrationSpec, ClassificationSection
+from medannot.models.registry import create_network, resolved_params
+from medannot.training.calibration import calibration_summary, temperature_probabilities
+from medannot.training.classification_card import render_classification_card
+from medannot.training.classification_config import ClassificationConfig
 from medannot.training.classification_data import ClassSample, load_samples, split_by_group
-from medannot.training.config import lr_at
+from medannot.training.loop import Shipped, Validation
 
-__all__ = ["train_classification", "classification_bundle", "class_weights"]
-
-_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
+__all__ = ["ClassificationTraining", "classification_bundle", "class_weights"]
 
 
 def class_weights(y: np.ndarray, k: int, mode: str) -> np.ndarray:
@@ -50,13 +50,11 @@ def class_weights(y: np.ndarray, k: int, mode: str) -> np.ndarray:
 def classification_bundle(cfg: ClassificationConfig, state_dict: dict[str, torch.Tensor] | None = None, calibration: dict[str, Any] | None = None,
                           metrics: dict[str, Any] | None = None, training: dict[str, Any] | None = None) -> Bundle:
     """An in-memory classification :class:`Bundle` for ``cfg``."""
-    from medannot.models.classification import classifier_params
-
     data = {
         "name": cfg.name, "version": cfg.version, "task": "classification", "spatial_dims": cfg.spatial_dims,
         "in_channels": cfg.in_channels,
-        "network": {"name": cfg.network.name, "params": json.loads(json.dumps(classifier_params(cfg.network.name, cfg.network.params), default=list))},
-        "labels": {str(i): {"name": c, "color": _COLOURS[i % len(_COLOURS)]} for i, c in enumerate(cfg.classes)},
+        "network": {"name": cfg.network.name, "params": json.loads(json.dumps(resolved_params(cfg.network.name, cfg.network.params), default=list))},
+        "labels": {str(i): {"name": c} for i, c in enumerate(cfg.classes)},
         "inference": {"patch_size": list(cfg.input.input_size)},
         "classification": {"input": cfg.input.model_dump(mode="json"), "calibration": calibration or {}},
         "training": training if training is not None else cfg.resolved(),
@@ -98,9 +96,6 @@ def _prepare_all(cfg: ClassificationConfig, samples: list[ClassSample]) -> tuple
 
 
 def _evaluate(cfg: ClassificationConfig, logits: np.ndarray, y: np.ndarray, groups: list[str]) -> dict[str, Any]:
-    from medannot.evaluation.classification import classification_metrics
-    from medannot.training.calibration import calibration_summary, temperature_probabilities
-
     calib = calibration_summary(logits, y, groups)
     prob = temperature_probabilities(logits, calib["temperature"] if cfg.calibrate else 1.0)
     k = len(cfg.classes)
@@ -116,80 +111,81 @@ def _evaluate(cfg: ClassificationConfig, logits: np.ndarray, y: np.ndarray, grou
     return {**{key: m[key] for key in keep}, "per_group": per_group, "calibration": calib}
 
 
-def train_classification(config: ClassificationConfig | str | Path | dict[str, Any], overrides: dict[str, Any] | None = None,
-                         progress: bool | None = None) -> Path:
-    """Train a classifier and write its bundle folder.
+class ClassificationTraining:
+    """The classification task's :class:`~medannot.training.loop.TrainingHooks`.
+
+    Every sample is prepared once (:mod:`medannot.inference.classifier_input`); a batch draws training samples with
+    replacement and augments them; the loss is class-weighted cross-entropy. Validation (for the log and, when the
+    config asks, for choosing the weights) scores accuracy on the validation groups. The shipped bundle is
+    calibrated (temperature scaling on the validation groups, ECE before / after / cross-fitted) and scored per
+    class and per source group.
 
     Args:
-        config: A :class:`ClassificationConfig`, a dict, or a YAML/JSON file.
-        overrides: Dotted-key replacements (``{"epochs": 1}``).
-        progress: Show progress bars (None = only on a terminal).
-
-    Returns:
-        The bundle folder (``config.out``).
+        cfg: A validated :class:`ClassificationConfig`.
 
     Raises:
-        ConfigError: Invalid config, unknown classes, a class without training data. InputError: unreadable data.
+        ConfigError: Unknown classes, or a class without training data. InputError: unreadable data.
     """
-    from medannot.models.classification import create_classifier_network
 
-    cfg = load_classification_config(config, overrides)
-    t_start = time.perf_counter()
-    torch.set_num_threads(cfg.num_threads)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    samples = load_samples(cfg.data.source, cfg.data.params, cfg.spatial_dims)
-    x_all, y_all = _prepare_all(cfg, samples)
-    train_idx, val_idx = split_by_group(samples, cfg.data.validation_groups, cfg.data.validation_fraction, cfg.seed)
-    k = len(cfg.classes)
-    weights = class_weights(y_all[train_idx], k, cfg.class_weights.value)
-    model = create_classifier_network(cfg.network.name, cfg.spatial_dims, cfg.in_channels, k, **cfg.network.params)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
-    augment = _augmenter(cfg, cfg.seed)
-    total = cfg.epochs * cfg.steps_per_epoch
-    train_idx_arr = np.asarray(train_idx)
-    history = []
-    for epoch in range(cfg.epochs):
-        model.train()
-        losses = []
-        bar = tqdm(range(cfg.steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if progress is None else not progress, leave=False)
-        for it in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg.optimizer, epoch * cfg.steps_per_epoch + it, total)
-            pick = rng.choice(train_idx_arr, size=cfg.batch_size, replace=True)
-            xb = torch.stack([torch.as_tensor(augment(x_all[i])).float() for i in pick])
-            yb = torch.from_numpy(y_all[pick])
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        history.append(round(float(np.mean(losses)), 4))
-    seconds = time.perf_counter() - t_start
-    state = {kk: v.detach().clone() for kk, v in model.state_dict().items()}
-    groups_val = [samples[i].group for i in val_idx]
-    run: dict[str, Any] = {"epochs_run": cfg.epochs, "seconds": round(seconds, 1), "train_loss": history,
-                           "train_groups": sorted({samples[i].group for i in train_idx}), "val_groups": sorted(set(groups_val)),
-                           "n_train": len(train_idx), "n_val": len(val_idx)}
-    if isinstance(config, (str, Path)):
-        run["config_path"] = Path(config).as_posix()
-    metrics: dict[str, Any] = {}
-    calibration: dict[str, Any] = {"temperature": 1.0, "calibrated": False}
-    if val_idx:
-        from medannot.inference.classifier import Classifier
+    def __init__(self, cfg: ClassificationConfig) -> None:
+        self.cfg = cfg
+        self.samples = load_samples(cfg.data.source, cfg.data.params, cfg.spatial_dims)
+        self.x, self.y = _prepare_all(cfg, self.samples)
+        self.train_idx, self.val_idx = split_by_group(self.samples, cfg.data.validation_groups, cfg.data.validation_fraction, cfg.seed)
+        k = len(cfg.classes)
+        weights = class_weights(self.y[self.train_idx], k, cfg.class_weights.value)
+        self.network = create_network(cfg.network.name, cfg.spatial_dims, cfg.in_channels, k, **cfg.network.params)
+        self.loss_fn = torch.nn.CrossEntropyLoss(weight=torch.from_numpy(weights))
+        self.augment = _augmenter(cfg, cfg.seed)
+        self._train = np.asarray(self.train_idx)
+        self.groups_val = [self.samples[i].group for i in self.val_idx]
 
-        probe = Classifier(classification_bundle(cfg, state), network=model.eval(), calibrated=False)
-        logits, _ = probe.logits_and_features(x_all[val_idx])
-        metrics = _evaluate(cfg, logits, y_all[val_idx], groups_val)
+    def train_mode(self) -> None:
+        """The network trains."""
+        self.network.train()
+
+    def loss(self, rng: np.random.Generator) -> torch.Tensor:
+        """Weighted cross-entropy of one augmented batch drawn with replacement."""
+        pick = rng.choice(self._train, size=self.cfg.batch_size, replace=True)
+        xb = torch.stack([torch.as_tensor(self.augment(self.x[i])).float() for i in pick])
+        return self.loss_fn(self.network(xb), torch.from_numpy(self.y[pick]))
+
+    def _probe(self, state: dict[str, torch.Tensor] | None = None, network: torch.nn.Module | None = None) -> Classifier:
+        return Classifier(classification_bundle(self.cfg, state), network=network, calibrated=False)
+
+    def validate(self) -> Validation | None:
+        """Accuracy and macro F1 (uncalibrated) on the validation groups; accuracy is the score."""
+        if not self.val_idx:
+            return None
+        logits, _ = self._probe(network=self.network.eval()).logits_and_features(self.x[self.val_idx])
+        pred = logits.argmax(axis=1)
+        truth = self.y[self.val_idx]
+        acc = float(np.mean(pred == truth))
+        return Validation(acc, {"accuracy": acc}, {"accuracy": acc}, f"val accuracy {acc:.4f}")
+
+    def bundle(self, state_dict: dict[str, torch.Tensor], metrics: dict[str, Any], training: dict[str, Any]) -> Bundle:
+        """The (not yet calibrated) bundle of these weights."""
+        return classification_bundle(self.cfg, state_dict, None, metrics, training)
+
+    def measure_shipped(self, bundle: Bundle, selected: dict[str, Any]) -> Shipped:
+        """Temperature scaling and per-class / per-group metrics of the shipped weights on the validation groups."""
+        if not self.val_idx:
+            return Shipped({})
+        logits, _ = Classifier(bundle, calibrated=False).logits_and_features(self.x[self.val_idx])
+        metrics = _evaluate(self.cfg, logits, self.y[self.val_idx], self.groups_val)
         c = metrics["calibration"]
-        if cfg.calibrate:
+        calibration: dict[str, Any] = {"temperature": 1.0, "calibrated": False}
+        if self.cfg.calibrate:
             calibration = {"temperature": round(c["temperature"], 5), "calibrated": True, "ece_before": round(c["ece_before"], 5),
-                           "ece_after": round(c["ece_after"], 5), "fitted_on": _groups_text(sorted(set(groups_val)))}
-    training = dict(cfg.resolved(), run=run)
-    bundle = classification_bundle(cfg, state, calibration, metrics, training)
-    from medannot.training.classification_card import render_classification_card
+                           "ece_after": round(c["ece_after"], 5), "fitted_on": _groups_text(sorted(set(self.groups_val)))}
+        section = ClassificationSection(input=self.cfg.input, calibration=CalibrationSpec.model_validate(calibration))
+        return Shipped(metrics, spec_updates={"classification": section})
 
-    bundle.save(cfg.out, card=render_classification_card(cfg, metrics, run, samples, train_idx, val_idx), half=cfg.weights_half)
-    return Path(cfg.out)
+    def data_record(self) -> dict[str, Any]:
+        """Training and validation source groups and sample counts."""
+        return {"train_groups": sorted({self.samples[i].group for i in self.train_idx}), "val_groups": sorted(set(self.groups_val)),
+                "n_train": len(self.train_idx), "n_val": len(self.val_idx)}
+
+    def card(self, metrics: dict[str, Any], run: dict[str, Any]) -> str:
+        """The classification model card (split by source, per-class results, calibration)."""
+        return render_classification_card(self.cfg, metrics, run, self.samples, self.train_idx, self.val_idx)

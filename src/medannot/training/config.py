@@ -16,11 +16,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from medannot.data.task import Task
 from medannot.errors import ConfigError
-from medannot.models.bundle import LabelSpec, NetworkRef, check_detection, check_label_keys, check_spatial_dims, check_task
+from medannot.models.bundle import LabelSpec, NetworkRef, check_label_keys, check_spatial_dims, check_task_sections
 from medannot.models.detection_spec import DetectionSpec
 
-__all__ = ["LossName", "TrainConfig", "load_config", "format_validation_error"]
+__all__ = ["FreezeMode", "InitConfig", "LoopConfig", "LossName", "TrainConfig", "config_data", "config_task", "format_validation_error",
+           "load_config", "validate_config"]
 
 
 class LossName(enum.StrEnum):
@@ -98,53 +100,103 @@ class CardConfig(BaseModel):
     after_training: str = ""  # commands that complete the card after training (e.g. an evaluation on real data)
 
 
-class TrainConfig(BaseModel):
-    """Everything a training run needs; unknown keys are errors.
+class FreezeMode(enum.StrEnum):
+    """Which weights taken from a parent bundle stay fixed while training starts.
+
+    ``none``: every weight trains; ``loaded``: every weight copied from the parent is frozen, so only the layers
+    that did not fit (a new head for other labels) train, until ``unfreeze_epoch``.
+    """
+
+    NONE = "none"
+    LOADED = "loaded"
+
+
+class InitConfig(BaseModel):
+    """Transfer learning: start from another bundle's weights.
+
+    Every tensor of the parent whose name and shape fit the new network is copied; the others (e.g. the output
+    layer when the labels differ) keep their fresh initialisation. The model card records the parent's name,
+    version and weights sha256, and how many tensors were copied.
 
     Attributes:
-        patch_size: Training patch size in voxels (one value per spatial axis).
+        bundle: Parent bundle: a bundled model name or a bundle folder.
+        freeze: ``none``, ``loaded`` (see :class:`FreezeMode`), or a list of parameter-name prefixes to freeze
+            (e.g. ``["model.0", "model.1.submodule.0"]`` for the first levels of a MONAI UNet encoder).
+        unfreeze_epoch: From this epoch on (1-based) the frozen weights train too; None keeps them frozen.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    bundle: str
+    freeze: FreezeMode | list[str] = FreezeMode.NONE
+    unfreeze_epoch: int | None = Field(None, ge=1)
+
+
+class LoopConfig(BaseModel):
+    """What the one training loop (:mod:`medannot.training.loop`) needs, shared by every task's config.
+
+    Attributes:
         iterations_per_epoch: Optimiser steps per epoch.
         val_every: Validate every this many epochs (and after the last).
-        early_stopping_patience: Stop after this many validations without a better mean Dice (None = never).
+        early_stopping_patience: Stop after this many validations without a better score (None = never).
+        select_best: Ship the weights of the best validation (True), or the last weights (False: the validation data
+            then stays an honest held-out test of what is shipped).
         num_threads: ``torch.set_num_threads`` for the run.
-        out: Bundle folder written at the end.
-        log_dir: TensorBoard folder (None = no TensorBoard); checkpoints go to ``out/.checkpoint.pt``.
-        resume: Continue from the checkpoint in ``out`` if there is one.
+        out: Bundle folder written at the end (atomically: a killed run leaves the previous bundle in place).
+        log_dir: TensorBoard folder and the checkpoint's home (None = no TensorBoard; the checkpoint then lives
+            beside ``out`` as ``.<out>.checkpoint.pt``).
+        resume: Continue from the checkpoint if there is one.
         weights_half: Store the bundle's weights as float16 (half the size; loaded back as float32).
+        init: Start from another bundle's weights (transfer learning).
     """
 
     model_config = ConfigDict(extra="forbid")
     name: str
     version: str = "0.1.0"
-    task: str = "segmentation"
+    task: Task = Task.SEGMENTATION
     spatial_dims: int
     in_channels: int = Field(1, ge=1)
-    labels: dict[str, LabelSpec]
     network: NetworkRef
-    loss: LossName = LossName.DICE_CE
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     epochs: int = Field(10, ge=1)
     iterations_per_epoch: int = Field(50, ge=1)
     batch_size: int = Field(4, ge=1)
-    patch_size: list[int]
     val_every: int = Field(1, ge=1)
     early_stopping_patience: int | None = Field(None, ge=1)
+    select_best: bool = True
     seed: int = 0
     num_threads: int = Field(2, ge=1)
+    out: Path
+    log_dir: Path | None = None
+    resume: bool = False
+    weights_half: bool = False
+    init: InitConfig | None = None
+    card: CardConfig = Field(default_factory=CardConfig)
+
+    _dims = field_validator("spatial_dims")(check_spatial_dims)
+
+    def resolved(self) -> dict[str, Any]:
+        """The full config as a JSON-ready dict (saved with the run and into the bundle)."""
+        return self.model_dump(mode="json")
+
+
+class TrainConfig(LoopConfig):
+    """A segmentation or detection run (patches from a registered data source); unknown keys are errors.
+
+    Attributes:
+        patch_size: Training patch size in voxels (one value per spatial axis).
+        labels: Label map keyed '0'..'K-1' (background first).
+        detection: Task ``detection``: anchors, thresholds, matcher, sampler, how boxes come from label patches.
+    """
+
+    labels: dict[str, LabelSpec]
+    loss: LossName = LossName.DICE_CE
+    patch_size: list[int]
     data: DataConfig
     preprocessing: list[dict[str, Any]] = Field(default_factory=list)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
     postprocessing: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)
     instances: dict[str, Any] = Field(default_factory=dict)
-    detection: DetectionSpec | None = None  # task "detection": anchors, thresholds, matcher, sampler
-    out: Path
-    log_dir: Path | None = None
-    resume: bool = False
-    weights_half: bool = False
-    card: CardConfig = Field(default_factory=CardConfig)
-
-    _dims = field_validator("spatial_dims")(check_spatial_dims)
-    _task = field_validator("task")(check_task)
+    detection: DetectionSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":
@@ -153,17 +205,13 @@ class TrainConfig(BaseModel):
         check_label_keys(self.labels)
         if self.inference.patch_size is not None and len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size must have {self.spatial_dims} values, got {self.inference.patch_size}")
-        check_detection(self.task, self.detection, self.spatial_dims, self.network)
+        check_task_sections(self, self.task, self.spatial_dims, self.network)
         return self
 
     @property
     def inference_patch_size(self) -> list[int]:
         """The sliding-window patch size (voxels): ``inference.patch_size`` or the training patch."""
         return list(self.inference.patch_size or self.patch_size)
-
-    def resolved(self) -> dict[str, Any]:
-        """The full config as a JSON-ready dict (saved with the run and into the bundle)."""
-        return self.model_dump(mode="json")
 
 
 def format_validation_error(exc: ValidationError) -> str:
@@ -219,21 +267,48 @@ def config_data(source: str | Path | dict[str, Any] | BaseModel) -> tuple[dict[s
     return read_config_file(path), path
 
 
-def load_config(source: str | Path | dict[str, Any] | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Load and validate a training config.
+def config_task(source: str | Path | dict[str, Any] | BaseModel) -> Task:
+    """The :class:`Task` a training config names (``segmentation`` when it names none), without validating the rest.
+
+    Raises:
+        ConfigError: Unreadable file, or an unknown task name.
+    """
+    if isinstance(source, BaseModel):
+        return Task.parse(getattr(source, "task", Task.SEGMENTATION))
+    data = source if isinstance(source, dict) else read_config_file(Path(source))
+    return Task.parse(data.get("task", Task.SEGMENTATION))
+
+
+def validate_config(model: type[LoopConfig], source: str | Path | dict[str, Any] | BaseModel,
+                    overrides: dict[str, Any] | None = None) -> LoopConfig:
+    """Load and validate a training config with the config model of its task.
 
     Args:
-        source: A YAML (``.yaml``/``.yml``) or JSON file, a dict, or a :class:`TrainConfig`.
-        overrides: Values replacing config entries, keys dotted for nesting
-            (``{"epochs": 1, "data.params.margin": 8}``).
+        model: The task's config model (:class:`TrainConfig`, the classification config, ...).
+        source: A YAML (``.yaml``/``.yml``) or JSON file, a dict, or a validated config.
+        overrides: Values replacing config entries, keys dotted for nesting (``{"epochs": 1, "data.params.margin": 8}``).
 
     Raises:
         ConfigError: Unreadable file, not a mapping, or invalid fields (each named).
     """
+    if isinstance(source, model) and not overrides:
+        return source
     data, path = config_data(source)
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     try:
-        return TrainConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid training config: {format_validation_error(exc)}", path) from None
+
+
+def load_config(source: str | Path | dict[str, Any] | TrainConfig, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load and validate a segmentation or detection training config (:class:`TrainConfig`).
+
+    Raises:
+        ConfigError: Unreadable file, not a mapping, or invalid fields (each named).
+    """
+    cfg = validate_config(TrainConfig, source, overrides)
+    if not isinstance(cfg, TrainConfig):  # pragma: no cover - validate_config returns the model asked for
+        raise ConfigError(f"expected a segmentation/detection config, got {type(cfg).__name__}")
+    return cfg

@@ -75,7 +75,7 @@ def synthetic_classification_config(data_root: str | Path, out: str | Path, **ex
         "augment": {"flip": False, "rotate90": False, "zoom": [1.0, 1.0], "contrast_gamma": [0.8, 1.25], "noise_std": 0.02},
         "optimizer": {"lr": 0.003},
         "epochs": 6,
-        "steps_per_epoch": 10,
+        "iterations_per_epoch": 10,
         "batch_size": 16,
         "num_threads": 2,
         "out": str(out),

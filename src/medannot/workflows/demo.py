@@ -47,22 +47,24 @@ def prepare_inputs(out: Path) -> tuple[Path, Path]:
 
 def run_demo(out: Path) -> None:
     """Run the whole demo into ``out`` (created if missing)."""
-    from medannot.annotate import ClassicalAnnotator, ModelAnnotator, annotate_inputs
     from medannot.evaluation import evaluate_paths
     from medannot.reporting import print_annotation_summary
+    from medannot.tasks import PredictOptions, load_predictor
+    from medannot.tasks.segmentation import ClassicalSegmenter
+    from medannot.workflows.annotate import annotate_inputs
 
     console = Console(highlight=False)
     out = Path(out)
     console.print(f"[bold]medannot demo[/bold] -> {out}")
     inputs, truth = prepare_inputs(out)
     console.print("annotating the nuclei image (right half, held out from training) with model 'nuclei' ...")
-    nuclei = ModelAnnotator("nuclei")
+    nuclei = load_predictor("nuclei")
     results = annotate_inputs(inputs / "nuclei", nuclei, out / "annotations" / "nuclei")
     console.print("annotating the MNI152 T1 brain with model 'brain-mri' ...")
-    brain = ModelAnnotator("brain-mri", progress=True)
+    brain = load_predictor("brain-mri", PredictOptions(progress=True))
     results += annotate_inputs(inputs / "brain", brain, out / "annotations" / "brain")
     console.print("annotating the nuclei image with the training-free Otsu baseline ...")
-    baseline = annotate_inputs(inputs / "nuclei", ClassicalAnnotator("otsu"), out / "annotations" / "nuclei-otsu")
+    baseline = annotate_inputs(inputs / "nuclei", ClassicalSegmenter("otsu"), out / "annotations" / "nuclei-otsu")
     print_annotation_summary(results + baseline)
     failed = [r for r in results + baseline if not r.ok]
     if failed:

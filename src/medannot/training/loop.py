@@ -1,0 +1,330 @@
+"""The one training loop: ``run_training(config, hooks) -> bundle folder`` for every task.
+
+The loop owns what every task needs the same way: seeding, AdamW with the config's learning-rate schedule (a pure
+function of the step, so a resumed run continues on the same curve), the progress bar, validation every
+``val_every`` epochs through the real inference path (the task's hook runs its predictor on an in-memory bundle),
+early stopping with the best weights kept, TensorBoard scalars, a checkpoint after every epoch (model,
+optimiser, epoch, best weights, RNG states) so ``resume: true`` continues an interrupted run, transfer learning
+(``init``: start from another bundle's weights, freeze and unfreeze them), and the end: the bundle is saved into a
+staging folder, loaded back from disk exactly as ``medannot annotate`` loads it, measured on the held-out cases
+by the task's hook, and only then renamed into place (:func:`medannot.io.atomic.atomic_folder`), so a killed run
+leaves the previous bundle untouched and the card's numbers describe exactly what is shipped.
+
+A task plugs in through :class:`TrainingHooks`: its network, its loss on one batch, its validation, how a
+bundle is described, how the shipped bundle is measured and how its card reads.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from medannot.errors import ConfigError, ModelError
+from medannot.io.atomic import atomic_folder, atomic_write_bytes, atomic_write_text
+from medannot.models.bundle import Bundle
+from medannot.training.callbacks import EarlyStopping, TensorBoardLogger
+from medannot.training.config import FreezeMode, InitConfig, LoopConfig, lr_at
+
+__all__ = ["Shipped", "TrainingHooks", "Validation", "checkpoint_path", "load_parent_weights", "run_training"]
+
+
+@dataclass
+class Validation:
+    """One validation of the network being trained.
+
+    Attributes:
+        score: Higher is better (early stopping and the choice of the best weights use it).
+        metrics: Everything measured (stored in the bundle's ``metrics`` for the selected epoch).
+        scalars: TensorBoard scalars (``val/<name>``).
+        line: One line for the console after the epoch.
+    """
+
+    score: float
+    metrics: dict[str, Any]
+    scalars: dict[str, float] = field(default_factory=dict)
+    line: str = ""
+
+
+@dataclass
+class Shipped:
+    """What the task measured on the shipped bundle (loaded back from disk).
+
+    Attributes:
+        metrics: The bundle's held-out ``metrics``.
+        spec_updates: Fields of ``bundle.json`` set from that measurement (e.g. a classifier's calibration).
+        card_notes: Markdown appended to the model card (how the numbers were measured).
+    """
+
+    metrics: dict[str, Any]
+    spec_updates: dict[str, Any] = field(default_factory=dict)
+    card_notes: str = ""
+
+
+class TrainingHooks(Protocol):
+    """What a task plugs into :func:`run_training`.
+
+    Attributes:
+        network: The network being trained (its ``state_dict`` is what the bundle stores).
+    """
+
+    network: torch.nn.Module
+
+    def train_mode(self) -> None:
+        """Put the modules that train in training mode (called before each epoch and after each validation)."""
+
+    def loss(self, rng: np.random.Generator) -> torch.Tensor:
+        """Draw one batch with ``rng`` and return its scalar loss (with a graph to the network's weights)."""
+
+    def validate(self) -> Validation | None:
+        """Validate the current weights through the real inference path; None when there are no validation cases."""
+
+    def bundle(self, state_dict: dict[str, torch.Tensor], metrics: dict[str, Any], training: dict[str, Any]) -> Bundle:
+        """An in-memory bundle of these weights, metrics and training record."""
+
+    def measure_shipped(self, bundle: Bundle, selected: dict[str, Any]) -> Shipped:
+        """Held-out metrics of the bundle as loaded back from disk (``selected``: the metrics seen during training)."""
+
+    def card(self, metrics: dict[str, Any], run: dict[str, Any]) -> str:
+        """The model card (Markdown) for the finished run."""
+
+    def data_record(self) -> dict[str, Any]:
+        """What the run trained and validated on (names, counts), kept in the bundle's ``training.run``."""
+
+
+def checkpoint_path(config: LoopConfig) -> Path:
+    """Where the per-epoch checkpoint lives: ``log_dir/checkpoint.pt``, else a hidden file beside ``out``."""
+    if config.log_dir is not None:
+        return Path(config.log_dir) / "checkpoint.pt"
+    out = Path(config.out)
+    return out.parent / f".{out.name}.checkpoint.pt"
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python's, PyTorch's and a new NumPy generator (returned) from ``seed``."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def state_copy(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of ``model``'s weights."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dict[str, Any], set[str]]:
+    """Copy the weights of ``init.bundle`` that fit ``network`` (same name and shape) and freeze as asked.
+
+    Args:
+        network: The fresh network of the new run.
+        init: Parent bundle and freezing rule.
+
+    Returns:
+        ``(record, copied)``: the parent record for the card and ``bundle.json`` (``bundle`` (name), ``version``,
+        ``sha256``, ``path``, ``copied`` and ``new`` (tensor counts), ``new_tensors`` (names of the tensors that did
+        not fit, up to 20), ``frozen`` (parameter count), ``freeze``, ``unfreeze_epoch``) and the names of the
+        tensors copied.
+
+    Raises:
+        ModelError: Unknown or corrupt parent bundle, or a parent none of whose tensors fit the network.
+    """
+    parent = Bundle.load(init.bundle)
+    state = parent.read_weights()
+    own = network.state_dict()
+    fits = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not fits:
+        raise ModelError(f"no weight of the parent bundle {parent.name!r} fits this network ({parent.spec.network.name} vs the config's); "
+                         "start from a bundle with the same network", parent.path)
+    network.load_state_dict(fits, strict=False)
+    new = sorted(set(own) - set(fits))
+    frozen = set_frozen(network, init, set(fits), frozen=True)
+    record = {"bundle": parent.name, "version": parent.version, "sha256": parent.spec.sha256 or "",
+              "path": str(parent.path) if parent.path else "", "copied": len(fits), "new": len(new), "new_tensors": new[:20],
+              "frozen": frozen, "freeze": init.freeze if isinstance(init.freeze, list) else str(init.freeze),
+              "unfreeze_epoch": init.unfreeze_epoch}
+    return record, set(fits)
+
+
+def set_frozen(network: torch.nn.Module, init: InitConfig, loaded: set[str], frozen: bool) -> int:
+    """Freeze (or release) the parameters ``init.freeze`` names; returns how many parameters (numbers) that touches.
+
+    Raises:
+        ConfigError: A list of prefixes that matches no parameter.
+    """
+    names = [n for n, _ in network.named_parameters()]
+    if isinstance(init.freeze, list):
+        chosen = [n for n in names if any(n.startswith(p) for p in init.freeze)]
+        if not chosen:
+            raise ConfigError(f"init.freeze prefixes {init.freeze} match no parameter; parameter names start like {names[:5]}")
+    elif init.freeze is FreezeMode.LOADED:
+        chosen = [n for n in names if n in loaded]
+    else:
+        chosen = []
+    params = dict(network.named_parameters())
+    for n in chosen:
+        params[n].requires_grad_(not frozen)
+    return int(sum(params[n].numel() for n in chosen))
+
+
+def _write_config(cfg: LoopConfig) -> None:
+    if cfg.log_dir is not None:
+        atomic_write_text(Path(cfg.log_dir) / "config.json", json.dumps(cfg.resolved(), indent=2) + "\n")
+
+
+def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHooks], config_path: str | Path | None = None,
+                 progress: bool | None = None) -> Path:
+    """Train the network of the task's hooks as ``cfg`` says and write the bundle folder ``cfg.out``.
+
+    Args:
+        cfg: The validated config (its task's config model).
+        build_hooks: Makes the task's training hooks for ``cfg``; called after seeding, so the network's
+            initial weights and the data source's draws follow ``cfg.seed``.
+        config_path: The config file (named in the model card's re-training command).
+        progress: Show progress bars (None = only on a terminal).
+
+    Returns:
+        The bundle folder.
+
+    Raises:
+        ConfigError: Bad transfer-learning settings. ModelError: a parent bundle that does not fit.
+        OutputError: The bundle cannot be written (the previous one is left in place).
+    """
+    torch.set_num_threads(cfg.num_threads)
+    rng = seed_everything(cfg.seed)
+    hooks = build_hooks(cfg)
+    model = hooks.network
+    parent, copied = load_parent_weights(model, cfg.init) if cfg.init is not None else (None, set())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
+    stopper = EarlyStopping(cfg.early_stopping_patience)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_metrics: dict[str, Any] = {}
+    last_metrics: dict[str, Any] = {}
+    start_epoch, seconds = 0, 0.0
+    history: list[float] = []  # mean training loss per epoch
+    ckpt = checkpoint_path(cfg)
+    if cfg.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"]) + 1
+        best_state, best_metrics = state["best_state"], state["best_metrics"]
+        last_metrics = state.get("last_metrics", {})
+        stopper.load_state_dict(state["stopper"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        if "python_rng" in state:
+            random.setstate(state["python_rng"])
+        seconds = float(state.get("seconds", 0.0))
+        history = list(state.get("train_loss", []))
+    _write_config(cfg)
+    logger = TensorBoardLogger(cfg.log_dir)
+    steps = cfg.epochs * cfg.iterations_per_epoch
+    epoch = start_epoch - 1
+    if stopper.should_stop:  # a resumed run that had already stopped early: only write the bundle
+        start_epoch = cfg.epochs
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            if cfg.init is not None:
+                released = cfg.init.unfreeze_epoch is not None and epoch + 1 >= cfg.init.unfreeze_epoch
+                set_frozen(model, cfg.init, copied, frozen=not released)
+            hooks.train_mode()
+            losses: list[float] = []
+            lr = cfg.optimizer.lr
+            bar = tqdm(range(cfg.iterations_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=None if progress is None else not progress, leave=False)
+            for it in bar:
+                lr = lr_at(cfg.optimizer, epoch * cfg.iterations_per_epoch + it, steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                optimizer.zero_grad(set_to_none=True)
+                loss = hooks.loss(rng)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            bar.close()
+            step = (epoch + 1) * cfg.iterations_per_epoch
+            mean_loss = float(np.mean(losses))
+            history.append(round(mean_loss, 5))
+            logger.scalar("train/loss", mean_loss, step)
+            logger.scalar("train/lr", lr, step)
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+                found = hooks.validate()
+                hooks.train_mode()
+                if found is not None:
+                    for name, value in found.scalars.items():
+                        logger.scalar(f"val/{name}", value, step)
+                    last_metrics = dict(found.metrics, epoch=epoch + 1)
+                    if stopper.update(found.score, epoch) and cfg.select_best:
+                        best_state, best_metrics = state_copy(model), dict(last_metrics)
+                    if progress is not False:
+                        tqdm.write(f"epoch {epoch + 1}: loss {mean_loss:.4f}  {found.line}")
+            seconds += time.perf_counter() - t0
+            _save_checkpoint(ckpt, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                "best_state": best_state, "best_metrics": best_metrics, "last_metrics": last_metrics,
+                "stopper": stopper.state_dict(), "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(), "seconds": seconds, "train_loss": history,
+            })
+            if stopper.should_stop:
+                break
+    finally:
+        logger.close()
+    selected = best_state is not None
+    final_state = best_state if best_state is not None else state_copy(model)
+    run: dict[str, Any] = {
+        "best_epoch": stopper.best_epoch + 1 if selected else epoch + 1,
+        "epochs_run": epoch + 1,
+        "seconds": round(seconds, 1),
+        "selection": "best validation score" if selected else "last epoch",
+        "train_loss": history,
+    }
+    run.update(hooks.data_record())
+    if config_path is not None:
+        run["config_path"] = Path(config_path).as_posix()
+    if parent is not None:
+        run["parent"] = parent
+    return _ship(cfg, hooks, final_state, best_metrics if selected else last_metrics, run)
+
+
+def _ship(cfg: LoopConfig, hooks: TrainingHooks, state: dict[str, torch.Tensor], selected: dict[str, Any], run: dict[str, Any]) -> Path:
+    """Save, load back, measure, and rename the bundle into place (see the module docstring)."""
+    training = dict(cfg.resolved(), run=run)
+    with atomic_folder(Path(cfg.out), "bundle folder") as staging:
+        hooks.bundle(state, selected, training).save(staging, half=cfg.weights_half)
+        shipped = Bundle.load(staging)
+        measured = hooks.measure_shipped(shipped, selected)
+        shipped.spec = shipped.spec.model_copy(update={"metrics": measured.metrics, **measured.spec_updates})
+        card = hooks.card(measured.metrics, run) + measured.card_notes + parent_card_section(run.get("parent"))
+        shipped.save(staging, card=card, half=cfg.weights_half)
+    return Path(cfg.out)
+
+
+def parent_card_section(parent: dict[str, Any] | None) -> str:
+    """The model card's transfer-learning section (empty without a parent)."""
+    if not parent:
+        return ""
+    freeze = parent.get("freeze")
+    until = f", released from epoch {parent['unfreeze_epoch']}" if parent.get("unfreeze_epoch") else ""
+    return (
+        "\n## Transfer learning\n\n"
+        f"Started from bundle `{parent['bundle']}` {parent['version']} (weights sha256 `{parent['sha256']}`): "
+        f"{parent['copied']} tensors copied, {parent['new']} newly initialised"
+        + (f" ({', '.join(parent['new_tensors'][:6])}{', ...' if parent['new'] > 6 else ''})" if parent["new"] else "")
+        + f"; frozen: {freeze} ({parent['frozen']} parameters{until}).\n"
+    )

@@ -1,0 +1,142 @@
+"""Annotate inputs in a batch: discover, load, predict, write; one bad input never stops the rest.
+
+The predictor is any :class:`~medannot.tasks.CasePredictor`: a trained bundle of any task
+(:func:`medannot.tasks.load_predictor`) or a classical method (:class:`~medannot.tasks.segmentation.ClassicalSegmenter`).
+Each case folder is written by the predictor's own case writer, atomically; batch-level files (e.g. a classifier's
+``classifications.csv``) come after the last case.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from medannot.annotations.dicom_outputs import dicom_writers, parse_formats
+from medannot.annotations.results import SegmentationResult
+from medannot.annotations.schema import Annotation
+from medannot.errors import ConfigError, InputError, MedannotError
+from medannot.io import discover_inputs
+from medannot.tasks import CasePredictor, get_task
+
+__all__ = ["CaseResult", "annotate_inputs"]
+
+
+@dataclass
+class CaseResult:
+    """Outcome of one input in a batch.
+
+    Attributes:
+        name: Case name (the output folder's name).
+        ok: Whether the case was annotated and written.
+        reason: The one-line reason of a failure.
+        folder: The case folder (None when nothing is kept locally).
+        annotation: What ``annotation.json`` holds.
+        seconds: Time spent on the case.
+        stored: SOPInstanceUIDs stored back to a PACS (DICOM SEG).
+    """
+
+    name: str
+    ok: bool
+    reason: str = ""
+    folder: Path | None = None
+    annotation: Annotation | None = None
+    seconds: float = 0.0
+    stored: list[str] = field(default_factory=list)
+
+
+def annotate_inputs(
+    input_path: str | Path,
+    predictor: CasePredictor,
+    out_dir: str | Path | None,
+    on_case: Callable[[CaseResult], None] | None = None,
+    pacs_settings: Any = None,
+    formats: Sequence[str] = ("nifti",),
+    on_batch_files: Callable[[list[Path]], None] | None = None,
+) -> list[CaseResult]:
+    """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
+
+    A DICOMweb address (``dicomweb+http://HOST/ROOT/studies/UID``) is annotated series by series, and
+    each series' label map is stored back to the same study on the PACS as a DICOM SEG (STOW-RS).
+
+    Args:
+        input_path: A file, a DICOM series folder, a folder of files, a dataset folder, or a DICOMweb address (str).
+        predictor: A bundle's or a classical method's predictor.
+        out_dir: Output root; None keeps nothing locally (for PACS inputs, whose result goes back to the PACS).
+        on_case: Called after each case (for progress display).
+        pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries) for DICOMweb addresses.
+        formats: Label formats of each case folder: ``nifti`` (always), ``dicom-seg`` (``seg.dcm``),
+            ``rtstruct`` (``rtstruct.dcm``); the DICOM ones only for DICOM inputs and label-map tasks (other inputs
+            fail with a one-line reason).
+        on_batch_files: Called with the batch-level files written after the last case (e.g. ``classifications.csv``).
+
+    Returns:
+        One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
+
+    Raises:
+        InputError: If ``input_path`` does not exist or holds no readable input at all.
+        ConfigError: DICOM output formats asked of a task without label maps (before anything is read).
+    """
+    dicom_formats = [f for f in parse_formats(formats) if f.needs_dicom]
+    if dicom_formats and not get_task(predictor.task).writes_label_maps:
+        wanted = ", ".join(f.value for f in dicom_formats)
+        raise ConfigError(f"--format {wanted} needs a label map; a {predictor.task.value} model gives none (run without that --format)")
+    items = discover_inputs(input_path, pacs_settings)
+    if not items:
+        raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
+    results: list[CaseResult] = []
+    for item in items:
+        start = time.perf_counter()
+        try:
+            result = _annotate_one(item, predictor, out_dir, dicom_formats)
+        except MedannotError as exc:
+            result = CaseResult(item.name, False, reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch
+            result = CaseResult(item.name, False, reason=f"{item.name}: {type(exc).__name__}: {exc}".splitlines()[0])
+        result.seconds = time.perf_counter() - start
+        results.append(result)
+        if on_case is not None:
+            on_case(result)
+    if out_dir is not None:
+        files = predictor.finish(Path(out_dir), [(r.name, r.annotation) for r in results if r.ok and r.annotation is not None])
+        if on_batch_files is not None and files:
+            on_batch_files(files)
+    return results
+
+
+def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | None, dicom_formats: list[Any]) -> CaseResult:
+    """Load, predict and write one discovered input (DICOM SEG stored back for PACS inputs)."""
+    if dicom_formats and item.source not in ("dicom-series", "dicomweb"):
+        wanted = ", ".join(f.value for f in dicom_formats)
+        raise InputError(f"--format {wanted} needs a DICOM series input; this input is a {item.source} (NIfTI, picture or "
+                         "dataset case): its labels go to labels.nii.gz only, run without that --format", item.paths[0])
+    case = item.load()
+    image = case.image
+    result = predictor.predict(image)
+    where = case.meta["sources"][0] if not item.paths else item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
+    info: dict[str, Any] = {"path": str(where), "source": item.source}
+    info.update({k: str(v) for k, v in case.identifiers.items()})
+    provenance = predictor.provenance(info)
+    labels = result.labels if isinstance(result, SegmentationResult) else None
+    extra = []
+    if dicom_formats and labels is not None:
+        from medannot.annotations.dicom_grid import load_source_datasets
+
+        sources = case.meta.get("dicom_headers") or load_source_datasets(list(item.paths), item.series_uid)
+        extra = dicom_writers(dicom_formats, labels, sources, result.label_map, provenance)
+    root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="medannot-annotate-"))
+    try:
+        annotation = predictor.write_case(root, item.name, image, result, provenance, extra)
+    finally:
+        if out_dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+    done = CaseResult(item.name, True, folder=None if out_dir is None else root / item.name, annotation=annotation)
+    if item.source == "dicomweb" and labels is not None:
+        from medannot.annotations.pacs_store import store_segmentation
+
+        done.stored = store_segmentation(item.meta["dicomweb"], labels, case.meta["dicom_headers"], result.label_map,
+                                         provenance, item.meta.get("pacs_settings"))
+    return done
