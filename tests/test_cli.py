@@ -100,7 +100,7 @@ def test_evaluate_files_writes_csv_json_html(tmp_path):
         (tmp_path / name).mkdir()
         PILImage.fromarray(arr).save(tmp_path / name / "case1.png")
     out = tmp_path / "eval"
-    result = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--out", str(out), "--format", "json"])
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--out", str(out), "--print", "json"])
     assert result.exit_code == 0, result.output
     header = (out / "metrics.csv").read_text().splitlines()[0]
     assert header.startswith("case,label,dice,iou,precision,recall,hd95,hd95_pooled,assd")
@@ -137,7 +137,7 @@ def test_agree_three_readers_writes_consensus(tmp_path):
         nib.save(nib.Nifti1Image(arr[:, :, None], np.diag([0.5, 0.5, 1.0, 1.0])), path)
         paths.append(str(path))
     out = tmp_path / "agree"
-    result = runner.invoke(app, ["agree", *paths, "--out", str(out), "--labels", '{"1": "nucleus"}', "--format", "json"])
+    result = runner.invoke(app, ["agree", *paths, "--out", str(out), "--labels", '{"1": "nucleus"}', "--print", "json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["readers"] == ["r1", "r2", "r3"] and len(data["pairs"]) == 3

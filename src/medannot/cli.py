@@ -187,7 +187,7 @@ def evaluate(
     match_threshold: float = typer.Option(0.5, "--match-threshold", help="Lesions match when the --match value is above this (0 to <1)."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with a 'case' column and columns to break results down by."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
-    output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines; only JSON on stdout)."),
+    print_format: str = typer.Option("table", "--print", help="What to print: table (for people) or json (for machines; only JSON on stdout)."),
 ) -> None:
     """Compare predicted labels with ground truth: Dice, IoU, HD95, ASSD, surface Dice (and lesions); CSV, JSON and HTML report.
 
@@ -195,47 +195,28 @@ def evaluate(
     precision/recall, ROC AUC and calibration in classification.json / classification.html instead.
     """
     from medannot.evaluation import evaluate_paths
-    from medannot.reporting import print_evaluation_summary
+    from medannot.evaluation.results import TaskEvaluation
+    from medannot.reporting import PrintFormat, print_evaluation
 
-    if output_format not in {"table", "json"}:
-        fail(f"--format must be 'table' or 'json', got {output_format!r}")
+    fmt = PrintFormat.parse(print_format)  # a typo lists the valid names before anything runs
+    result: TaskEvaluation
     if boxes:
-        from medannot.evaluation.boxes_eval import evaluate_boxes, print_box_summary
+        from medannot.evaluation.boxes_eval import evaluate_boxes
 
-        box_result = evaluate_boxes(pred, truth, out)
-        if output_format == "json":
-            typer.echo(json.dumps(box_result, indent=2))
-        else:
-            print_box_summary(box_result)
-        return
-    from medannot.evaluation.classification_run import evaluate_classifications, is_classification_truth
-
-    if is_classification_truth(pred, truth):  # a classifier's classifications.csv against a CSV of true classes
-        cls_result = evaluate_classifications(pred, truth, out)
-        if output_format == "json":
-            from medannot.evaluation.report import json_safe
-
-            typer.echo(json.dumps(json_safe(cls_result), indent=2, allow_nan=False))
-        else:
-            m = cls_result["metrics"]
-            typer.echo(f"{cls_result['n']} cases: accuracy {m['accuracy']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
-                       f"macro F1 {m['macro_f1']:.3f}, ECE {m['ece']:.3f}")
-            if cls_result["missing_predictions"]:
-                typer.echo(f"no prediction (not scored): {', '.join(cls_result['missing_predictions'][:10])}")
-            typer.echo(f"report: {cls_result['paths']['html']}")
-        return
-    if match not in {"iou", "overlap"}:
-        fail(f"--match must be 'iou' or 'overlap', got {match!r}")
-    result = evaluate_paths(
-        pred, truth, out, labels=parse_label_names(labels), resample=resample, tolerance_mm=tolerance, max_workers=workers,
-        lesions=lesions, match=match, match_threshold=match_threshold, manifest=manifest,
-    )
-    if output_format == "json":
-        from medannot.evaluation.report import json_safe
-
-        typer.echo(json.dumps(json_safe(result.to_dict()), indent=2, allow_nan=False))
+        result = evaluate_boxes(pred, truth, out)
     else:
-        print_evaluation_summary(result, out)
+        from medannot.evaluation.classification_run import evaluate_classifications, is_classification_truth
+
+        if is_classification_truth(pred, truth):  # a classifier's classifications.csv against a CSV of true classes
+            result = evaluate_classifications(pred, truth, out)
+        else:
+            if match not in {"iou", "overlap"}:
+                fail(f"--match must be 'iou' or 'overlap', got {match!r}")
+            result = evaluate_paths(
+                pred, truth, out, labels=parse_label_names(labels), resample=resample, tolerance_mm=tolerance, max_workers=workers,
+                lesions=lesions, match=match, match_threshold=match_threshold, manifest=manifest,
+            )
+    print_evaluation(result, out, fmt)
 
 
 @app.command()
@@ -246,19 +227,15 @@ def agree(
     labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "liver"}\'.'),
     consensus: str = typer.Option("staple", "--consensus", help="staple, majority or none: which consensus mask to write."),
     tie: str = typer.Option("background", "--tie", help="Majority-vote tie rule: background, lowest or random-seeded."),
-    output_format: str = typer.Option("table", "--format", help="table (for people) or json (for machines)."),
+    print_format: str = typer.Option("table", "--print", help="What to print: table (for people) or json (for machines; only JSON on stdout)."),
 ) -> None:
     """Agreement between readers: pairwise Dice/HD95/ASSD, Fleiss' kappa on voxels, STAPLE or majority-vote consensus."""
     from medannot.evaluation.agreement_run import run_agreement
-    from medannot.reporting import print_agreement
+    from medannot.reporting import PrintFormat, print_evaluation
 
-    if output_format not in {"table", "json"}:
-        fail(f"--format must be 'table' or 'json', got {output_format!r}")
+    fmt = PrintFormat.parse(print_format)  # a typo lists the valid names before anything runs
     result = run_agreement(readers, out, labels=parse_label_names(labels), consensus=consensus, tie=tie)
-    if output_format == "json":
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        print_agreement(result, out)
+    print_evaluation(result, out, fmt)
 
 
 @app.command()

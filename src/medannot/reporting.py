@@ -1,12 +1,40 @@
-"""Terminal tables for people (rich). Machines read the JSON/CSV files instead."""
+"""Terminal tables for people (rich). Machines read the JSON/CSV files, or ``--print json``, instead."""
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from rich.console import Console
 from rich.table import Table
+
+from medannot.errors import InputError
+
+if TYPE_CHECKING:
+    from medannot.evaluation.agreement_run import AgreementResult
+    from medannot.evaluation.boxes_eval import BoxEvaluation
+    from medannot.evaluation.results import EvaluationResult, TaskEvaluation
+
+
+class PrintFormat(enum.StrEnum):
+    """What ``medannot evaluate`` / ``agree`` print on stdout (``--print``); the files they write are the same."""
+
+    TABLE = "table"
+    JSON = "json"
+
+    @classmethod
+    def parse(cls, text: str) -> PrintFormat:
+        """The format named by ``text`` (any case).
+
+        Raises:
+            InputError: An unknown name; the message lists the valid ones.
+        """
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            valid = ", ".join(f.value for f in cls)
+            raise InputError(f"--print must be one of: {valid} (table for people, json for machines); got {text!r}") from None
 
 
 def _console() -> Console:
@@ -81,9 +109,39 @@ def print_models(bundles: Iterable[Any]) -> None:
     _console().print(table)
 
 
-def print_evaluation_summary(result: Any, out_dir: Path) -> None:
+def print_evaluation(result: TaskEvaluation, out_dir: Path, fmt: str = PrintFormat.TABLE) -> None:
+    """Print any task's evaluation: ``json`` = strict JSON and nothing else on stdout, ``table`` = tables for people.
+
+    Raises:
+        InputError: An unknown ``fmt`` (before anything is printed).
+    """
+    import typer
+
+    from medannot.evaluation.agreement_run import AgreementResult
+    from medannot.evaluation.boxes_eval import BoxEvaluation
+    from medannot.evaluation.classification_run import ClassificationEvaluation
+    from medannot.evaluation.results import EvaluationResult
+
+    if PrintFormat.parse(fmt) is PrintFormat.JSON:
+        typer.echo(result.to_json())
+    elif isinstance(result, EvaluationResult):
+        print_evaluation_summary(result, out_dir)
+    elif isinstance(result, BoxEvaluation):
+        print_box_summary(result)
+    elif isinstance(result, AgreementResult):
+        print_agreement(result, out_dir)
+    else:
+        console = _console()
+        console.print(result.summary_line())
+        if isinstance(result, ClassificationEvaluation):
+            if result.missing_predictions:
+                console.print(f"no prediction (not scored): {', '.join(result.missing_predictions[:10])}")
+            console.print(f"report: {result.paths['html']}")
+
+
+def print_evaluation_summary(result: EvaluationResult, out_dir: Path) -> None:
     """Per label: cases, Dice (mean ± sd), HD95, ASSD, surface Dice, empty cases (and lesion F1); then where the report is."""
-    lesions = bool(result.summary.get("lesions"))
+    lesions = bool(result.summary.lesions)
     table = Table(title="medannot evaluate", show_lines=False)
     cols = ["label", "n", "Dice", "HD95 mm", "ASSD mm", "surf. Dice", "empty"]
     if lesions:
@@ -95,21 +153,20 @@ def print_evaluation_summary(result: Any, out_dir: Path) -> None:
     console = _console()
     console.print(table)
     console.print("empty = cases missed entirely / false alarms / absent in both (all included in the means)")
-    for key, text in (("missing_predictions", "no prediction (scored as empty)"), ("unmatched_predictions", "prediction without a reference (not scored)")):
-        names = result.summary.get(key) or []
+    for names, text in ((result.missing_predictions, "no prediction (scored as empty)"),
+                        (result.unmatched_predictions, "prediction without a reference (not scored)")):
         if names:
             console.print(f"[yellow]{len(names)} {text}[/yellow]: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")
-    froc = result.summary.get("froc") or {}
-    if froc.get("skipped"):
-        console.print(froc["skipped"])
-    for label, curve in (froc.get("curves") or {}).items():
-        if curve.get("score") is not None:
-            console.print(f"FROC score {label}: {curve['score']:.3f}")
-    paths = getattr(result, "paths", {}) or {}
-    console.print(f"report: {paths.get('html', Path(out_dir) / 'report.html')}")
+    froc = result.summary.froc
+    if froc is not None and froc.skipped:
+        console.print(froc.skipped)
+    for label, curve in ((froc.curves if froc is not None else None) or {}).items():
+        if curve.score is not None:
+            console.print(f"FROC score {label}: {curve.score:.3f}")
+    console.print(f"report: {result.paths.get('html', Path(out_dir) / 'report.html')}")
 
 
-def summary_rows(result: Any) -> list[list[str]]:
+def summary_rows(result: EvaluationResult) -> list[list[str]]:
     """Rows of the evaluation summary table, from ``result.summary`` (see :func:`medannot.evaluation.accumulate.summarise`).
 
     Columns: label, n, Dice mean ± sd, HD95, ASSD, surface Dice (means ± sd), empty counts
@@ -117,40 +174,59 @@ def summary_rows(result: Any) -> list[list[str]]:
     found/true lesions and false positives.
     """
     summary = result.summary
-    lesions = summary.get("lesions")
+    lesions = summary.lesions
     rows = []
-    for label, stats in summary["labels"].items():
+    for label, stats in summary.labels.items():
 
         def fmt(metric: str, digits: int = 3) -> str:
             m = stats.get(metric)
-            if not m:
+            if m is None:
                 return "-"
-            return f"{m['mean']:.{digits}f}" + (f" ± {m['std']:.{digits}f}" if m.get("std") is not None else "")
+            return f"{m.mean:.{digits}f}" + (f" ± {m.std:.{digits}f}" if m.std is not None else "")
 
-        e = summary.get("empty_counts", {}).get(label, {})
-        empty = f"{e.get('prediction', 0)}/{e.get('truth', 0)}/{e.get('both', 0)}"
-        row = [str(label), str(stats.get("dice", {}).get("n", "")), fmt("dice"), fmt("hd95", 1), fmt("assd", 1), fmt("surface_dice", 2), empty]
+        e = summary.empty_counts.get(label)
+        empty = "0/0/0" if e is None else f"{e.prediction}/{e.truth}/{e.both}"
+        dice = stats.get("dice")
+        row = [str(label), "" if dice is None else str(dice.n), fmt("dice"), fmt("hd95", 1), fmt("assd", 1), fmt("surface_dice", 2), empty]
         if lesions is not None:
             les = lesions.get(label)
-            if not les:
+            if les is None:
                 row += ["-", "-", "-"]
             else:
-                f1 = "-" if les.get("f1") is None else f"{les['f1']:.3f}"
-                row += [f1, f"{les['tp']}/{les['n_truth']}", str(les["fp"])]
+                f1 = "-" if les.f1 is None else f"{les.f1:.3f}"
+                row += [f1, f"{les.tp}/{les.n_truth}", str(les.fp)]
         rows.append(row)
     return rows
 
 
-def print_agreement(result: dict[str, Any], out_dir: Path) -> None:
+def print_box_summary(result: BoxEvaluation) -> None:
+    """One row per class and an overall row: AP@[.5:.95], AP@0.5, AP@0.75, AR@100, counts; then the FROC score."""
+
+    def f(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    table = Table(title="medannot evaluate --boxes")
+    for col in ("class", "true", "predicted", "AP@[.5:.95]", "AP@0.5", "AP@0.75", "AR@100"):
+        table.add_column(col, justify="left" if col == "class" else "right")
+    for name, v in result.per_class.items():
+        table.add_row(name, str(v["n_truth"]), str(v["n_detections"]), f(v["ap"]), f(v["ap50"]), f(v["ap75"]), f(v["recall"]))
+    o = result.overall
+    table.add_row("all", str(o.n_truth), str(o.n_predicted), f(o.ap), f(o.ap50), f(o.ap75), f(o.recall_at_100))
+    console = _console()
+    console.print(table)
+    console.print(f"FROC score (IoU >= {o.froc_iou}): {f(o.froc_score)}   written: {result.files['json']}, {result.files['csv']}")
+
+
+def print_agreement(result: AgreementResult, out_dir: Path) -> None:
     """Per label: reader pairs, empty pairs, mean/min Dice, mean/max HD95, worst pair; then where the files are."""
-    kappa = result["fleiss_kappa_voxels"]["kappa"]
-    table = Table(title=f"agreement of {len(result['readers'])} readers (Fleiss' kappa on voxels {kappa:.3f})")
+    kappa = result.fleiss_kappa_voxels.kappa
+    table = Table(title=f"agreement of {len(result.readers)} readers (Fleiss' kappa on voxels {kappa:.3f})")
     for col in ("label", "pairs", "empty", "mean Dice", "min Dice", "mean HD95 (mm)", "max HD95 (mm)", "worst pair"):
         table.add_column(col, justify="left" if col in {"label", "worst pair"} else "right")
-    for s in result["summary"]:
+    for s in result.summary:
         table.add_row(
-            str(s["label_name"]), str(s["n_pairs"]), str(s["n_empty"]), f"{s['mean_dice']:.3f}", f"{s['min_dice']:.3f}",
-            f"{s['mean_hd95']:.2f}", f"{s['max_hd95']:.2f}", str(s["worst_pair"]),
+            str(s.label_name), str(s.n_pairs), str(s.n_empty), f"{s.mean_dice:.3f}", f"{s.min_dice:.3f}",
+            f"{s.mean_hd95:.2f}", f"{s.max_hd95:.2f}", str(s.worst_pair),
         )
     _console().print(table)
     _console().print(f"written: {Path(out_dir)}/agreement.csv, agreement_summary.csv, agreement.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 
@@ -61,8 +62,7 @@ def test_single_case_has_undefined_std():
 def test_report_files(tmp_path):
     acc = _filled()
     settings = {"tolerance_mm": 1.0, "labels": {"1": "organ"}}
-    summary = acc.compute()
-    summary["missing_predictions"] = ["missed"]
+    summary = dataclasses.replace(acc.compute(), missing_predictions=["missed"])  # results are frozen records
     paths = write_report(tmp_path / "out", acc.rows, summary, settings)
     assert set(paths) == {"csv", "json", "html"}
 

@@ -185,7 +185,7 @@ def test_cli_evaluate_json_and_table(tmp_path):
     runner = CliRunner()
     args = ["evaluate", str(tmp_path / "p"), str(tmp_path / "t"), "-o", str(tmp_path / "ev"), "--lesions", "--match", "iou",
             "--match-threshold", "0.5", "--tolerance", "2", "--manifest", str(tmp_path / "m.csv"), "--labels", '{"1": "lesion"}']
-    result = runner.invoke(app, [*args, "--format", "json"])
+    result = runner.invoke(app, [*args, "--print", "json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)  # nothing but JSON on stdout
     assert doc["settings"]["tolerance_mm"] == 2.0 and doc["rows"][0]["lesion_f1"] == 0.5
@@ -195,3 +195,6 @@ def test_cli_evaluate_json_and_table(tmp_path):
     assert "lesion" in table.stdout and "0.500" in table.stdout and "report.html" in table.stdout
     bad = runner.invoke(app, [*args[:6], "--match", "centre"])
     assert bad.exit_code == 2 and "--match" in bad.output
+    typo = runner.invoke(app, [*args[:4], str(tmp_path / "ev2"), *args[5:], "--print", "xml"])  # --format is annotate's file formats
+    assert typo.exit_code == 2 and "--print must be one of: table, json" in typo.output and "'xml'" in typo.output
+    assert not (tmp_path / "ev2").exists() and "--format" not in runner.invoke(app, ["evaluate", "--help"]).output

@@ -23,9 +23,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from medannot.errors import InputError
-from medannot.evaluation.metrics import segmentation_metrics
+from medannot.evaluation.metrics import Empty, segmentation_metrics
+from medannot.evaluation.record import Record
 
 __all__ = [
+    "AgreementPair",
+    "AgreementLabelSummary",
     "Kappa",
     "Tie",
     "agreement_summary",
@@ -37,6 +40,41 @@ __all__ = [
 
 
 AGREEMENT_FIELDS = ("reader_a", "reader_b", "label", "label_name", "dice", "iou", "hd95", "hd95_pooled", "assd", "surface_dice", "empty")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class AgreementPair(Record):
+    """Agreement of two readers on one label (see :func:`pairwise_agreement`; ratios 0..1, distances in mm)."""
+
+    reader_a: str
+    reader_b: str
+    label: int
+    label_name: str
+    dice: float
+    iou: float
+    hd95: float
+    hd95_pooled: float
+    assd: float
+    surface_dice: float
+    empty: Empty
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class AgreementLabelSummary(Record):
+    """Agreement over all reader pairs of one label (see :func:`agreement_summary`)."""
+
+    label: int
+    label_name: str
+    n_pairs: int
+    n_empty: int
+    mean_dice: float
+    min_dice: float
+    mean_hd95: float
+    max_hd95: float
+    mean_hd95_pooled: float
+    mean_assd: float
+    mean_surface_dice: float
+    worst_pair: str
 
 
 # --------------------------------------------------------------------------- input checks
@@ -65,7 +103,7 @@ def pairwise_agreement(
     spacing: Sequence[float],
     labels: Mapping[int, str] | None = None,
     tolerance_mm: float = 1.0,
-) -> list[dict[str, Any]]:
+) -> list[AgreementPair]:
     """Metrics between every pair of readers, per label.
 
     Each unordered pair (in the mapping's order, ``reader_a`` before ``reader_b``)
@@ -81,7 +119,7 @@ def pairwise_agreement(
         tolerance_mm: Tolerance of the surface Dice in mm.
 
     Returns:
-        One row per (pair, label) with ``reader_a, reader_b, label, label_name, dice,
+        One :class:`AgreementPair` per (pair, label) with ``reader_a, reader_b, label, label_name, dice,
         iou`` (0..1), ``hd95, hd95_pooled, assd`` (mm), ``surface_dice`` (0..1) and
         ``empty``. Empty rule (from ``segmentation_metrics``): a label neither
         reader drew gives dice 1.0 and distances 0.0 mm with ``empty="both"``;
@@ -103,23 +141,16 @@ def pairwise_agreement(
         unknown = sorted(set(int(v) for v in present) - set(label_map))
         if unknown:
             raise InputError(f"label values {unknown} occur in the readers' masks but not in the label map {sorted(label_map)}; add them to labels")
-    rows: list[dict[str, Any]] = []
+    rows: list[AgreementPair] = []
     for (na, a), (nb, b) in itertools.combinations(zip(names, arrays), 2):
         for value, name in label_map.items():
             m = segmentation_metrics(a == value, b == value, spacing, tolerance_mm=tolerance_mm)
-            rows.append(
-                {
-                    "reader_a": na,
-                    "reader_b": nb,
-                    "label": value,
-                    "label_name": name,
-                    **{k: m[k] for k in ("dice", "iou", "hd95", "hd95_pooled", "assd", "surface_dice", "empty")},
-                }
-            )
+            rows.append(AgreementPair(reader_a=na, reader_b=nb, label=value, label_name=name, dice=m.dice, iou=m.iou, hd95=m.hd95,
+                                      hd95_pooled=m.hd95_pooled, assd=m.assd, surface_dice=m.surface_dice, empty=m.empty))
     return rows
 
 
-def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> list[AgreementLabelSummary]:
     """Per-label summary of :func:`pairwise_agreement` rows.
 
     Every row counts, including pairs with an empty mask (their flagged finite
@@ -127,7 +158,7 @@ def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     lowers the mean Dice instead of disappearing from it.
 
     Returns:
-        One row per label: ``label, label_name, n_pairs, n_empty`` (pairs where
+        One :class:`AgreementLabelSummary` per label: ``label, label_name, n_pairs, n_empty`` (pairs where
         at least one reader drew nothing), ``mean_dice, min_dice`` (0..1),
         ``mean_hd95, max_hd95, mean_hd95_pooled, mean_assd`` (mm),
         ``mean_surface_dice`` (0..1), and ``worst_pair`` ("a|b", lowest Dice).
@@ -135,25 +166,25 @@ def agreement_summary(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
     by_label: dict[int, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_label.setdefault(int(row["label"]), []).append(row)
-    out = []
+    out: list[AgreementLabelSummary] = []
     for value, group in by_label.items():
         dice = np.array([r["dice"] for r in group], float)
         worst = group[int(np.argmin(dice))]
         out.append(
-            {
-                "label": value,
-                "label_name": group[0]["label_name"],
-                "n_pairs": len(group),
-                "n_empty": sum(1 for r in group if r["empty"]),
-                "mean_dice": float(dice.mean()),
-                "min_dice": float(dice.min()),
-                "mean_hd95": float(np.mean([r["hd95"] for r in group])),
-                "max_hd95": float(np.max([r["hd95"] for r in group])),
-                "mean_hd95_pooled": float(np.mean([r["hd95_pooled"] for r in group])),
-                "mean_assd": float(np.mean([r["assd"] for r in group])),
-                "mean_surface_dice": float(np.mean([r["surface_dice"] for r in group])),
-                "worst_pair": f"{worst['reader_a']}|{worst['reader_b']}",
-            }
+            AgreementLabelSummary(
+                label=value,
+                label_name=str(group[0]["label_name"]),
+                n_pairs=len(group),
+                n_empty=sum(1 for r in group if r["empty"]),
+                mean_dice=float(dice.mean()),
+                min_dice=float(dice.min()),
+                mean_hd95=float(np.mean([r["hd95"] for r in group])),
+                max_hd95=float(np.max([r["hd95"] for r in group])),
+                mean_hd95_pooled=float(np.mean([r["hd95_pooled"] for r in group])),
+                mean_assd=float(np.mean([r["assd"] for r in group])),
+                mean_surface_dice=float(np.mean([r["surface_dice"] for r in group])),
+                worst_pair=f"{worst['reader_a']}|{worst['reader_b']}",
+            )
         )
     return out
 

@@ -33,8 +33,18 @@ import numpy as np
 
 from medannot.data.boxes import boxes_from_instances, check_boxes_inside
 from medannot.errors import GeometryError, InputError
+from medannot.evaluation.detection import ClassAP, DetectionAccumulator
+from medannot.evaluation.record import Record
 
-__all__ = ["CaseBoxes", "evaluate_boxes", "print_box_summary", "read_predicted_boxes", "read_truth_boxes"]
+__all__ = [
+    "BoxCase",
+    "BoxEvaluation",
+    "BoxOverall",
+    "CaseBoxes",
+    "evaluate_boxes",
+    "read_predicted_boxes",
+    "read_truth_boxes",
+]
 
 
 @dataclass
@@ -45,6 +55,67 @@ class CaseBoxes:
     boxes: np.ndarray
     names: list[str]
     scores: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BoxOverall(Record):
+    """Scores over all cases and classes: COCO AP@[.5:.95], AP@0.5, AP@0.75, AR@100 (None without truth), FROC, counts."""
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    recall_at_100: float | None
+    froc_score: float | None
+    froc_iou: float
+    froc_sensitivity_at: dict[str, float | None]
+    n_truth: int
+    n_predicted: int
+    n_cases: int
+    max_detections: int
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BoxCase(Record):
+    """Counts and AP@0.5 of one case (None when the case has no true box)."""
+
+    n_truth: int
+    n_predicted: int
+    ap50: float | None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class BoxEvaluation(Record):
+    """Outcome of :func:`evaluate_boxes` (the content of ``boxes_metrics.json``).
+
+    Attributes:
+        overall: :class:`BoxOverall`.
+        per_class: Class name -> AP, AP@0.5, AP@0.75, recall, counts (see
+            :func:`medannot.evaluation.detection.average_precision`).
+        cases: Case -> :class:`BoxCase`.
+        classes: Class name -> class id used for matching.
+        unmatched: ``{"predictions": [...], "reference": [...]}`` cases on one side only (not scored).
+        inputs: ``{"predictions": path, "reference": path}``.
+        files: ``{"json": path, "csv": path}`` written.
+    """
+
+    overall: BoxOverall
+    per_class: dict[str, ClassAP]
+    cases: dict[str, BoxCase]
+    classes: dict[str, int]
+    unmatched: dict[str, list[str]]
+    inputs: dict[str, str]
+    files: dict[str, str]
+
+    def summary_line(self) -> str:
+        """``"1 case, 57 true / 60 predicted boxes: AP 0.533, AP@0.5 0.907, AR@100 0.61, FROC 0.982 (IoU >= 0.1)"``."""
+        o = self.overall
+
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        n = o.n_cases
+        return (f"{n} case{'' if n == 1 else 's'}, {o.n_truth} true / {o.n_predicted} predicted boxes: AP {f(o.ap)}, "
+                f"AP@0.5 {f(o.ap50)}, AP@0.75 {f(o.ap75)}, AR@100 {f(o.recall_at_100)}, FROC {f(o.froc_score)} (IoU >= {o.froc_iou})")
 
 
 def _annotation_files(path: Path) -> dict[str, Path]:
@@ -140,74 +211,61 @@ def _pair(preds: dict[str, CaseBoxes], truths: dict[str, CaseBoxes], pred_path: 
     return common, {n: i + 1 for i, n in enumerate(truth_names)}
 
 
-def evaluate_boxes(pred: str | Path, truth: str | Path, out: str | Path, froc_iou: float = 0.1, max_detections: int = 300) -> dict[str, Any]:
-    """Score predicted boxes against reference boxes and write ``boxes_metrics.json`` / ``.csv`` into ``out``.
+def evaluate_boxes(pred: str | Path, truth: str | Path, out_dir: str | Path, froc_iou: float = 0.1, max_detections: int = 300) -> BoxEvaluation:
+    """Score predicted boxes against reference boxes and write ``boxes_metrics.json`` / ``.csv`` into ``out_dir``.
+
+    The detection task's evaluation entry point.
+
+    Args:
+        pred: A ``medannot annotate --out`` folder, one case folder or one ``annotation.json``.
+        truth: A COCO JSON file or instance label images (see the module docstring).
+        out_dir: Report folder (created).
+        froc_iou: A predicted box hits a true box at IoU >= this (FROC only).
+        max_detections: Boxes per image and class counted for AP (highest scores first).
 
     Returns:
-        ``overall`` (ap, ap50, ap75, recall_at_100, froc score, counts), ``per_class``, ``cases``
-        (per case counts and AP@0.5), ``classes``, ``unmatched`` (cases on one side only), ``files``.
+        :class:`BoxEvaluation`: ``overall`` (ap, ap50, ap75, recall_at_100, froc score, counts), ``per_class``,
+        ``cases`` (per case counts and AP@0.5), ``classes``, ``unmatched`` (cases on one side only), ``inputs``,
+        ``files``.
 
     Raises:
         InputError / GeometryError: See the module docstring; nothing is written then.
     """
-    from medannot.evaluation.detection import average_precision, detection_froc
     from medannot.io.atomic import atomic_write_text
 
     pred_path, truth_path = Path(pred), Path(truth)
     preds, truths = read_predicted_boxes(pred_path), read_truth_boxes(truth_path)
     common, class_ids = _pair(preds, truths, pred_path, truth_path)
-    dets, gts, cases = [], [], {}
+    acc = DetectionAccumulator(max_detections=max_detections, froc_iou=froc_iou)
     for c in common:
         p, t = preds[c], truths[c]
-        d = (p.boxes, p.scores, np.array([class_ids[n] for n in p.names], dtype=np.int64))
-        g = (t.boxes, np.array([class_ids[n] for n in t.names], dtype=np.int64))
-        dets.append(d)
-        gts.append(g)
-        cases[c] = {"n_truth": len(t.boxes), "n_predicted": len(p.boxes), "ap50": average_precision([d], [g], max_detections=max_detections)["ap50"]}
-    ap = average_precision(dets, gts, max_detections=max_detections)
-    froc = detection_froc(dets, gts, iou_threshold=froc_iou)
+        acc.update(c, (p.boxes, p.scores, np.array([class_ids[n] for n in p.names], dtype=np.int64)),
+                   (t.boxes, np.array([class_ids[n] for n in t.names], dtype=np.int64)))
+    scores = acc.compute()
+    ap, froc = scores.ap, scores.froc
     names = {v: k for k, v in class_ids.items()}
     per_class = {names[int(k)]: v for k, v in ap["per_class"].items() if int(k) in names}
-    result = {
-        "overall": {"ap": ap["ap"], "ap50": ap["ap50"], "ap75": ap["ap75"], "recall_at_100": ap["recall_at_k"].get(100),
-                    "froc_score": froc["score"], "froc_iou": froc_iou, "froc_sensitivity_at": {str(k): v for k, v in froc["sensitivity_at"].items()},
-                    "n_truth": int(sum(len(g[0]) for g in gts)), "n_predicted": int(sum(len(d[0]) for d in dets)), "n_cases": len(common),
-                    "max_detections": max_detections},
-        "per_class": per_class,
-        "cases": cases,
-        "classes": class_ids,
-        "unmatched": {"predictions": sorted(set(preds) - set(common)), "reference": sorted(set(truths) - set(common))},
-        "inputs": {"predictions": str(pred_path), "reference": str(truth_path)},
-    }
+    overall = BoxOverall(
+        ap=ap["ap"], ap50=ap["ap50"], ap75=ap["ap75"], recall_at_100=ap["recall_at_k"].get(100), froc_score=froc.score,
+        froc_iou=froc_iou, froc_sensitivity_at={str(k): v for k, v in froc.sensitivity_at.items()}, n_truth=scores.n_truth,
+        n_predicted=scores.n_detections, n_cases=len(common), max_detections=max_detections,
+    )
+    out = Path(out_dir)
+    result = BoxEvaluation(
+        overall=overall,
+        per_class=per_class,
+        cases={c: BoxCase(n_truth=v.n_truth, n_predicted=v.n_detections, ap50=v.ap50) for c, v in scores.cases.items()},
+        classes=class_ids,
+        unmatched={"predictions": sorted(set(preds) - set(common)), "reference": sorted(set(truths) - set(common))},
+        inputs={"predictions": str(pred_path), "reference": str(truth_path)},
+        files={"json": str(out / "boxes_metrics.json"), "csv": str(out / "boxes_metrics.csv")},
+    )
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(["class", "n_truth", "n_predicted", "ap", "ap50", "ap75", "recall_at_100"])
     for name, v in per_class.items():
         writer.writerow([name, v["n_truth"], v["n_detections"], v["ap"], v["ap50"], v["ap75"], v["recall"]])
-    o = result["overall"]
-    writer.writerow(["all", o["n_truth"], o["n_predicted"], o["ap"], o["ap50"], o["ap75"], o["recall_at_100"]])
-    out_dir = Path(out)
-    result["files"] = {"json": str(out_dir / "boxes_metrics.json"), "csv": str(out_dir / "boxes_metrics.csv")}
-    atomic_write_text(out_dir / "boxes_metrics.csv", buf.getvalue())
-    atomic_write_text(out_dir / "boxes_metrics.json", json.dumps(result, indent=2) + "\n")
+    writer.writerow(["all", overall.n_truth, overall.n_predicted, overall.ap, overall.ap50, overall.ap75, overall.recall_at_100])
+    atomic_write_text(out / "boxes_metrics.csv", buf.getvalue())
+    atomic_write_text(out / "boxes_metrics.json", result.to_json() + "\n")
     return result
-
-
-def print_box_summary(result: dict[str, Any]) -> None:
-    """One row per class and an overall row: AP@[.5:.95], AP@0.5, AP@0.75, AR@100, counts; then the FROC score."""
-    from rich.console import Console
-    from rich.table import Table
-
-    def f(v: Any) -> str:
-        return "-" if v is None else f"{v:.3f}"
-
-    table = Table(title="medannot evaluate --boxes")
-    for col in ("class", "true", "predicted", "AP@[.5:.95]", "AP@0.5", "AP@0.75", "AR@100"):
-        table.add_column(col, justify="left" if col == "class" else "right")
-    for name, v in result["per_class"].items():
-        table.add_row(name, str(v["n_truth"]), str(v["n_detections"]), f(v["ap"]), f(v["ap50"]), f(v["ap75"]), f(v["recall"]))
-    o = result["overall"]
-    table.add_row("all", str(o["n_truth"]), str(o["n_predicted"]), f(o["ap"]), f(o["ap50"]), f(o["ap75"]), f(o["recall_at_100"]))
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(table)
-    console.print(f"FROC score (IoU >= {o['froc_iou']}): {f(o['froc_score'])}   written: {result['files']['json']}, {result['files']['csv']}")

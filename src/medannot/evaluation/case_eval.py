@@ -7,6 +7,7 @@ memory of one case per worker.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,27 +16,10 @@ from typing import Any
 import numpy as np
 
 from medannot.errors import GeometryError, InputError
+from medannot.evaluation.results import GRID_ATOL_MM, LesionColumns, MetricRow
+from medannot.evaluation.thumbnails import Thumbnail
 
-__all__ = ["CaseOptions", "CaseOutcome", "LESION_COLUMNS", "absent_row", "evaluate_case", "load_pair", "thumbnail_case"]
-
-#: Largest difference (mm) between the affines of two grids still treated as the same grid.
-GRID_ATOL_MM = 1e-4
-
-#: Lesion columns added to each row when lesion evaluation is on, in order.
-LESION_COLUMNS = (
-    "lesion_sensitivity",
-    "lesion_precision",
-    "lesion_f1",
-    "false_positives",
-    "lesion_tp",
-    "lesion_fn",
-    "n_truth_lesions",
-    "n_pred_lesions",
-    "lesion_mean_iou",
-    "pq",
-    "sq",
-    "rq",
-)
+__all__ = ["CaseOptions", "CaseOutcome", "absent_row", "evaluate_case", "load_pair", "thumbnail_case"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +47,7 @@ class CaseOutcome:
         froc_reason: Why FROC hits are missing ("" when present).
     """
 
-    rows: list[dict[str, Any]]
+    rows: list[MetricRow]
     present: set[int]
     ndim: int
     froc_hits: dict[int, tuple[list[float], list[float], int]] | None = None
@@ -178,36 +162,22 @@ def _froc_hits(pred_inst: np.ndarray, truth_inst: np.ndarray, scores: dict[int, 
     from medannot.evaluation.instances import froc
 
     curve = froc([(pred_inst, truth_inst, scores)], fp_rates=(), criterion=criterion, threshold=threshold)
-    n_truth = int(curve["n_truth"])
-    thresholds = curve["thresholds"][1:]
-    fp = np.rint(np.asarray(curve["fp_per_case"], dtype=np.float64)).astype(int)
+    n_truth = int(curve.n_truth)
+    thresholds = curve.thresholds[1:]
+    fp = np.rint(np.asarray(curve.fp_per_case, dtype=np.float64)).astype(int)
     tp = np.zeros(fp.size, dtype=int)
     if n_truth:
-        tp = np.rint(np.asarray(curve["sensitivity"], dtype=np.float64) * n_truth).astype(int)
+        tp = np.rint(np.asarray(curve.sensitivity, dtype=np.float64) * n_truth).astype(int)
     tp_scores = [t for t, k in zip(thresholds, np.diff(tp)) for _ in range(int(k))]
     fp_scores = [t for t, k in zip(thresholds, np.diff(fp)) for _ in range(int(k))]
     return tp_scores, fp_scores, n_truth
 
 
-def _lesion_columns(pred_obj: np.ndarray, truth_obj: np.ndarray, spacing: Any, options: CaseOptions) -> dict[str, Any]:
+def _lesion_columns(pred_obj: np.ndarray, truth_obj: np.ndarray, spacing: Any, options: CaseOptions) -> LesionColumns:
     from medannot.evaluation.instances import lesion_metrics, panoptic_quality
 
     les = lesion_metrics(pred_obj, truth_obj, spacing, criterion=options.match, threshold=options.match_threshold)
-    pq = panoptic_quality(pred_obj, truth_obj)
-    return {
-        "lesion_sensitivity": les["lesion_sensitivity"],
-        "lesion_precision": les["lesion_precision"],
-        "lesion_f1": les["lesion_f1"],
-        "false_positives": les["false_positives"],
-        "lesion_tp": les["tp"],
-        "lesion_fn": les["fn"],
-        "n_truth_lesions": les["n_truth"],
-        "n_pred_lesions": les["n_pred"],
-        "lesion_mean_iou": les["mean_iou"],
-        "pq": pq["pq"],
-        "sq": pq["sq"],
-        "rq": pq["rq"],
-    }
+    return LesionColumns.of(les, panoptic_quality(pred_obj, truth_obj))
 
 
 def evaluate_case(case: str, pred_path: Path | None, truth_path: Path, options: CaseOptions) -> CaseOutcome:
@@ -244,38 +214,39 @@ def evaluate_case(case: str, pred_path: Path | None, truth_path: Path, options: 
         pred_inst = _read_instances(pred_path, truth_img, truth_path, options.resample)
         truth_inst = _read_instances(truth_path, truth_img, truth_path, options.resample)
         scores, reason = _scores(pred_path)
-    rows, hits = [], {}
+    rows: list[MetricRow] = []
+    hits: dict[int, tuple[list[float], list[float], int]] = {}
     for value in wanted:
         name = labels[value] if labels is not None else str(value)
         p, t = pred == value, truth == value
-        row = {"case": case, "label": name, **segmentation_metrics(p, t, spacing, tolerance_mm=options.tolerance_mm)}
+        lesion_cols = None
         if options.lesions:
             from medannot.evaluation.instances import to_instances
 
             p_obj = np.where(p, pred_inst, 0) if pred_inst is not None else to_instances(p, "prediction")
             t_obj = np.where(t, truth_inst, 0) if truth_inst is not None else to_instances(t, "truth")
-            row.update(_lesion_columns(p_obj, t_obj, spacing, options))
+            lesion_cols = _lesion_columns(p_obj, t_obj, spacing, options)
             if scores is not None:
                 hits[value] = _froc_hits(p_obj, t_obj, scores.get(value, {}), options.match, options.match_threshold)
-        row["label_value"] = value
-        rows.append(row)
+        metrics = segmentation_metrics(p, t, spacing, tolerance_mm=options.tolerance_mm)
+        rows.append(MetricRow(case=case, label=name, metrics=metrics, lesions=lesion_cols, label_value=value))
     return CaseOutcome(rows, present_pred | present_truth, truth_img.ndim, hits if scores is not None and options.lesions else None, reason)
 
 
-def absent_row(case: str, value: int, ndim: int, options: CaseOptions) -> dict[str, Any]:
+def absent_row(case: str, value: int, ndim: int, options: CaseOptions) -> MetricRow:
     """Row of a label absent from both masks of a case (the documented both-empty values)."""
     from medannot.evaluation.metrics import segmentation_metrics
 
     zero = np.zeros((1,) * ndim, dtype=bool)
-    row = {"case": case, "label": str(value), **segmentation_metrics(zero, zero, (1.0,) * ndim, options.tolerance_mm)}
+    metrics = segmentation_metrics(zero, zero, (1.0,) * ndim, options.tolerance_mm)
+    lesion_cols = None
     if options.lesions:
         empty = np.zeros((2,) * ndim, dtype=np.int32)
-        row.update(_lesion_columns(empty, empty, (1.0,) * ndim, options))
-    row["label_value"] = value
-    return row
+        lesion_cols = _lesion_columns(empty, empty, (1.0,) * ndim, options)
+    return MetricRow(case=case, label=str(value), metrics=metrics, lesions=lesion_cols, label_value=value)
 
 
-def thumbnail_case(pred_path: Path | None, truth_path: Path, values: list[int], resample: bool, max_side: int) -> dict[int, dict[str, Any]]:
+def thumbnail_case(pred_path: Path | None, truth_path: Path, values: list[int], resample: bool, max_side: int) -> dict[int, Thumbnail]:
     """Overlay thumbnails of the given label values of one case (see :mod:`medannot.evaluation.thumbnails`).
 
     The grey image is the input recorded in ``annotation.json`` beside the prediction or the
@@ -289,7 +260,8 @@ def thumbnail_case(pred_path: Path | None, truth_path: Path, values: list[int], 
     where = find_input_image(pred_path, truth_path)
     if where is not None:
         image = _intensity_on_grid(where, truth_img)
-    return {v: {**thumbnail(pred == v, truth == v, truth_img.geometry, image, max_side), "image": where is not None and image is not None} for v in values}
+    shown = where is not None and image is not None
+    return {v: dataclasses.replace(thumbnail(pred == v, truth == v, truth_img.geometry, image, max_side), image=shown) for v in values}
 
 
 def _intensity_on_grid(path: Path, truth_img: Any) -> np.ndarray | None:

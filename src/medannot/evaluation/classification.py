@@ -23,16 +23,89 @@ Undefined values are None, never a silent 0 (they are listed in ``flags``)
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 from scipy.stats import rankdata
 
 from medannot.errors import ConfigError, InputError
 
-__all__ = ["classification_metrics", "reliability_diagram", "roc_auc", "roc_curve_points"]
+__all__ = [
+    "ClassMetrics",
+    "ClassificationAccumulator",
+    "ClassificationMetrics",
+    "Reliability",
+    "RocAuc",
+    "RocCurve",
+    "classification_metrics",
+    "reliability_diagram",
+    "roc_auc",
+    "roc_curve_points",
+]
 
 CONFUSION_AXES = "rows = truth, columns = prediction (in the order of labels)"
+
+# The results are plain dicts typed as TypedDicts: training stores them as is in a bundle's metrics.
+
+
+class ClassMetrics(TypedDict):
+    """Per-class entry of :func:`classification_metrics` (None where undefined, see the module docstring)."""
+
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    support: int
+    predicted: int
+
+
+class ClassificationMetrics(TypedDict):
+    """Result of :func:`classification_metrics`."""
+
+    n: int
+    labels: list[Any]
+    accuracy: float
+    balanced_accuracy: float | None
+    per_class: dict[Any, ClassMetrics]
+    macro_precision: float | None
+    macro_recall: float | None
+    macro_f1: float | None
+    weighted_f1: float
+    confusion_matrix: list[list[int]]
+    confusion_axes: str
+    roc_auc: float | None
+    roc_auc_per_class: dict[Any, float | None] | None
+    ece: float | None
+    brier: float | None
+    flags: list[str]
+
+
+class RocAuc(TypedDict):
+    """Result of :func:`roc_auc`."""
+
+    roc_auc: float | None
+    per_class: dict[Any, float | None]
+    undefined: str | None
+
+
+class RocCurve(TypedDict):
+    """Result of :func:`roc_curve_points`."""
+
+    thresholds: list[float]
+    tpr: list[float] | None
+    fpr: list[float] | None
+    auc: float | None
+    undefined: str | None
+
+
+class Reliability(TypedDict):
+    """Result of :func:`reliability_diagram`."""
+
+    bin_edges: list[float]
+    bin_confidence: list[float | None]
+    bin_accuracy: list[float | None]
+    bin_count: list[int]
+    ece: float
+    mce: float
 
 
 def _labels(y_true: np.ndarray, y_pred: np.ndarray | None, prob: np.ndarray | None, labels: Sequence[Any] | None) -> np.ndarray:
@@ -101,7 +174,7 @@ def _auc(pos: np.ndarray, score: np.ndarray) -> float | None:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_auc(y_true: Any, y_prob: Any, labels: Sequence[Any] | None = None) -> dict[str, Any]:
+def roc_auc(y_true: Any, y_prob: Any, labels: Sequence[Any] | None = None) -> RocAuc:
     """ROC AUC: binary, or one-vs-rest per class with the macro mean for more classes.
 
     The AUC of class k is the probability that a random sample of class k gets a higher
@@ -128,7 +201,7 @@ def roc_auc(y_true: Any, y_prob: Any, labels: Sequence[Any] | None = None) -> di
     return {"roc_auc": value, "per_class": per, "undefined": reason}
 
 
-def roc_curve_points(y_true: Any, y_score: Any, pos_label: Any = None) -> dict[str, Any]:
+def roc_curve_points(y_true: Any, y_score: Any, pos_label: Any = None) -> RocCurve:
     """ROC curve points, one per distinct score (no points dropped).
 
     ``tpr(s) = #{positives with score >= s} / #positives``, ``fpr(s)`` likewise for negatives.
@@ -157,7 +230,7 @@ def roc_curve_points(y_true: Any, y_score: Any, pos_label: Any = None) -> dict[s
     tp = np.concatenate([[0], np.searchsorted(pos_s, -thr, side="right")]).astype(np.float64)
     fp = np.concatenate([[0], np.searchsorted(neg_s, -thr, side="right")]).astype(np.float64)
     n_pos, n_neg = pos_s.size, neg_s.size
-    out: dict[str, Any] = {
+    out: RocCurve = {
         "thresholds": [float("inf")] + thr.tolist(),
         "tpr": (tp / n_pos).tolist() if n_pos else None,
         "fpr": (fp / n_neg).tolist() if n_neg else None,
@@ -167,7 +240,7 @@ def roc_curve_points(y_true: Any, y_score: Any, pos_label: Any = None) -> dict[s
     return out
 
 
-def reliability_diagram(y_true: Any, y_prob: Any, n_bins: int = 15, labels: Sequence[Any] | None = None) -> dict[str, Any]:
+def reliability_diagram(y_true: Any, y_prob: Any, n_bins: int = 15, labels: Sequence[Any] | None = None) -> Reliability:
     """Top-label reliability diagram data and calibration errors.
 
     Each sample's confidence is its largest class probability and it is *correct* when that
@@ -194,7 +267,7 @@ def reliability_diagram(y_true: Any, y_prob: Any, n_bins: int = 15, labels: Sequ
     return _reliability(t, prob, int(n_bins))
 
 
-def _reliability(t: np.ndarray, prob: np.ndarray, n_bins: int) -> dict[str, Any]:
+def _reliability(t: np.ndarray, prob: np.ndarray, n_bins: int) -> Reliability:
     conf = prob.max(axis=1)
     correct = (np.argmax(prob, axis=1) == t).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -218,7 +291,7 @@ def _reliability(t: np.ndarray, prob: np.ndarray, n_bins: int) -> dict[str, Any]
 
 def classification_metrics(
     y_true: Any, y_pred: Any = None, *, y_prob: Any = None, labels: Sequence[Any] | None = None, n_bins: int = 15
-) -> dict[str, Any]:
+) -> ClassificationMetrics:
     """Classification metrics of one set of predictions (see the module docstring for inputs).
 
     Definitions: ``accuracy = correct / N``; per class ``precision = TP / (TP + FP)``,
@@ -268,7 +341,7 @@ def classification_metrics(
         ok = [v for v in values if v is not None]
         return float(np.mean(ok)) if ok else None
 
-    out: dict[str, Any] = {
+    out: ClassificationMetrics = {
         "n": int(n),
         "labels": names,
         "accuracy": float(tp.sum() / n),
@@ -305,3 +378,56 @@ def classification_metrics(
     out["brier"] = float(np.mean(sq) / (2.0 if binary_input else 1.0))
     out["ece"] = _reliability(t, prob, int(n_bins))["ece"]
     return out
+
+
+class ClassificationAccumulator:
+    """Collects true labels and class probabilities batch by batch (update / compute / reset, as MONAI's metrics).
+
+    Args:
+        labels: The classes, in the order of the probability columns.
+        n_bins: Confidence bins of the calibration error.
+
+    Example:
+        >>> acc = ClassificationAccumulator(["normal", "tumour"])
+        >>> acc.update(["normal", "tumour"], [[0.9, 0.1], [0.3, 0.7]])
+        >>> acc.compute()["accuracy"]
+        1.0
+    """
+
+    def __init__(self, labels: Sequence[Any], n_bins: int = 15) -> None:
+        self.labels = list(labels)
+        if len(self.labels) < 2:
+            raise ConfigError(f"a classifier needs at least two classes, got {self.labels}")
+        self.n_bins = int(n_bins)
+        self.reset()
+
+    def update(self, y_true: Any, y_prob: Any) -> None:
+        """Add a batch: (B,) true labels and (B, K) probabilities (columns in the order of ``labels``).
+
+        Raises:
+            InputError: Probabilities whose shape does not match the batch and the classes.
+        """
+        yt = np.asarray(y_true).reshape(-1)
+        p = np.asarray(y_prob, dtype=np.float64)
+        if p.ndim != 2 or p.shape != (yt.size, len(self.labels)):
+            raise InputError(f"y_prob must have shape ({yt.size}, {len(self.labels)}) (one column per class), got {p.shape}")
+        self._true.append(yt)
+        self._prob.append(p)
+
+    def compute(self) -> ClassificationMetrics:
+        """:func:`classification_metrics` of every sample so far.
+
+        Raises:
+            InputError: No sample was added (empty input has no accuracy).
+        """
+        if not self._true:
+            raise InputError("classification accumulator: no sample added; call update() first")
+        return classification_metrics(np.concatenate(self._true), y_prob=np.concatenate(self._prob), labels=self.labels, n_bins=self.n_bins)
+
+    def reset(self) -> None:
+        """Forget all samples."""
+        self._true: list[np.ndarray] = []
+        self._prob: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(a.size for a in self._true)

@@ -14,14 +14,46 @@ first, with their Grad-CAM overlays).
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from medannot.errors import InputError
+from medannot.evaluation.classification import ClassificationMetrics
+from medannot.evaluation.record import Record
 
-__all__ = ["evaluate_classifications", "is_classification_truth"]
+__all__ = ["ClassificationEvaluation", "evaluate_classifications", "is_classification_truth"]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ClassificationEvaluation(Record):
+    """Outcome of :func:`evaluate_classifications`.
+
+    Attributes:
+        metrics: Accuracy, per-class precision/recall/F1, confusion matrix, ROC AUC, ECE, Brier (classes by name;
+            see :func:`medannot.evaluation.classification.classification_metrics`).
+        n: Scored cases.
+        missing_predictions: Truth cases without a prediction (not scored).
+        unmatched_predictions: Number of predictions without a truth row (ignored).
+        paths: ``{"json", "html"}`` files written.
+    """
+
+    metrics: ClassificationMetrics
+    n: int
+    missing_predictions: list[str]
+    unmatched_predictions: int
+    paths: dict[str, Path]
+
+    def summary_line(self) -> str:
+        """``"12 cases: accuracy 0.917, balanced accuracy 0.900, macro F1 0.905, ECE 0.041"``."""
+        m = self.metrics
+
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.3f}"
+
+        return (f"{self.n} cases: accuracy {f(m['accuracy'])}, balanced accuracy {f(m['balanced_accuracy'])}, "
+                f"macro F1 {f(m['macro_f1'])}, ECE {f(m['ece'])}")
 
 
 def is_classification_truth(pred: str | Path, truth: str | Path) -> bool:
@@ -39,8 +71,10 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         raise InputError(f"unreadable CSV ({exc})", path) from None
 
 
-def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str | Path, n_bins: int = 10) -> dict[str, Any]:
+def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str | Path, n_bins: int = 10) -> ClassificationEvaluation:
     """Score ``pred/classifications.csv`` against the truth CSV and write the report into ``out_dir``.
+
+    The classification task's evaluation entry point.
 
     Args:
         pred: A ``medannot annotate --model <classifier> --out`` folder.
@@ -49,14 +83,14 @@ def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str |
         n_bins: Confidence bins of the reliability diagram and ECE.
 
     Returns:
-        ``{"metrics": ..., "n": scored cases, "missing_predictions": [...], "unmatched_predictions": n,
-        "paths": {"json", "html"}}``.
+        :class:`ClassificationEvaluation` (``metrics``, ``n`` scored cases, ``missing_predictions``,
+        ``unmatched_predictions``, ``paths``).
 
     Raises:
         InputError: Missing columns, unknown class names, duplicate cases, or no case in common (all one line;
             nothing is written).
     """
-    from medannot.evaluation.report_classification import write_classification_report
+    from medannot.evaluation.report_classification import classification_report, write_classification_files
     from medannot.evaluation.report_explanations import collect_explanations, explanation_section
     from medannot.evaluation.runner import case_name
 
@@ -93,16 +127,14 @@ def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str |
         raise InputError(f"classifications.csv has an unreadable probability ({exc})", pred_p / "classifications.csv") from None
     y_true = [truth_by_case[c] for c in cases]
     explanations = collect_explanations(pred_p, cases)
-    paths = write_classification_report(out_dir, y_true, prob, classes, n_bins=n_bins,
-                                        explanations_html=explanation_section({"classification": explanations["classification"]},
-                                                                              truth={c: truth_by_case[c] for c in cases}))
-    import json
-
-    doc = json.loads(paths["json"].read_text(encoding="utf-8"))
-    return {
-        "metrics": doc["metrics"],
-        "n": len(cases),
-        "missing_predictions": sorted(set(truth_by_case) - set(pred_by_case)),
-        "unmatched_predictions": len(set(pred_by_case) - set(truth_by_case)),
-        "paths": paths,
-    }
+    report = classification_report(y_true, prob, classes, n_bins=n_bins)
+    paths = write_classification_files(out_dir, report,
+                                       explanations_html=explanation_section({"classification": explanations.classification},
+                                                                             truth={c: truth_by_case[c] for c in cases}))
+    return ClassificationEvaluation(
+        metrics=report.metrics,
+        n=len(cases),
+        missing_predictions=sorted(set(truth_by_case) - set(pred_by_case)),
+        unmatched_predictions=len(set(pred_by_case) - set(truth_by_case)),
+        paths=paths,
+    )

@@ -27,14 +27,59 @@ COCO evaluation (as pycocotools ``COCOeval`` with ``iouType="bbox"``, area range
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict
 
 import numpy as np
 
 from medannot.errors import ConfigError, InputError
-from medannot.evaluation.instances import LUNA16_FP_RATES, froc_from_hits
+from medannot.evaluation.instances import LUNA16_FP_RATES, FrocCurve, froc_from_hits
+from medannot.evaluation.record import Record
 
-__all__ = ["COCO_IOU_THRESHOLDS", "average_precision", "box_iou", "detection_froc", "recall_at_k"]
+__all__ = [
+    "COCO_IOU_THRESHOLDS",
+    "AveragePrecision",
+    "CaseAP",
+    "ClassAP",
+    "DetectionAccumulator",
+    "DetectionScores",
+    "average_precision",
+    "box_iou",
+    "detection_froc",
+    "recall_at_k",
+]
+
+
+class ClassAP(TypedDict):
+    """Per-class entry of :func:`average_precision` (None where the class has no truth box)."""
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    recall: float | None
+    n_truth: int
+    n_detections: int
+
+
+class AveragePrecision(TypedDict):
+    """Result of :func:`average_precision`: a plain dict (it is stored as is in bundle metrics)."""
+
+    ap: float | None
+    ap50: float | None
+    ap75: float | None
+    per_class: dict[int, ClassAP]
+    recall_at_k: dict[int, float | None]
+    undefined_classes: list[int]
+    iou_thresholds: list[float]
+    n_images: int
+
+
+class _CocoTables(TypedDict):
+    precision: np.ndarray
+    recall: np.ndarray
+    classes: np.ndarray
+    n_truth: np.ndarray
+    n_detections: np.ndarray
 
 #: COCO IoU thresholds 0.50:0.05:0.95 (computed as pycocotools does, so 0.5 and 0.75 are exact).
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -126,7 +171,7 @@ def _match_image(db: np.ndarray, gb: np.ndarray, thresholds: np.ndarray) -> np.n
     return tps
 
 
-def _coco(detections: Sequence[Any], ground_truth: Sequence[Any], thresholds: np.ndarray, max_dets: Sequence[int]) -> dict[str, Any]:
+def _coco(detections: Sequence[Any], ground_truth: Sequence[Any], thresholds: np.ndarray, max_dets: Sequence[int]) -> _CocoTables:
     """precision (T, R, K, M), recall (T, K, M) with -1 for classes without truth, as pycocotools."""
     dets, gts, _ = _dataset(detections, ground_truth)
     classes = np.unique(np.concatenate([c for _, _, c in dets] + [c for _, c in gts] + [np.zeros(0, np.int64)]))
@@ -189,7 +234,7 @@ def average_precision(
     iou_thresholds: Any = COCO_IOU_THRESHOLDS,
     max_detections: int = 100,
     recall_ks: Sequence[int] = (1, 10, 100),
-) -> dict[str, Any]:
+) -> AveragePrecision:
     """COCO-style average precision of boxes over a dataset (see the module docstring).
 
     Args:
@@ -219,17 +264,17 @@ def average_precision(
     def at(p: np.ndarray, i: int | None) -> float | None:
         return None if i is None else _mean_valid(p[i])
 
-    per_class = {}
+    per_class: dict[int, ClassAP] = {}
     for ki, c in enumerate(res["classes"].tolist()):
         p = prec[:, :, ki]
-        per_class[c] = {
-            "ap": _mean_valid(p),
-            "ap50": at(p, i50),
-            "ap75": at(p, i75),
-            "recall": _mean_valid(rec[:, ki, 0]),
-            "n_truth": int(res["n_truth"][ki]),
-            "n_detections": int(res["n_detections"][ki]),
-        }
+        per_class[c] = ClassAP(
+            ap=_mean_valid(p),
+            ap50=at(p, i50),
+            ap75=at(p, i75),
+            recall=_mean_valid(rec[:, ki, 0]),
+            n_truth=int(res["n_truth"][ki]),
+            n_detections=int(res["n_detections"][ki]),
+        )
     return {
         "ap": _mean_valid(prec),
         "ap50": at(prec, i50),
@@ -264,7 +309,7 @@ def detection_froc(
     fp_rates: Sequence[float] = LUNA16_FP_RATES,
     iou_threshold: float = 0.1,
     class_aware: bool = True,
-) -> dict[str, Any]:
+) -> FrocCurve:
     """FROC of boxes over images (LUNA16-style score = mean sensitivity at ``fp_rates``).
 
     Hit rule (LUNA16/CAMELYON16): a detection hits a truth box when IoU >= ``iou_threshold``
@@ -275,8 +320,8 @@ def detection_froc(
     :func:`medannot.evaluation.instances.froc_from_hits` (images play the role of cases).
 
     Returns:
-        ``thresholds``, ``sensitivity``, ``fp_per_case`` (FP per image), ``sensitivity_at``,
-        ``score``, ``n_truth``, ``n_cases``.
+        :class:`~medannot.evaluation.instances.FrocCurve`: ``thresholds``, ``sensitivity``,
+        ``fp_per_case`` (FP per image), ``sensitivity_at``, ``score``, ``n_truth``, ``n_cases``.
     """
     if not 0.0 < float(iou_threshold) <= 1.0:
         raise ConfigError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
@@ -295,3 +340,89 @@ def detection_froc(
         best = np.where(hit, ds[:, None], -np.inf).max(axis=0, initial=-np.inf)
         tp_scores.extend(best[np.isfinite(best)].tolist())
     return froc_from_hits(tp_scores, fp_scores, n_truth, len(dets), fp_rates)
+
+
+# --------------------------------------------------------------------------- accumulator
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class CaseAP(Record):
+    """Box counts and AP@0.5 of one image (None when it has no true box)."""
+
+    n_truth: int
+    n_detections: int
+    ap50: float | None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class DetectionScores(Record):
+    """What :meth:`DetectionAccumulator.compute` gives: COCO AP over all images, the FROC, per image AP@0.5 and counts."""
+
+    ap: AveragePrecision
+    froc: FrocCurve
+    cases: dict[str, CaseAP]
+    n_truth: int
+    n_detections: int
+
+
+class DetectionAccumulator:
+    """Collects detections and truth boxes image by image; :meth:`compute` scores them together (update / compute / reset).
+
+    Args:
+        iou_thresholds: AP thresholds (default COCO 0.50:0.05:0.95).
+        max_detections: Boxes per image and class counted for AP.
+        froc_iou: Hit IoU of the FROC (LUNA16 / nnDetection: 0.1).
+        fp_rates: False positives per image at which the FROC reads sensitivity.
+
+    Example:
+        >>> acc = DetectionAccumulator()
+        >>> acc.update("img1", (boxes, scores, classes), (truth_boxes, truth_classes))  # doctest: +SKIP
+        >>> acc.compute().ap["ap50"]  # doctest: +SKIP
+    """
+
+    def __init__(self, iou_thresholds: Any = COCO_IOU_THRESHOLDS, max_detections: int = 100, froc_iou: float = 0.1,
+                 fp_rates: Sequence[float] = LUNA16_FP_RATES) -> None:
+        self.iou_thresholds = _thresholds(iou_thresholds)
+        self.max_detections = int(max_detections)
+        self.froc_iou = float(froc_iou)
+        self.fp_rates = tuple(float(r) for r in fp_rates)
+        self.reset()
+
+    def update(self, case: str, detections: tuple[Any, Any, Any], truth: tuple[Any, Any]) -> CaseAP:
+        """Add one image: ``(boxes, scores, classes)`` detected and ``(boxes, classes)`` true (see the module docstring).
+
+        Returns:
+            The image's counts and AP@0.5.
+
+        Raises:
+            InputError: Malformed boxes, or ``case`` added twice.
+        """
+        if case in self._cases:
+            raise InputError(f"detection accumulator: case {case!r} was added twice; give each image once")
+        dets, gts, _ = _dataset([detections], [truth])
+        one = average_precision(dets, gts, self.iou_thresholds, self.max_detections)
+        row = CaseAP(n_truth=len(gts[0][0]), n_detections=len(dets[0][0]), ap50=one["ap50"])
+        self._dets.append(dets[0])
+        self._gts.append(gts[0])
+        self._cases[str(case)] = row
+        return row
+
+    def compute(self) -> DetectionScores:
+        """AP and FROC over every image so far.
+
+        Raises:
+            InputError: No image was added (FROC needs at least one).
+        """
+        ap = average_precision(self._dets, self._gts, self.iou_thresholds, self.max_detections)
+        froc = detection_froc(self._dets, self._gts, self.fp_rates, iou_threshold=self.froc_iou)
+        return DetectionScores(ap=ap, froc=froc, cases=dict(self._cases), n_truth=sum(c.n_truth for c in self._cases.values()),
+                               n_detections=sum(c.n_detections for c in self._cases.values()))
+
+    def reset(self) -> None:
+        """Forget all images."""
+        self._dets: list[Any] = []
+        self._gts: list[Any] = []
+        self._cases: dict[str, CaseAP] = {}
+
+    def __len__(self) -> int:
+        return len(self._cases)

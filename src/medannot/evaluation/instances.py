@@ -37,11 +37,18 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from medannot.errors import ConfigError, InputError
+from medannot.evaluation.metrics import Empty
+from medannot.evaluation.record import OPTIONAL, Record
 
 __all__ = [
     "LUNA16_FP_RATES",
     "Criterion",
+    "FrocCurve",
+    "LesionMetrics",
     "Matching",
+    "PanopticQuality",
+    "PredLesion",
+    "TruthLesion",
     "froc",
     "froc_from_hits",
     "lesion_metrics",
@@ -97,6 +104,84 @@ class Matching:
     def fn(self) -> int:
         """Number of unmatched truth instances (false negatives)."""
         return len(self.unmatched_truth)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class TruthLesion(Record):
+    """One true lesion of :func:`lesion_metrics`: id, size (mm^3, mm^2 in 2D), matched predicted id or None, IoU."""
+
+    id: int
+    size_mm: float
+    matched: int | None
+    iou: float
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class PredLesion(Record):
+    """One predicted lesion of :func:`lesion_metrics`: id, size, matched true id or None, IoU, score or None."""
+
+    id: int
+    size_mm: float
+    matched: int | None
+    iou: float
+    score: float | None
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class LesionMetrics(Record):
+    """Lesion-wise detection metrics of one case (see :func:`lesion_metrics` for definitions and the empty rule)."""
+
+    lesion_sensitivity: float
+    lesion_precision: float
+    lesion_f1: float
+    false_positives: int
+    tp: int
+    fp: int
+    fn: int
+    n_truth: int
+    n_pred: int
+    mean_iou: float
+    empty: Empty
+    truth_lesions: list[TruthLesion]
+    pred_lesions: list[PredLesion]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class PanopticQuality(Record):
+    """Panoptic quality of one image (see :func:`panoptic_quality`): ``pq = sq * rq`` and the counts."""
+
+    pq: float
+    sq: float
+    rq: float
+    tp: int
+    fp: int
+    fn: int
+    empty: Empty
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class FrocCurve(Record):
+    """A FROC curve and score (see :func:`froc_from_hits`).
+
+    Attributes:
+        thresholds: Score thresholds, descending, starting at +inf.
+        fp_per_case: False positives per case at each threshold.
+        n_truth: True lesions over all cases.
+        n_cases: Cases (images).
+        sensitivity: Sensitivity at each threshold; None throughout when ``n_truth`` is 0.
+        sensitivity_at: Sensitivity interpolated at each requested FP rate (None when undefined).
+        score: Mean of ``sensitivity_at`` (None when undefined or no rate was asked for).
+        undefined: Why sensitivity is undefined (absent otherwise).
+    """
+
+    thresholds: list[float]
+    fp_per_case: list[float]
+    n_truth: int
+    n_cases: int
+    sensitivity: list[float | None]
+    sensitivity_at: dict[float, float | None]
+    score: float | None
+    undefined: str | None = field(default=None, metadata=OPTIONAL)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -241,12 +326,8 @@ def _drop_small(inst: np.ndarray, min_size_mm: float, voxel_mm: float) -> np.nda
     return np.where(small[inv].reshape(inst.shape), 0, inst)
 
 
-def _empty_kind(n_pred: int, n_truth: int) -> str:
-    if n_pred and n_truth:
-        return ""
-    if not n_pred and not n_truth:
-        return "both"
-    return "truth" if n_pred else "prediction"
+def _empty_kind(n_pred: int, n_truth: int) -> Empty:
+    return Empty.of(bool(n_pred), bool(n_truth))
 
 
 def lesion_metrics(
@@ -258,7 +339,7 @@ def lesion_metrics(
     min_size_mm: float = 0.0,
     scores: Mapping[int, float] | None = None,
     connectivity: int | None = None,
-) -> dict[str, Any]:
+) -> LesionMetrics:
     """Lesion-wise detection metrics of one case.
 
     Definitions (counts of lesions, after one-to-one matching by :func:`match_instances`):
@@ -286,11 +367,11 @@ def lesion_metrics(
         connectivity: Connectivity used to split binary masks (None = full: 26 in 3D, 8 in 2D).
 
     Returns:
-        ``lesion_sensitivity``, ``lesion_precision``, ``lesion_f1``, ``false_positives``, ``tp``,
-        ``fp``, ``fn``, ``n_truth``, ``n_pred``, ``mean_iou``, ``empty`` ("", "truth",
-        "prediction", "both"), ``truth_lesions`` (per truth lesion: id, size_mm, matched pred id or
-        None, iou) and ``pred_lesions`` (per predicted lesion: id, size_mm, matched truth id or None,
-        iou, score).
+        :class:`LesionMetrics`: ``lesion_sensitivity``, ``lesion_precision``, ``lesion_f1``,
+        ``false_positives``, ``tp``, ``fp``, ``fn``, ``n_truth``, ``n_pred``, ``mean_iou``, ``empty``
+        ("", "truth", "prediction", "both"), ``truth_lesions`` (:class:`TruthLesion` per truth lesion:
+        id, size_mm, matched pred id or None, iou) and ``pred_lesions`` (:class:`PredLesion` per
+        predicted lesion: id, size_mm, matched truth id or None, iou, score).
     """
     pred = to_instances(pred_mask_or_instances, "prediction", connectivity)
     truth = to_instances(truth_mask_or_instances, "truth", connectivity)
@@ -311,43 +392,38 @@ def lesion_metrics(
             raise InputError(f"scores: expected a score for every predicted instance id, missing {missing[:10]}; pass an instance map whose ids are the keys of scores")
     tp, fp, fn = m.tp, m.fp, m.fn
     empty = _empty_kind(len(m.pred_ids), len(m.truth_ids))
-    both = empty == "both"
+    both = empty is Empty.BOTH
 
     def ratio(num: int, den: int) -> float:
         return (1.0 if both else 0.0) if den == 0 else num / den
 
     by_truth = {t: (p, v) for p, t, v in m.pairs}
     by_pred = {p: (t, v) for p, t, v in m.pairs}
-    return {
-        "lesion_sensitivity": ratio(tp, tp + fn),
-        "lesion_precision": ratio(tp, tp + fp),
-        "lesion_f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "false_positives": fp,
-        "tp": tp,
-        "fp": fp,
-        "fn": fn,
-        "n_truth": len(m.truth_ids),
-        "n_pred": len(m.pred_ids),
-        "mean_iou": float(np.mean([v for _, _, v in m.pairs])) if tp else (1.0 if both else 0.0),
-        "empty": empty,
-        "truth_lesions": [
-            {"id": t, "size_mm": n * voxel, "matched": by_truth.get(t, (None, 0.0))[0], "iou": by_truth.get(t, (None, 0.0))[1]}
+    return LesionMetrics(
+        lesion_sensitivity=ratio(tp, tp + fn),
+        lesion_precision=ratio(tp, tp + fp),
+        lesion_f1=ratio(2 * tp, 2 * tp + fp + fn),
+        false_positives=fp,
+        tp=tp,
+        fp=fp,
+        fn=fn,
+        n_truth=len(m.truth_ids),
+        n_pred=len(m.pred_ids),
+        mean_iou=float(np.mean([v for _, _, v in m.pairs])) if tp else (1.0 if both else 0.0),
+        empty=empty,
+        truth_lesions=[
+            TruthLesion(t, n * voxel, by_truth.get(t, (None, 0.0))[0], by_truth.get(t, (None, 0.0))[1])
             for t, n in zip(m.truth_ids, m.truth_sizes)
         ],
-        "pred_lesions": [
-            {
-                "id": p,
-                "size_mm": n * voxel,
-                "matched": by_pred.get(p, (None, 0.0))[0],
-                "iou": by_pred.get(p, (None, 0.0))[1],
-                "score": None if scores is None else float(scores[p]),
-            }
+        pred_lesions=[
+            PredLesion(p, n * voxel, by_pred.get(p, (None, 0.0))[0], by_pred.get(p, (None, 0.0))[1],
+                       None if scores is None else float(scores[p]))
             for p, n in zip(m.pred_ids, m.pred_sizes)
         ],
-    }
+    )
 
 
-def panoptic_quality(pred_instances: Any, truth_instances: Any, connectivity: int | None = None) -> dict[str, Any]:
+def panoptic_quality(pred_instances: Any, truth_instances: Any, connectivity: int | None = None) -> PanopticQuality:
     """Class-agnostic panoptic quality of one image (Kirillov et al., CVPR 2019).
 
     Segments match when IoU > 0.5 (unique). ``SQ = sum(IoU of matches) / TP``,
@@ -358,21 +434,21 @@ def panoptic_quality(pred_instances: Any, truth_instances: Any, connectivity: in
     otherwise with TP = 0 all three are 0.0. Run it per class for multi-class maps.
 
     Returns:
-        ``pq``, ``sq``, ``rq``, ``tp``, ``fp``, ``fn``, ``empty``.
+        :class:`PanopticQuality`: ``pq``, ``sq``, ``rq``, ``tp``, ``fp``, ``fn``, ``empty``.
     """
     pred = to_instances(pred_instances, "prediction", connectivity)
     truth = to_instances(truth_instances, "truth", connectivity)
     m = match_instances(pred, truth, Criterion.IOU, 0.5)
     tp, fp, fn = m.tp, m.fp, m.fn
     empty = _empty_kind(len(m.pred_ids), len(m.truth_ids))
-    if empty == "both":
+    if empty is Empty.BOTH:
         pq = sq = rq = 1.0
     else:
         iou_sum = float(sum(v for _, _, v in m.pairs))
         rq = tp / (tp + 0.5 * fp + 0.5 * fn)
         sq = iou_sum / tp if tp else 0.0
         pq = sq * rq
-    return {"pq": pq, "sq": sq, "rq": rq, "tp": tp, "fp": fp, "fn": fn, "empty": empty}
+    return PanopticQuality(pq=pq, sq=sq, rq=rq, tp=tp, fp=fp, fn=fn, empty=empty)
 
 
 # --------------------------------------------------------------------------- FROC
@@ -380,7 +456,7 @@ def panoptic_quality(pred_instances: Any, truth_instances: Any, connectivity: in
 
 def froc_from_hits(
     tp_scores: Sequence[float], fp_scores: Sequence[float], n_truth: int, n_cases: int, fp_rates: Sequence[float] = LUNA16_FP_RATES
-) -> dict[str, Any]:
+) -> FrocCurve:
     """FROC curve and score from per-lesion best hit scores and false-positive scores.
 
     At an operating threshold ``s`` a prediction is kept when its score >= s; a true lesion is
@@ -401,10 +477,10 @@ def froc_from_hits(
         fp_rates: False positives per case at which sensitivity is read.
 
     Returns:
-        ``thresholds``, ``sensitivity``, ``fp_per_case`` (lists, same length), ``sensitivity_at``
-        ({rate: value}), ``score``, ``n_truth``, ``n_cases``. With ``n_truth == 0`` sensitivity is
-        undefined: the lists hold None for it, ``sensitivity_at`` values and ``score`` are None and
-        ``undefined`` says why.
+        :class:`FrocCurve`: ``thresholds``, ``sensitivity``, ``fp_per_case`` (lists, same length),
+        ``sensitivity_at`` ({rate: value}), ``score``, ``n_truth``, ``n_cases``. With ``n_truth == 0``
+        sensitivity is undefined: the lists hold None for it, ``sensitivity_at`` values and ``score``
+        are None and ``undefined`` says why.
     """
     if n_cases <= 0:
         raise InputError(f"froc: expected at least one case, got {n_cases}")
@@ -415,14 +491,14 @@ def froc_from_hits(
     n_tp = np.searchsorted(np.sort(-tp), -thr, side="right")
     n_fp = np.searchsorted(np.sort(-fp), -thr, side="right")
     fpc = np.concatenate([[0.0], n_fp / n_cases])
-    out: dict[str, Any] = {"thresholds": [float("inf")] + thr.tolist(), "fp_per_case": fpc.tolist(), "n_truth": int(n_truth), "n_cases": int(n_cases)}
+    common = {"thresholds": [float("inf")] + thr.tolist(), "fp_per_case": fpc.tolist(), "n_truth": int(n_truth), "n_cases": int(n_cases)}
     if n_truth <= 0:
-        out.update(sensitivity=[None] * fpc.size, sensitivity_at={r: None for r in rates}, score=None, undefined="no true lesion: sensitivity is undefined")
-        return out
+        return FrocCurve(**common, sensitivity=[None] * fpc.size, sensitivity_at={r: None for r in rates}, score=None,
+                         undefined="no true lesion: sensitivity is undefined")
     sens = np.concatenate([[0.0], n_tp / n_truth])
     at = np.interp(rates, fpc, sens)
-    out.update(sensitivity=sens.tolist(), sensitivity_at=dict(zip(rates, at.tolist())), score=float(np.mean(at)) if rates else None)
-    return out
+    return FrocCurve(**common, sensitivity=sens.tolist(), sensitivity_at=dict(zip(rates, at.tolist())),
+                     score=float(np.mean(at)) if rates else None)
 
 
 def froc(
@@ -430,7 +506,7 @@ def froc(
     fp_rates: Sequence[float] = LUNA16_FP_RATES,
     criterion: Criterion | str = Criterion.IOU,
     threshold: float = 0.5,
-) -> dict[str, Any]:
+) -> FrocCurve:
     """Lesion-level FROC over cases (LUNA16-style score = mean sensitivity at ``fp_rates``).
 
     Hit rule (LUNA16/CAMELYON16): a prediction *hits* a true lesion when their criterion value

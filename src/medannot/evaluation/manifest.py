@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from medannot.errors import InputError
+from medannot.evaluation.record import OPTIONAL, Record
 
-__all__ = ["BREAKDOWN_METRICS", "MISSING_VALUE", "Manifest", "breakdown", "read_manifest"]
+__all__ = [
+    "BREAKDOWN_METRICS",
+    "MISSING_VALUE",
+    "GroupLabel",
+    "Manifest",
+    "ManifestBreakdown",
+    "ManifestGroup",
+    "MeanMedian",
+    "breakdown",
+    "read_manifest",
+]
 
 #: Metrics summarised per manifest group, in report order.
 BREAKDOWN_METRICS = ("dice", "hd95", "lesion_f1")
@@ -81,14 +94,49 @@ def read_manifest(path: str | Path) -> Manifest:
     return Manifest(p, columns, cases)
 
 
-def _group_stats(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"mean": None, "median": None}
+@dataclass(frozen=True, eq=False, repr=False)
+class MeanMedian(Record):
+    """Mean and median of one metric in one group."""
+
+    mean: float
+    median: float
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class GroupLabel(Record):
+    """One label in one manifest group: rows, and each metric's mean/median (absent when no row has it)."""
+
+    n: int
+    dice: MeanMedian | None = field(default=None, metadata=OPTIONAL)
+    hd95: MeanMedian | None = field(default=None, metadata=OPTIONAL)
+    lesion_f1: MeanMedian | None = field(default=None, metadata=OPTIONAL)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ManifestGroup(Record):
+    """Cases sharing one value of a manifest column, per label."""
+
+    n_cases: int
+    labels: dict[str, GroupLabel]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ManifestBreakdown(Record):
+    """Results broken down by manifest columns (see :func:`breakdown`)."""
+
+    path: str
+    columns: list[str]
+    groups: dict[str, dict[str, ManifestGroup]]
+    not_evaluated: list[str]
+    not_in_manifest: list[str]
+
+
+def _group_stats(values: list[float]) -> MeanMedian:
     arr = np.asarray(values, dtype=np.float64)
-    return {"mean": float(arr.mean()), "median": float(np.median(arr))}
+    return MeanMedian(mean=float(arr.mean()), median=float(np.median(arr)))
 
 
-def breakdown(rows: Sequence[dict[str, Any]], manifest: Manifest, evaluated_cases: Sequence[str]) -> dict[str, Any]:
+def breakdown(rows: Sequence[Mapping[str, Any]], manifest: Manifest, evaluated_cases: Sequence[str]) -> ManifestBreakdown:
     """Per manifest column, value and label: n and mean/median of :data:`BREAKDOWN_METRICS`.
 
     Args:
@@ -97,13 +145,14 @@ def breakdown(rows: Sequence[dict[str, Any]], manifest: Manifest, evaluated_case
         evaluated_cases: Every case the evaluation scored.
 
     Returns:
-        ``{"path", "columns", "groups": {column: {value: {"n_cases": int, "labels": {label:
-        {"n": int, metric: {"mean", "median"}}}}}}, "not_evaluated": [...], "not_in_manifest": [...]}``.
-        Empty cells form their own group ``""``; evaluated cases the manifest does not list form the
-        group :data:`MISSING_VALUE`. A metric absent from every row is left out.
+        :class:`ManifestBreakdown`: ``path``, ``columns``, ``groups`` ({column: {value:
+        :class:`ManifestGroup` (``n_cases``, ``labels``: {label: :class:`GroupLabel` (``n``, metric:
+        mean/median)})}}), ``not_evaluated`` and ``not_in_manifest``. Empty cells form their own group
+        ``""``; evaluated cases the manifest does not list form the group :data:`MISSING_VALUE`. A metric
+        absent from every row of a group and label is left out.
     """
     evaluated = set(evaluated_cases)
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, dict[str, ManifestGroup]] = {}
     for column in manifest.columns:
         per_value: dict[str, dict[str, Any]] = {}
         for row in rows:
@@ -117,19 +166,19 @@ def breakdown(rows: Sequence[dict[str, Any]], manifest: Manifest, evaluated_case
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     label[metric].append(float(v))
         groups[column] = {
-            value: {
-                "n_cases": len(entry["cases"]),
-                "labels": {
-                    label: {"n": stats["n"], **{m: _group_stats(stats[m]) for m in BREAKDOWN_METRICS if stats[m]}}
+            value: ManifestGroup(
+                n_cases=len(entry["cases"]),
+                labels={
+                    label: GroupLabel(n=stats["n"], **{m: _group_stats(stats[m]) for m in BREAKDOWN_METRICS if stats[m]})
                     for label, stats in entry["labels"].items()
                 },
-            }
+            )
             for value, entry in sorted(per_value.items())
         }
-    return {
-        "path": str(manifest.path),
-        "columns": list(manifest.columns),
-        "groups": groups,
-        "not_evaluated": sorted(set(manifest.cases) - evaluated),
-        "not_in_manifest": sorted(evaluated - set(manifest.cases)),
-    }
+    return ManifestBreakdown(
+        path=str(manifest.path),
+        columns=list(manifest.columns),
+        groups=groups,
+        not_evaluated=sorted(set(manifest.cases) - evaluated),
+        not_in_manifest=sorted(evaluated - set(manifest.cases)),
+    )

@@ -45,9 +45,11 @@ import numpy as np
 from scipy import ndimage
 
 from medannot.errors import InputError
+from medannot.evaluation.record import Record
 
 __all__ = [
     "Empty",
+    "SegmentationMetrics",
     "SurfaceDistances",
     "assd",
     "dice",
@@ -422,7 +424,35 @@ def surface_dice(pred: Any, truth: Any, spacing: Sequence[float], tolerance_mm: 
 # --------------------------------------------------------------------------- all at once
 
 
-def segmentation_metrics(pred: Any, truth: Any, spacing: Sequence[float], tolerance_mm: float = 1.0) -> dict[str, Any]:
+@dataclass(frozen=True, eq=False, repr=False)
+class SegmentationMetrics(Record):
+    """All metrics of one mask pair (one case and label), see :func:`segmentation_metrics`.
+
+    Attributes:
+        dice, iou, precision, recall, specificity: Overlap ratios (0..1).
+        hausdorff, hd95, hd95_pooled, assd: Surface distances (mm).
+        surface_dice: Normalised surface Dice at the tolerance (0..1).
+        volume_difference, truth_volume, pred_volume: mm^3 (mm^2 for 2D masks).
+        empty: Which mask is empty (:class:`Empty`); the values then follow the module's empty rule.
+    """
+
+    dice: float
+    iou: float
+    precision: float
+    recall: float
+    specificity: float
+    hausdorff: float
+    hd95: float
+    hd95_pooled: float
+    assd: float
+    surface_dice: float
+    volume_difference: float
+    truth_volume: float
+    pred_volume: float
+    empty: Empty
+
+
+def segmentation_metrics(pred: Any, truth: Any, spacing: Sequence[float], tolerance_mm: float = 1.0) -> SegmentationMetrics:
     """All metrics of one mask pair, with the surface distances computed once.
 
     Args:
@@ -432,11 +462,11 @@ def segmentation_metrics(pred: Any, truth: Any, spacing: Sequence[float], tolera
         tolerance_mm: Tolerance of the surface Dice in mm.
 
     Returns:
-        Dict with ``dice, iou, precision, recall, specificity`` (0..1),
-        ``hausdorff, hd95, hd95_pooled, assd`` (mm), ``surface_dice`` (0..1),
-        ``volume_difference, truth_volume, pred_volume`` (mm^3; mm^2 for 2D)
-        and ``empty`` ("truth", "prediction", "both" or ""). Empty masks
-        follow the rules in this module's docstring: finite values, flagged.
+        :class:`SegmentationMetrics` (its mapping view has the keys ``dice, iou, precision, recall,
+        specificity`` (0..1), ``hausdorff, hd95, hd95_pooled, assd`` (mm), ``surface_dice`` (0..1),
+        ``volume_difference, truth_volume, pred_volume`` (mm^3; mm^2 for 2D) and ``empty`` ("truth",
+        "prediction", "both" or "")). Empty masks follow the rules in this module's docstring:
+        finite values, flagged.
 
     Raises:
         InputError: On shape mismatch, non 2D/3D masks or invalid spacing/tolerance.
@@ -447,19 +477,19 @@ def segmentation_metrics(pred: Any, truth: Any, spacing: Sequence[float], tolera
     voxel = float(np.prod(sp))
     pred_volume = (c.tp + c.fp) * voxel
     truth_volume = (c.tp + c.fn) * voxel
-    return {
-        "dice": _dice(c),
-        "iou": _iou(c),
-        "precision": _precision(c),
-        "recall": _recall(c),
-        "specificity": _specificity(c),
-        "hausdorff": sd.hausdorff(),
-        "hd95": sd.hd95(),
-        "hd95_pooled": sd.hd95_pooled(),
-        "assd": sd.assd(),
-        "surface_dice": sd.surface_dice(tolerance_mm),
-        "volume_difference": pred_volume - truth_volume,
-        "truth_volume": truth_volume,
-        "pred_volume": pred_volume,
-        "empty": sd.empty.value,
-    }
+    return SegmentationMetrics(
+        dice=_dice(c),
+        iou=_iou(c),
+        precision=_precision(c),
+        recall=_recall(c),
+        specificity=_specificity(c),
+        hausdorff=sd.hausdorff(),
+        hd95=sd.hd95(),
+        hd95_pooled=sd.hd95_pooled(),
+        assd=sd.assd(),
+        surface_dice=sd.surface_dice(tolerance_mm),
+        volume_difference=pred_volume - truth_volume,
+        truth_volume=truth_volume,
+        pred_volume=pred_volume,
+        empty=sd.empty,
+    )

@@ -8,22 +8,23 @@ offline and can be mailed as one file; it references no external URL.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
-import json
-import math
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from medannot.evaluation.accumulate import FIRST_COLUMNS, summarise
+from medannot.evaluation.record import dumps_json
 from medannot.evaluation.report_classification import write_classification_report
 from medannot.evaluation.report_html import HOW_TO_READ
+from medannot.evaluation.results import MetricRow, SegmentationSummary
+from medannot.evaluation.thumbnails import Thumbnail
 
 __all__ = [
     "HOW_TO_READ",
     "csv_columns",
-    "json_safe",
     "versions",
     "write_classification_report",
     "write_csv",
@@ -34,7 +35,7 @@ __all__ = [
 
 _EXTRA_ORDER = ("specificity", "hausdorff", "surface_dice", "volume_difference", "truth_volume", "pred_volume", "empty")
 
-def csv_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+def csv_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Column order: ``case,label,dice,iou,precision,recall,hd95,hd95_pooled,assd``, then extras."""
     seen: list[str] = list(FIRST_COLUMNS)
     for key in _EXTRA_ORDER:
@@ -72,7 +73,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
     """Write one row per case and label to ``path`` (atomic).
 
     Returns:
@@ -88,22 +89,8 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return atomic_write_text(path, buf.getvalue())
 
 
-def json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return json_safe(value.item())
-    return value
-
-
-def write_json(rows: Sequence[dict[str, Any]], summary: dict[str, Any], settings: dict[str, Any], path: str | Path) -> Path:
-    """Write ``{"rows", "summary", "settings", "versions", "created"}`` to ``path`` (atomic, strict JSON)."""
+def write_json(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], settings: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``{"rows", "summary", "settings", "versions", "created"}`` to ``path`` (atomic, strict JSON: no NaN)."""
     from medannot.io.atomic import atomic_write_text
 
     doc = {
@@ -113,18 +100,18 @@ def write_json(rows: Sequence[dict[str, Any]], summary: dict[str, Any], settings
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return atomic_write_text(path, json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
+    return atomic_write_text(path, dumps_json(doc) + "\n")
 
 
 # ----------------------------------------------------------------------------- HTML
 
 
 def write_html(
-    rows: Sequence[dict[str, Any]],
-    summary: dict[str, Any],
-    settings: dict[str, Any],
+    rows: Sequence[MetricRow],
+    summary: SegmentationSummary,
+    settings: Mapping[str, Any],
     path: str | Path,
-    thumbnails: dict[tuple[str, str], dict[str, Any]] | None = None,
+    thumbnails: Mapping[tuple[str, str], Thumbnail] | None = None,
     explanations: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Path:
     """Write the self-contained HTML report to ``path`` (atomic).
@@ -161,23 +148,23 @@ def write_html(
 
 def write_report(
     out_dir: str | Path,
-    rows: Sequence[dict[str, Any]],
-    summary: dict[str, Any] | None = None,
-    settings: dict[str, Any] | None = None,
-    thumbnails: dict[tuple[str, str], dict[str, Any]] | None = None,
+    rows: Sequence[MetricRow],
+    summary: SegmentationSummary | None = None,
+    settings: Mapping[str, Any] | None = None,
+    thumbnails: Mapping[tuple[str, str], Thumbnail] | None = None,
 ) -> dict[str, Path]:
     """Write ``metrics.csv``, ``metrics.json`` and ``report.html`` into ``out_dir``.
 
     Args:
         out_dir: Output folder (created if needed).
-        rows: Metric rows (``case``, ``label``, metrics, ``empty``).
+        rows: Metric rows (:class:`~medannot.evaluation.results.MetricRow`).
         summary: Summary from :func:`summarise`; computed from ``rows`` when omitted.
         settings: Run settings saved in the JSON and shown in the HTML (``tolerance_mm`` is shown at the top).
             Lists ``summary["missing_predictions"]`` / ``summary["unmatched_predictions"]``, when present,
             are called out at the top of the HTML page; ``summary["lesions"]``, ``["froc"]`` and
             ``["manifest"]`` (from :func:`medannot.evaluation.evaluate_paths`) get their own sections.
-        thumbnails: ``{(case, label): {"png": base64, "where": text, "image": bool}}`` overlay
-            thumbnails shown in the HTML only (see :mod:`medannot.evaluation.thumbnails`).
+        thumbnails: ``{(case, label): Thumbnail}`` overlay thumbnails shown in the HTML only
+            (see :mod:`medannot.evaluation.thumbnails`).
 
     When ``settings["prediction"]`` is a ``medannot annotate --out`` folder whose cases carry explanations
     (``--uncertainty``, classifier saliency), the HTML gets a "where to look first" section and
@@ -190,12 +177,11 @@ def write_report(
 
     out = Path(out_dir)
     summary = summarise(rows) if summary is None else summary
-    settings = dict(settings or {})
-    cases = sorted({str(r["case"]) for r in rows}) or None
+    settings = settings if settings is not None else {}
+    cases = sorted({str(r.case) for r in rows}) or None
     explanations = collect_explanations(settings.get("prediction"), cases)
-    if any(explanations.values()):
-        summary = dict(summary, explanations={k: [{kk: vv for kk, vv in r.items() if kk != "thumb"} for r in v]
-                                              for k, v in explanations.items() if v})
+    if any(explanations.values()):  # values only in the JSON; the thumbnails are hidden fields
+        summary = dataclasses.replace(summary, explanations={k: v for k, v in explanations.items() if v})
     return {
         "csv": write_csv(rows, out / "metrics.csv"),
         "json": write_json(rows, summary, settings, out / "metrics.json"),

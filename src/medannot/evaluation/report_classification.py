@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,8 +17,28 @@ from typing import Any, Sequence
 import numpy as np
 
 from medannot.errors import InputError
+from medannot.evaluation.classification import ClassificationMetrics, Reliability, RocCurve
+from medannot.evaluation.record import Record
 
-__all__ = ["write_classification_report"]
+__all__ = ["ClassificationReport", "classification_report", "write_classification_report"]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ClassificationReport(Record):
+    """Everything ``classification.json`` reports, classes by name.
+
+    Attributes:
+        class_names: The classes (K >= 2).
+        metrics: :func:`~medannot.evaluation.classification.classification_metrics` with ``labels``,
+            ``per_class`` and ``roc_auc_per_class`` keyed by class name.
+        roc: Class name -> ROC curve of that class against the rest (two classes: the second class only).
+        reliability: Top-label reliability diagram and calibration errors.
+    """
+
+    class_names: list[str]
+    metrics: ClassificationMetrics
+    roc: dict[str, RocCurve]
+    reliability: Reliability
 
 
 def _indices(y_true: Any, class_names: Sequence[str]) -> np.ndarray:
@@ -36,32 +57,20 @@ def _indices(y_true: Any, class_names: Sequence[str]) -> np.ndarray:
     return np.array([lookup[str(v)] for v in yt], dtype=np.int64)
 
 
-def write_classification_report(
-    out_dir: str | Path, y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10, explanations_html: str = ""
-) -> dict[str, Path]:
-    """Write ``classification.json`` and ``classification.html`` into ``out_dir`` (atomic).
+def classification_report(y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10) -> ClassificationReport:
+    """Metrics, ROC curves and reliability diagram of one set of predictions, classes by name.
 
     Args:
-        out_dir: Output folder (created if needed).
         y_true: (N,) true classes, as indices into ``class_names`` or as the names.
         y_prob: (N, K) class probabilities in the order of ``class_names`` (rows sum to 1), or
             (N,) probabilities of ``class_names[1]`` for two classes.
         class_names: Class names, K >= 2.
         n_bins: Equal-width confidence bins of the reliability diagram and ECE.
-        explanations_html: The "where to look first" section (:mod:`medannot.evaluation.report_explanations`),
-            shown after the verdict; "" for none.
-
-    Returns:
-        ``{"json": path, "html": path}``.
 
     Raises:
-        InputError: Unknown labels, shapes that do not match, fewer than two classes.
+        InputError: Unknown labels, shapes that do not match, fewer than two classes, no sample.
     """
     from medannot.evaluation.classification import classification_metrics, reliability_diagram, roc_curve_points
-    from medannot.evaluation.report import json_safe, versions
-    from medannot.evaluation.report_html import CSS
-    from medannot.evaluation.report_plots import reliability_png, roc_png
-    from medannot.io.atomic import atomic_write_text
 
     names = [str(c) for c in class_names]
     if len(names) < 2:
@@ -74,25 +83,62 @@ def write_classification_report(
     full = prob if prob.ndim == 2 else np.stack([1.0 - prob, prob], axis=1)
     which = range(len(names)) if len(names) > 2 else [1]
     curves = {names[k]: roc_curve_points(t == k, full[:, k], pos_label=True) for k in which}
+    auc = metrics["roc_auc_per_class"]
+    by_name: ClassificationMetrics = {
+        **metrics,
+        "labels": names,
+        "per_class": {names[int(k)]: v for k, v in metrics["per_class"].items()},
+        "roc_auc_per_class": None if auc is None else {names[int(k)]: v for k, v in auc.items()},
+    }
+    return ClassificationReport(class_names=names, metrics=by_name, roc=curves, reliability=rel)
 
+
+def write_classification_report(
+    out_dir: str | Path, y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10, explanations_html: str = ""
+) -> dict[str, Path]:
+    """Write ``classification.json`` and ``classification.html`` into ``out_dir`` (atomic).
+
+    Args:
+        out_dir: Output folder (created if needed).
+        y_true, y_prob, class_names, n_bins: As :func:`classification_report`.
+        explanations_html: The "where to look first" section (:mod:`medannot.evaluation.report_explanations`),
+            shown after the verdict; "" for none.
+
+    Returns:
+        ``{"json": path, "html": path}``.
+
+    Raises:
+        InputError: Unknown labels, shapes that do not match, fewer than two classes.
+    """
+    return write_classification_files(out_dir, classification_report(y_true, y_prob, class_names, n_bins), explanations_html)
+
+
+def write_classification_files(out_dir: str | Path, report: ClassificationReport, explanations_html: str = "") -> dict[str, Path]:
+    """Write ``classification.json`` and ``classification.html`` of ``report`` into ``out_dir`` (atomic).
+
+    Returns:
+        ``{"json": path, "html": path}``.
+    """
+    from medannot.evaluation.record import dumps_json
+    from medannot.evaluation.report import versions
+    from medannot.evaluation.report_html import CSS
+    from medannot.evaluation.report_plots import reliability_png, roc_png
+    from medannot.io.atomic import atomic_write_text
+
+    names, metrics, curves, rel = report.class_names, report.metrics, report.roc, report.reliability
     out = Path(out_dir)
     doc = {
-        "class_names": names,
-        "metrics": {**metrics, "labels": names, "per_class": {names[int(k)]: v for k, v in metrics["per_class"].items()},
-                    "roc_auc_per_class": None if metrics["roc_auc_per_class"] is None else
-                    {names[int(k)]: v for k, v in metrics["roc_auc_per_class"].items()}},
-        "roc": curves,
-        "reliability": rel,
+        **report.to_dict(),
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    json_path = atomic_write_text(out / "classification.json", json.dumps(json_safe(doc), indent=2, allow_nan=False) + "\n")
+    json_path = atomic_write_text(out / "classification.json", dumps_json(doc) + "\n")
 
     def f(v: Any) -> str:
         return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
 
-    per = doc["metrics"]["per_class"]
-    auc = doc["metrics"]["roc_auc_per_class"] or {}
+    per = metrics["per_class"]
+    auc = metrics["roc_auc_per_class"] or {}
     rows = "".join(
         f"<tr><td class=t>{html.escape(n)}</td><td>{per[n]['support']}</td><td>{f(per[n]['precision'])}</td>"
         f"<td>{f(per[n]['recall'])}</td><td>{f(per[n]['f1'])}</td><td>{f(auc.get(n))}</td></tr>" for n in names

@@ -19,15 +19,63 @@ import html
 import io
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["collect_explanations", "explanation_section", "THUMB_SIDE"]
+from medannot.evaluation.record import HIDDEN, Record
+
+__all__ = ["ClassifiedCase", "Explanations", "UncertainCase", "collect_explanations", "explanation_section", "THUMB_SIDE"]
 
 THUMB_SIDE = 200
 #: Overlay files shown per case, in order of preference (first found is shown).
 _UNCERTAINTY_PNGS = ("uncertainty_png", "uncertainty_axial_png")
 _SALIENCY_PNGS = ("gradcam_png", "gradcam_axial_png", "occlusion_png", "occlusion_axial_png")
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class UncertainCase(Record):
+    """Uncertainty summary of one segmented case (normalised softmax entropy, 0..1; None for an empty mask).
+
+    Attributes:
+        case: Case name.
+        in_mask: Mean entropy inside the predicted mask.
+        uncertain_in_mask: Fraction of mask voxels above ``threshold``.
+        overall: Mean entropy over the whole image.
+        threshold: Entropy above which a voxel counts as uncertain.
+        per_label: Label -> mean entropy inside that label.
+        mc: MC-dropout mean variance inside the mask (None without MC dropout).
+        thumb: Base64 PNG of the entropy overlay (HTML only, not serialised).
+    """
+
+    case: str
+    in_mask: float | None
+    uncertain_in_mask: float | None
+    overall: float | None
+    threshold: float | None
+    per_label: dict[str, float | None]
+    mc: float | None
+    thumb: str | None = field(default=None, metadata=HIDDEN)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ClassifiedCase(Record):
+    """A classifier's verdict on one case, with its explanation (Grad-CAM thumbnail, occlusion drop in nats)."""
+
+    case: str
+    label: Any
+    probability: float | None
+    calibrated: bool
+    occlusion_drop: float | None
+    thumb: str | None = field(default=None, metadata=HIDDEN)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Explanations(Record):
+    """Cases of a prediction folder ranked for review: uncertain segmentations first, least confident classes first."""
+
+    uncertainty: list[UncertainCase] = field(default_factory=list)
+    classification: list[ClassifiedCase] = field(default_factory=list)
 
 
 def _thumb(path: Path) -> str | None:
@@ -53,7 +101,7 @@ def _first_png(folder: Path, files: dict[str, str], keys: Sequence[str]) -> str 
     return None
 
 
-def collect_explanations(prediction: str | Path | None, cases: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+def collect_explanations(prediction: str | Path | None, cases: Sequence[str] | None = None) -> Explanations:
     """Read the explanations of every case folder under ``prediction`` (``<case>/annotation.json``).
 
     Args:
@@ -61,14 +109,15 @@ def collect_explanations(prediction: str | Path | None, cases: Sequence[str] | N
         cases: Only these case names (None = all).
 
     Returns:
-        ``{"uncertainty": [...], "classification": [...]}``, each a list of per-case dicts (``case``, the summary
-        values, ``thumb`` base64 or None), ranked as in the module docstring. Unreadable ``annotation.json``
-        files are skipped (the evaluation itself does not depend on them).
+        :class:`Explanations` (``uncertainty`` and ``classification`` lists of per-case records, ``thumb``
+        base64 or None), ranked as in the module docstring; empty lists when there is nothing. Unreadable
+        ``annotation.json`` files are skipped (the evaluation itself does not depend on them).
     """
-    out: dict[str, list[dict[str, Any]]] = {"uncertainty": [], "classification": []}
+    uncertain: list[UncertainCase] = []
+    classified: list[ClassifiedCase] = []
     root = Path(prediction) if prediction is not None else None
     if root is None or not root.is_dir():
-        return out
+        return Explanations()
     wanted = None if cases is None else {str(c) for c in cases}
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if wanted is not None and folder.name not in wanted:
@@ -83,35 +132,34 @@ def collect_explanations(prediction: str | Path | None, cases: Sequence[str] | N
         exp = ann.get("explanations") or {}
         unc = exp.get("uncertainty")
         if isinstance(unc, dict):
-            out["uncertainty"].append({
-                "case": folder.name,
-                "in_mask": unc.get("mean_entropy_in_mask"),
-                "uncertain_in_mask": unc.get("uncertain_fraction_in_mask"),
-                "overall": unc.get("mean_entropy"),
-                "threshold": unc.get("threshold"),
-                "per_label": {k: v.get("mean_entropy") for k, v in (unc.get("per_label") or {}).items() if isinstance(v, dict)},
-                "mc": unc.get("mc_dropout_mean_variance_in_mask"),
-                "thumb": _first_png(folder, files, _UNCERTAINTY_PNGS),
-            })
+            uncertain.append(UncertainCase(
+                case=folder.name,
+                in_mask=unc.get("mean_entropy_in_mask"),
+                uncertain_in_mask=unc.get("uncertain_fraction_in_mask"),
+                overall=unc.get("mean_entropy"),
+                threshold=unc.get("threshold"),
+                per_label={k: v.get("mean_entropy") for k, v in (unc.get("per_label") or {}).items() if isinstance(v, dict)},
+                mc=unc.get("mc_dropout_mean_variance_in_mask"),
+                thumb=_first_png(folder, files, _UNCERTAINTY_PNGS),
+            ))
         cls = ann.get("classification")
         if isinstance(cls, dict) and cls.get("label") is not None:
             occ = exp.get("occlusion") or {}
-            out["classification"].append({
-                "case": folder.name,
-                "label": cls.get("label"),
-                "probability": cls.get("probability"),
-                "calibrated": bool(cls.get("calibrated")),
-                "occlusion_drop": occ.get("max_log_odds_drop"),
-                "thumb": _first_png(folder, files, _SALIENCY_PNGS),
-            })
+            classified.append(ClassifiedCase(
+                case=folder.name,
+                label=cls.get("label"),
+                probability=cls.get("probability"),
+                calibrated=bool(cls.get("calibrated")),
+                occlusion_drop=occ.get("max_log_odds_drop"),
+                thumb=_first_png(folder, files, _SALIENCY_PNGS),
+            ))
 
-    def unc_key(r: dict[str, Any]) -> tuple[int, float, str]:
-        v = r["in_mask"]
-        return (1, 0.0, r["case"]) if v is None else (0, -float(v), r["case"])
+    def unc_key(r: UncertainCase) -> tuple[int, float, str]:
+        return (1, 0.0, r.case) if r.in_mask is None else (0, -float(r.in_mask), r.case)
 
-    out["uncertainty"].sort(key=unc_key)
-    out["classification"].sort(key=lambda r: (float(r["probability"]) if r["probability"] is not None else 2.0, r["case"]))
-    return out
+    uncertain.sort(key=unc_key)
+    classified.sort(key=lambda r: (float(r.probability) if r.probability is not None else 2.0, r.case))
+    return Explanations(uncertainty=uncertain, classification=classified)
 
 
 def _f(v: Any, digits: int = 3) -> str:
@@ -189,8 +237,8 @@ def explanation_section(explanations: dict[str, list[dict[str, Any]]], rows: Seq
             body.append("<tr>" + "".join(f"<td{' class=t' if j == 1 else ''}>{c}</td>" for j, c in enumerate(cells)) + "</tr>")
         parts.append(f"<table>{head}{''.join(body)}</table>")
         cards = [f"<div class=card><b>{i}. {esc(r['case'])}</b><br>uncertainty in mask {_f(r['in_mask'])}"
-                 f"{' · Dice ' + _f(dice.get(r['case'])) if r['case'] in dice else ''}{_img(r['thumb'], r['case'] + ' uncertainty')}</div>"
-                 for i, r in enumerate(unc[:limit], start=1) if r["thumb"]]
+                 f"{' · Dice ' + _f(dice.get(r['case'])) if r['case'] in dice else ''}{_img(r.thumb, r['case'] + ' uncertainty')}</div>"
+                 for i, r in enumerate(unc[:limit], start=1) if r.thumb]
         if cards:
             parts.append(f"<div class=grid>{''.join(cards)}</div>")
     if cls:
@@ -211,7 +259,7 @@ def explanation_section(explanations: dict[str, list[dict[str, Any]]], rows: Seq
                      + ("<th class=t>true class</th>" if truth is not None else "")
                      + f"<th>probability</th><th>calibrated</th><th>occlusion drop (nats)</th></tr>{''.join(rows_html)}</table>")
         cards = [f"<div class=card><b>{i}. {esc(r['case'])}</b><br>{esc(str(r['label']))} p = {_f(r['probability'])}"
-                 f"{_img(r['thumb'], r['case'] + ' Grad-CAM')}</div>" for i, r in enumerate(cls[:limit], start=1) if r["thumb"]]
+                 f"{_img(r.thumb, r['case'] + ' Grad-CAM')}</div>" for i, r in enumerate(cls[:limit], start=1) if r.thumb]
         if cards:
             parts.append(f"<div class=grid>{''.join(cards)}</div>")
     return "".join(parts)

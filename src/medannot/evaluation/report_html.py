@@ -349,7 +349,7 @@ def render_html(
         created: Creation time text.
         explanations: HTML of the "where to look first" section (:mod:`medannot.evaluation.report_explanations`), or "".
     """
-    from medannot.evaluation.report import json_safe
+    from medannot.evaluation.record import json_safe
 
     extra = (summary.get("manifest") or {}).get("columns", [])
     n_cases, n_rows = summary.get("n_cases", 0), summary.get("n_rows", 0)

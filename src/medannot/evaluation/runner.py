@@ -12,16 +12,27 @@ layout written by ``medannot annotate`` (``PRED/<case>/labels.nii.gz``). So
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medannot.errors import ConfigError, InputError
-from medannot.evaluation.case_eval import GRID_ATOL_MM, CaseOptions, CaseOutcome, absent_row, evaluate_case, thumbnail_case
+from medannot.evaluation.accumulate import FrocAccumulator, SegmentationAccumulator, lesion_summary
+from medannot.evaluation.case_eval import CaseOptions, CaseOutcome, absent_row, evaluate_case, thumbnail_case
+from medannot.evaluation.results import (
+    FIRST_COLUMNS,
+    LESION_COLUMNS,
+    SUMMARY_METRICS,
+    EvaluationResult,
+    FrocSummary,
+    MetricRow,
+    SegmentationSettings,
+)
+from medannot.evaluation.thumbnails import Thumbnail
 
-__all__ = ["EvaluationResult", "GRID_ATOL_MM", "MAX_THUMBNAILS", "case_name", "evaluate_paths", "find_label_files"]
+__all__ = ["EvaluationResult", "MAX_THUMBNAILS", "case_name", "evaluate_paths", "find_label_files"]
 
 #: Most overlay thumbnails in the HTML report (worst case/label rows first), keeping the page small.
 MAX_THUMBNAILS = 24
@@ -31,42 +42,6 @@ THUMBNAIL_SIDE = 280
 _SUFFIXES = (".nii.gz", ".nii", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".png", ".jpg", ".jpeg", ".bmp", ".dcm")
 #: File names looked for inside a per-case prediction folder, in order.
 _CASE_FOLDER_FILES = tuple(f"labels{s}" for s in _SUFFIXES) + tuple(f"label{s}" for s in _SUFFIXES)
-
-
-@dataclass
-class EvaluationResult:
-    """Outcome of :func:`evaluate_paths`.
-
-    Attributes:
-        rows: One dict per case and label (``case``, ``label``, metrics, ``empty``, ``label_value``).
-        summary: Per-label statistics and empty cases (see :func:`medannot.evaluation.accumulate.summarise`),
-            plus ``missing_predictions`` and ``unmatched_predictions``.
-        settings: The settings the evaluation ran with.
-        paths: ``{"csv", "json", "html"}`` files written.
-        missing_predictions: Truth cases without a prediction (scored as empty predictions).
-        thumbnails: ``{(case, label): {"png", "where", ...}}`` overlay thumbnails shown in the HTML
-            (not written to the JSON).
-        unmatched_predictions: Predictions without a truth (not scored).
-    """
-
-    rows: list[dict[str, Any]]
-    summary: dict[str, Any]
-    settings: dict[str, Any]
-    paths: dict[str, Path] = field(default_factory=dict)
-    missing_predictions: list[str] = field(default_factory=list)
-    unmatched_predictions: list[str] = field(default_factory=list)
-    thumbnails: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: summary, settings, report paths, missing/unmatched cases and rows."""
-        return {
-            "summary": self.summary,
-            "settings": self.settings,
-            "paths": {k: str(v) for k, v in self.paths.items()},
-            "missing_predictions": list(self.missing_predictions),
-            "unmatched_predictions": list(self.unmatched_predictions),
-            "rows": list(self.rows),
-        }
 
 
 def case_name(path: str | Path) -> str:
@@ -129,62 +104,31 @@ def _run(pool: Any, func: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
     return [f.result() for f in futures]
 
 
-def _worst_rows(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+def worst_first(row: MetricRow) -> tuple[float, float, str, str]:
+    """Sort key of rows, worst first: lowest Dice, then largest HD95, then case and label."""
+    return (float(row.metrics.dice), -float(row.metrics.hd95), str(row.case), str(row.label))
+
+
+def _worst_rows(rows: list[MetricRow], limit: int) -> list[MetricRow]:
     """Rows worth a thumbnail, worst first (lowest Dice, then largest HD95); correctly absent labels skipped."""
-    shown = [r for r in rows if r.get("empty") != "both"]
-    shown.sort(key=lambda r: (float(r.get("dice", 0.0)), -float(r.get("hd95", 0.0)), str(r["case"]), str(r["label"])))
+    shown = sorted((r for r in rows if r.empty != "both"), key=worst_first)
     return shown[: max(0, limit)]
 
 
-def _froc_summary(outcomes: list[CaseOutcome], rows: list[dict[str, Any]], n_cases: int) -> dict[str, Any]:
-    """FROC per label over all cases, or ``{"skipped": reason}``."""
-    from medannot.evaluation.instances import LUNA16_FP_RATES, froc_from_hits
-
+def _froc_summary(outcomes: list[CaseOutcome], rows: list[MetricRow]) -> FrocSummary:
+    """FROC per label over all cases, or why it was skipped."""
     reasons = sorted({o.froc_reason for o in outcomes if o.froc_hits is None and o.froc_reason})
     if any(o.froc_hits is None for o in outcomes):
-        return {"skipped": "FROC not computed: " + ("; ".join(reasons) or "no instance scores")}
-    names = {int(r["label_value"]): str(r["label"]) for r in rows}
-    curves: dict[str, Any] = {}
-    for value, name in sorted(names.items()):
-        tp: list[float] = []
-        fp: list[float] = []
-        n_truth = 0
-        for o in outcomes:
-            t, f, n = (o.froc_hits or {}).get(value, ([], [], 0))
-            tp += t
-            fp += f
-            n_truth += n
-        if n_truth == 0 and not fp:
-            continue
-        curves[name] = froc_from_hits(tp, fp, n_truth, n_cases, LUNA16_FP_RATES)
-    return {"curves": curves, "fp_rates": list(LUNA16_FP_RATES)} if curves else {"skipped": "FROC not computed: no lesion in any case"}
-
-
-def _lesion_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per label lesion totals over cases: counts, pooled sensitivity/precision/F1, FP per case, mean PQ."""
-    out: dict[str, Any] = {}
-    for label in dict.fromkeys(str(r["label"]) for r in rows):
-        sel = [r for r in rows if str(r["label"]) == label and "lesion_tp" in r]
-        if not sel:
-            continue
-        tp = sum(int(r["lesion_tp"]) for r in sel)
-        fp = sum(int(r["false_positives"]) for r in sel)
-        fn = sum(int(r["lesion_fn"]) for r in sel)
-        out[label] = {
-            "n_cases": len(sel),
-            "n_truth": sum(int(r["n_truth_lesions"]) for r in sel),
-            "n_pred": sum(int(r["n_pred_lesions"]) for r in sel),
-            "tp": tp,
-            "fp": fp,
-            "fn": fn,
-            "sensitivity": tp / (tp + fn) if tp + fn else None,
-            "precision": tp / (tp + fp) if tp + fp else None,
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
-            "fp_per_case": fp / len(sel),
-            "mean_lesion_f1": sum(float(r["lesion_f1"]) for r in sel) / len(sel),
-            "mean_pq": sum(float(r["pq"]) for r in sel) / len(sel),
-        }
-    return out
+        return FrocSummary(skipped="FROC not computed: " + ("; ".join(reasons) or "no instance scores"))
+    names = dict(sorted({int(r.label_value): str(r.label) for r in rows if r.label_value is not None}.items()))
+    acc = FrocAccumulator()
+    for o in outcomes:
+        hits = o.froc_hits or {}
+        acc.update({name: hits.get(value, ([], [], 0)) for value, name in names.items()})
+    curves = acc.compute()
+    if not curves:
+        return FrocSummary(skipped="FROC not computed: no lesion in any case")
+    return FrocSummary(curves=curves, fp_rates=list(acc.fp_rates))
 
 
 def evaluate_paths(
@@ -229,9 +173,9 @@ def evaluate_paths(
         max_thumbnails: Most overlay thumbnails (worst rows first) in the HTML report; 0 for none.
 
     Returns:
-        :class:`EvaluationResult`. Truth cases without a prediction are scored as empty
-        predictions and listed in ``missing_predictions``; predictions without a truth are
-        listed in ``unmatched_predictions`` and not scored.
+        :class:`~medannot.evaluation.results.EvaluationResult`. Truth cases without a prediction are
+        scored as empty predictions and listed in ``missing_predictions``; predictions without a truth
+        are listed in ``unmatched_predictions`` and not scored.
 
     Raises:
         InputError: Missing paths, no matching case at all, label values outside ``labels``, unreadable
@@ -239,7 +183,6 @@ def evaluate_paths(
         ConfigError: Unknown ``match`` or a threshold outside [0, 1).
         GeometryError: Prediction and truth grids differ (shape, or affine beyond 1e-4 mm) and ``resample`` is False.
     """
-    from medannot.evaluation.accumulate import SegmentationAccumulator
     from medannot.evaluation.report import write_report
 
     pred_p, truth_p = Path(pred), Path(truth)
@@ -254,9 +197,7 @@ def evaluate_paths(
             raise ConfigError(f"match threshold must be in [0, 1) (pairs need a value strictly above it), got {match_threshold}")
     man = None
     if manifest is not None:
-        from medannot.evaluation.case_eval import LESION_COLUMNS
         from medannot.evaluation.manifest import read_manifest
-        from medannot.evaluation.accumulate import FIRST_COLUMNS, SUMMARY_METRICS
 
         man = read_manifest(manifest)
         reserved = set(FIRST_COLUMNS) | set(SUMMARY_METRICS) | set(LESION_COLUMNS) | {"empty", "label_value"}
@@ -290,57 +231,55 @@ def evaluate_paths(
         acc = SegmentationAccumulator(tolerance_mm=tolerance_mm)
         all_values: set[int] = set().union(*(o.present for o in outcomes)) if labels is None else set()
         for case, o in zip(cases, outcomes):
-            extra = all_values - {r["label_value"] for r in o.rows}
+            extra = all_values - {r.label_value for r in o.rows}
             rows = o.rows + [absent_row(case, v, o.ndim, options) for v in extra]
-            for row in sorted(rows, key=lambda r: r["label_value"]):
+            for row in sorted(rows, key=lambda r: int(r.label_value or 0)):
                 if man is not None:
-                    row.update(man.values(case))
+                    row = dataclasses.replace(row, extra=man.values(case))
                 acc.add_row(row)
 
-        thumbnails: dict[tuple[str, str], dict[str, Any]] = {}
+        thumbnails: dict[tuple[str, str], Thumbnail] = {}
         worst = _worst_rows(acc.rows, max_thumbnails)
-        by_case: dict[str, list[dict[str, Any]]] = {}
+        by_case: dict[str, list[MetricRow]] = {}
         for row in worst:
-            by_case.setdefault(str(row["case"]), []).append(row)
-        thumb_jobs = [(preds.get(c), truths[c], [int(r["label_value"]) for r in rs], resample, THUMBNAIL_SIDE) for c, rs in by_case.items()]
+            by_case.setdefault(str(row.case), []).append(row)
+        thumb_jobs = [(preds.get(c), truths[c], [int(r.label_value or 0) for r in rs], resample, THUMBNAIL_SIDE) for c, rs in by_case.items()]
         for (case, rs), thumbs in zip(by_case.items(), _run(pool, thumbnail_case, thumb_jobs)):
             for r in rs:
-                thumbnails[(case, str(r["label"]))] = thumbs[int(r["label_value"])]
+                thumbnails[(case, str(r.label))] = thumbs[int(r.label_value or 0)]
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
-    summary = acc.compute()
-    summary["missing_predictions"] = missing
-    summary["unmatched_predictions"] = unmatched
-    if lesions:
-        summary["lesions"] = _lesion_summary(acc.rows)
-        summary["froc"] = _froc_summary(outcomes, acc.rows, len(cases))
+    breakdown = None
     if man is not None:
-        from medannot.evaluation.manifest import breakdown
+        from medannot.evaluation.manifest import breakdown as manifest_breakdown
 
-        summary["manifest"] = breakdown(acc.rows, man, cases)
-    settings = {
-        "prediction": str(pred_p),
-        "truth": str(truth_p),
-        "labels": None if labels is None else {str(k): v for k, v in sorted(labels.items())},
-        "resample": resample,
-        "tolerance_mm": float(tolerance_mm),
-        "grid_atol_mm": GRID_ATOL_MM,
-        "surface": "boundary voxels by erosion with face connectivity (6 in 3D, 4 in 2D); image outside is background",
-        "distances": "exact Euclidean distance transform with voxel spacing (mm), union bounding box + 1 voxel",
-        "hd95": "max of the two directed 95th percentiles (MONAI); hd95_pooled: percentile of pooled distances (MedPy)",
-        "empty_rule": "both empty: overlap metrics 1, distances 0; one empty: overlap 0, distances = image diagonal (mm), flagged",
-        "lesions": bool(lesions),
-        "workers": workers,
-    }
-    if lesions:
-        settings.update(
-            match=str(match),
-            match_threshold=float(match_threshold),
-            lesion_definition="connected components of each label (full connectivity), or <case>/instances.nii.gz ids where present",
-        )
-    if man is not None:
-        settings["manifest"] = str(man.path)
+        breakdown = manifest_breakdown(acc.rows, man, cases)
+    summary = dataclasses.replace(
+        acc.compute(),
+        missing_predictions=missing,
+        unmatched_predictions=unmatched,
+        lesions=lesion_summary(acc.rows) if lesions else None,
+        froc=_froc_summary(outcomes, acc.rows) if lesions else None,
+        manifest=breakdown,
+    )
+    settings = SegmentationSettings(
+        prediction=str(pred_p),
+        truth=str(truth_p),
+        labels=None if labels is None else {str(k): v for k, v in sorted(labels.items())},
+        resample=resample,
+        tolerance_mm=float(tolerance_mm),
+        lesions=bool(lesions),
+        workers=workers,
+        match=str(match) if lesions else None,
+        match_threshold=float(match_threshold) if lesions else None,
+        lesion_definition="connected components of each label (full connectivity), or <case>/instances.nii.gz ids where present"
+        if lesions else None,
+        manifest=str(man.path) if man is not None else None,
+    )
     paths = write_report(out_dir, acc.rows, summary, settings, thumbnails=thumbnails)
-    return EvaluationResult(acc.rows, summary, settings, paths, missing, unmatched, thumbnails)
+    return EvaluationResult(
+        summary=summary, settings=settings, paths=paths, missing_predictions=missing, unmatched_predictions=unmatched,
+        rows=acc.rows, thumbnails=thumbnails,
+    )

@@ -14,12 +14,34 @@ from __future__ import annotations
 import base64
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["COLORS", "disagreement_slice", "find_input_image", "overlay_png", "thumbnail"]
+from medannot.evaluation.record import Record
+
+__all__ = ["COLORS", "Thumbnail", "disagreement_slice", "find_input_image", "overlay_png", "thumbnail"]
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Thumbnail(Record):
+    """Overlay thumbnail of one case and label.
+
+    Attributes:
+        png: Base64 PNG text.
+        where: Plain-words description of the slice shown.
+        false_positive: False-positive pixels on the shown slice.
+        false_negative: False-negative pixels on the shown slice.
+        image: True when drawn on the input image, False on a neutral grey background.
+    """
+
+    png: str
+    where: str
+    false_positive: int
+    false_negative: int
+    image: bool = False
 
 #: RGB colours of the three overlay classes.
 COLORS = {"agree": (0, 158, 115), "false_positive": (213, 94, 0), "false_negative": (0, 114, 178)}
@@ -151,7 +173,7 @@ def thumbnail(
     geometry: Any,
     image: np.ndarray | None = None,
     max_side: int = 240,
-) -> dict[str, Any]:
+) -> Thumbnail:
     """Thumbnail of one case and label.
 
     Args:
@@ -162,8 +184,7 @@ def thumbnail(
         max_side: Longest side in pixels.
 
     Returns:
-        ``{"png": base64 text, "where": plain-words slice description, "false_positive": n, "false_negative": n}``
-        (pixel counts on the shown slice).
+        :class:`Thumbnail` (``image`` False: the caller says whether ``image`` was the input image).
     """
     spacing = tuple(float(s) for s in geometry.spacing)
     if pred.ndim == 3:
@@ -187,9 +208,9 @@ def thumbnail(
     p2, t2 = p2[rows, cols], t2[rows, cols]
     i2 = None if i2 is None else i2[rows, cols]
     png = overlay_png(p2, t2, i2, sp, max_side=max_side)
-    return {
-        "png": base64.b64encode(png).decode("ascii"),
-        "where": where,
-        "false_positive": int((p2 & ~t2).sum()),
-        "false_negative": int((~p2 & t2).sum()),
-    }
+    return Thumbnail(
+        png=base64.b64encode(png).decode("ascii"),
+        where=where,
+        false_positive=int((p2 & ~t2).sum()),
+        false_negative=int((~p2 & t2).sum()),
+    )
