@@ -12,6 +12,12 @@ Addresses: ``dicomweb+http://HOST:PORT/dicom-web/studies/STUDY_UID[/series/SERIE
 too; credentials as ``USER:PASSWORD@HOST``), or a plain DICOMweb root plus a study UID
 (:func:`pacs_location`, the CLI's ``--pacs URL --study UID``). UIDs are checked to be DICOM UIDs (digits and
 dots) before use; retrieved files are named by their position, never by a UID.
+
+De-identification on ingest is the caller's: it passes a *dataset hook*, a plain callable
+``pydicom Dataset -> Dataset`` (e.g. ``medannot.privacy.Deidentifier().deidentify``), applied in memory to every
+retrieved instance before it touches the disk. This module never imports :mod:`medannot.privacy` (a higher layer);
+:class:`PacsSettings` with ``deidentify=True`` and no hook is refused, so nothing is ever annotated un-de-identified
+by mistake.
 """
 
 from __future__ import annotations
@@ -22,16 +28,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote, unquote, urlsplit
 
-from medannot.errors import InputError, PacsError
+from medannot.errors import ConfigError, InputError, PacsError
 
 __all__ = [
     "NON_IMAGE_MODALITIES",
+    "DatasetHook",
     "DicomWebLocation",
     "PacsClient",
     "PacsSettings",
+    "RemoteSeries",
     "SeriesInfo",
     "discover_dicomweb",
     "is_dicomweb_url",
@@ -199,7 +207,8 @@ class PacsSettings:
         retries: Extra attempts after a refused connection or an HTTP 5xx answer (>= 0).
         backoff_s: Back-off factor in seconds: waits 0, 2*b, 4*b, ... between attempts (>= 0).
         deidentify: De-identify what is retrieved, in memory, before it touches the disk (PS3.15 Basic
-            Profile, :mod:`medannot.privacy`), so local outputs carry only pseudonyms and new UIDs.
+            Profile), so local outputs carry only pseudonyms and new UIDs. The de-identification itself is the
+            ``dataset_hook`` the caller passes (:func:`discover_dicomweb`); ``True`` without a hook is refused.
     """
 
     timeout_s: float = 30.0
@@ -478,23 +487,67 @@ def write_instances(datasets: Sequence[Any], folder: Path) -> list[Path]:
 
 # ---------------------------------------------------------------------- discovery
 
+#: A transform applied in memory to every retrieved instance before it touches the disk (``Dataset -> Dataset``),
+#: e.g. ``medannot.privacy.Deidentifier().deidentify``. It may raise :class:`InputError` to refuse an instance.
+DatasetHook = Callable[[Any], Any]
 
-def discover_dicomweb(url: str, settings: PacsSettings | None = None) -> list[Any]:
-    """One :class:`~medannot.io.discover.InputItem` (source ``"dicomweb"``) per image series of the study at ``url``.
+
+@dataclass(frozen=True)
+class RemoteSeries:
+    """One image series on a PACS, not yet retrieved: what an input item needs to fetch it (typed, never in ``meta``).
+
+    Attributes:
+        name: Safe case name (``SeriesDescription_SeriesNumber``, or ``series_N`` when de-identifying).
+        modality: The series' Modality as QIDO-RS gives it.
+        location: The series' address.
+        settings: Timeout, retries, back-off (and whether the hook de-identifies).
+        dataset_hook: Applied to every retrieved instance before it touches the disk; None: none.
+    """
+
+    name: str
+    modality: str
+    location: DicomWebLocation
+    settings: PacsSettings
+    dataset_hook: DatasetHook | None = None
+
+    def load(self, kind: Any = None) -> tuple[Any, list[Any]]:
+        """Retrieve and read the series: :func:`load_dicomweb_series` with this item's settings and hook."""
+        return load_dicomweb_series(self.location, self.settings, kind, dataset_hook=self.dataset_hook)
+
+
+def _check_hook(settings: PacsSettings, dataset_hook: DatasetHook | None) -> None:
+    if dataset_hook is not None and not callable(dataset_hook):
+        raise ConfigError(f"dataset_hook must be a callable Dataset -> Dataset, got {type(dataset_hook).__name__}")
+    if settings.deidentify and dataset_hook is None:
+        raise ConfigError(
+            "PacsSettings(deidentify=True) needs a de-identifying dataset_hook (e.g. dataset_hook="
+            "medannot.privacy.Deidentifier().deidentify); nothing was retrieved"
+        )
+
+
+def discover_dicomweb(url: str, settings: PacsSettings | None = None, dataset_hook: DatasetHook | None = None) -> list[RemoteSeries]:
+    """One :class:`RemoteSeries` per image series of the study at ``url`` (nothing retrieved yet).
 
     Series without images (SEG, SR, RTSTRUCT, ...) are left out, so a study annotated before is not
-    annotated again from its own segmentations. Nothing is retrieved until ``InputItem.load()``.
-    Items are named ``SeriesDescription_SeriesNumber`` (``series_N`` when de-identifying: descriptions
-    may hold identifiers).
+    annotated again from its own segmentations. Series are named ``SeriesDescription_SeriesNumber``
+    (``series_N`` when ``settings.deidentify``: descriptions may hold identifiers).
+
+    Args:
+        url: ``dicomweb+http(s)://HOST/ROOT/studies/UID[/series/UID]``.
+        settings: Timeout, retries, back-off; ``deidentify=True`` requires ``dataset_hook``.
+        dataset_hook: Applied in memory to every instance retrieved later (one hook for the run, so a
+            de-identifier keeps UIDs consistent across the study's series).
 
     Raises:
         InputError: Malformed address, unknown study or series, or a study without image series.
         PacsError: Server down, timeout or access refused.
+        ConfigError: ``settings.deidentify`` without a ``dataset_hook``, or a hook that is not callable.
     """
-    from medannot.io.discover import InputItem, safe_name
+    from medannot.io.discover import safe_name
 
-    location = parse_dicomweb_url(url)
     settings = settings or PacsSettings()
+    _check_hook(settings, dataset_hook)
+    location = parse_dicomweb_url(url)
     client = PacsClient.for_location(location, settings)
     series = client.require_study(location.study_uid)
     if location.series_uid is not None:
@@ -502,26 +555,25 @@ def discover_dicomweb(url: str, settings: PacsSettings | None = None) -> list[An
         if not series:
             raise InputError(f"series {location.series_uid} not found in study {location.study_uid} on the PACS at {location.base_url}")
     images = [s for s in series if s.is_image]
-    deidentifier = None
-    if settings.deidentify:
-        from medannot.privacy import Deidentifier
-
-        deidentifier = Deidentifier()  # one map for the run: UIDs stay consistent across the study's series
     if not images:
         kinds = ", ".join(sorted({s.modality or "?" for s in series}))
         raise InputError(f"study {location.study_uid} on the PACS at {location.base_url} has no image series to annotate (only {kinds})")
-    items = []
+    out = []
     for index, info in enumerate(images, start=1):
-        label = "" if deidentifier is not None else "_".join(x for x in (info.description, info.number) if x)
+        label = "" if settings.deidentify else "_".join(x for x in (info.description, info.number) if x)
         name = safe_name(label or f"series_{index}", f"series_{index}")
         series_location = DicomWebLocation(location.base_url, location.study_uid, info.series_uid, location.username, location.password)
-        meta = {"modality": info.modality, "dicomweb": series_location, "pacs_settings": settings, "deidentifier": deidentifier}
-        items.append(InputItem(name, (), "dicomweb", None, info.series_uid, meta))
-    return items
+        out.append(RemoteSeries(name, info.modality, series_location, settings, dataset_hook))
+    return out
 
 
 def load_dicomweb_series(
-    location: DicomWebLocation, settings: PacsSettings | None = None, kind: Any = None, deidentifier: Any = None
+    location: DicomWebLocation,
+    settings: PacsSettings | None = None,
+    kind: Any = None,
+    deidentifier: Any = None,
+    *,
+    dataset_hook: DatasetHook | None = None,
 ) -> tuple[Any, list[Any]]:
     """Retrieve one series (WADO-RS) into a temporary folder and read it with :func:`medannot.io.dicom.read_dicom_series`.
 
@@ -529,28 +581,37 @@ def load_dicomweb_series(
         location: A location naming a series.
         settings: Timeout, retries, back-off.
         kind: ``"intensity"`` (default) or ``"label"``.
-        deidentifier: A :class:`medannot.privacy.Deidentifier`: the instances are de-identified in memory
-            before they touch the disk, so the image (and its ``meta``) carries only pseudonyms and new UIDs;
-            images that may show identifying text in their pixels are refused (burned-in annotation).
+        deidentifier: Kept for callers of the old signature: an object with a ``deidentify(dataset)`` method,
+            used as ``dataset_hook=deidentifier.deidentify``.
+        dataset_hook: Applied in memory to every instance before it touches the disk (e.g.
+            ``medannot.privacy.Deidentifier().deidentify``), so the image (and its ``meta``) carries only what the
+            hook leaves; an instance the hook refuses (:class:`InputError`, e.g. burned-in annotation) refuses the
+            series.
 
     Returns:
-        The 3D image (RAS mm; ``meta["source"]`` is the series address, or the server's root when
-        de-identified) and the *original* source datasets without their pixel data (for a DICOM SEG that
+        The 3D image (RAS mm; ``meta["source"]`` is the series address, or the server's root when a hook
+        changed the instances) and the *original* source datasets without their pixel data (for a DICOM SEG that
         references the series on the PACS). The temporary folder is removed.
 
     Raises:
-        InputError / GeometryError: As ``read_dicom_series``, or a series refused by the de-identification;
-        PacsError: as :meth:`PacsClient.retrieve_series`.
+        InputError / GeometryError: As ``read_dicom_series``, or a series refused by the hook;
+        PacsError: as :meth:`PacsClient.retrieve_series`; ConfigError: both ``deidentifier`` and ``dataset_hook``,
+        or ``settings.deidentify`` without either.
     """
     from medannot.io.dicom import read_dicom_series
 
+    if deidentifier is not None:
+        if dataset_hook is not None:
+            raise ConfigError("give dataset_hook or deidentifier, not both")
+        dataset_hook = deidentifier.deidentify
+    _check_hook(settings or PacsSettings(), dataset_hook)
     if location.series_uid is None:
         raise InputError(f"{location.url} names no series; expected .../studies/UID/series/UID")
     originals = PacsClient.for_location(location, settings).retrieve_series(location.study_uid, location.series_uid)
     local = originals
-    if deidentifier is not None:
+    if dataset_hook is not None:
         try:
-            local = [deidentifier.deidentify(ds) for ds in originals]
+            local = [dataset_hook(ds) for ds in originals]
         except InputError as exc:
             raise type(exc)(f"{location.url}: not de-identified, so not annotated: {exc.reason}") from None
     with tempfile.TemporaryDirectory(prefix="medannot-wado-") as tmp:
@@ -563,7 +624,7 @@ def load_dicomweb_series(
         for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             if keyword in ds:
                 delattr(ds, keyword)
-    image.meta["source"] = location.url if deidentifier is None else f"dicomweb+{location.base_url} (de-identified series)"
+    image.meta["source"] = location.url if dataset_hook is None else f"dicomweb+{location.base_url} (de-identified series)"
     image.meta["format"] = "dicomweb"
     image.meta.pop("skipped", None)
     return image, originals

@@ -9,12 +9,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medannot.data.case import Case
 from medannot.data.image import ImageKind
 from medannot.errors import InputError, MedannotError
 from medannot.io._common import DICOM_SUFFIXES, INV3_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, is_hidden, strip_image_suffix
+
+if TYPE_CHECKING:
+    from medannot.io.dicomweb import DatasetHook, PacsSettings, RemoteSeries
 
 __all__ = ["InputItem", "discover_inputs", "safe_name"]
 
@@ -31,6 +34,37 @@ def safe_name(text: str, fallback: str = "case") -> str:
     return name or fallback
 
 
+class _ItemMeta(dict):
+    """An input item's plain metadata (split, dataset name, modality...): only values that serialise.
+
+    Transition for callers that read a DICOMweb item's location and settings from ``meta`` (``workflows.annotate``):
+    ``meta["dicomweb"]`` and ``meta.get("pacs_settings")`` still answer, from the item's typed ``remote`` field,
+    without being stored here (``dict(meta)``, ``**meta`` and JSON see plain values only). Read ``item.remote``.
+    """
+
+    _LEGACY = ("dicomweb", "pacs_settings")
+
+    def __init__(self, values: dict[str, Any] | None = None, remote: "RemoteSeries | None" = None) -> None:
+        super().__init__(values or {})
+        self._remote = remote
+
+    def _legacy(self, key: str) -> Any:
+        if self._remote is None or key not in self._LEGACY:
+            raise KeyError(key)
+        return self._remote.location if key == "dicomweb" else self._remote.settings
+
+    def __missing__(self, key: str) -> Any:
+        return self._legacy(key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key in self:
+            return super().get(key)
+        try:
+            return self._legacy(key)
+        except KeyError:
+            return default
+
+
 @dataclass
 class InputItem:
     """One input case, not yet read.
@@ -39,10 +73,12 @@ class InputItem:
         name: Safe case name (a plain file name), e.g. the file name without ``.nii.gz``.
         paths: The file(s) of the main image (several for multi-channel datasets or DICOM series).
         source: What the item came from: ``"file"``, ``"dicom-series"``, ``"dataset"`` or ``"dicomweb"``
-            (a series on a PACS: no paths; ``meta["dicomweb"]`` holds its location, retrieved on ``load()``).
+            (a series on a PACS: no paths; ``remote`` says where it is, retrieved on ``load()``).
         label_path: Ground-truth label file (dataset cases), if any.
         series_uid: SeriesInstanceUID of a DICOM series item.
-        meta: Split, dataset label map, ...
+        meta: Plain values only (split, dataset name and label map, modality); never live objects.
+        remote: For ``"dicomweb"`` items: the series' location, PACS settings and dataset hook
+            (:class:`medannot.io.dicomweb.RemoteSeries`); None otherwise.
     """
 
     name: str
@@ -51,6 +87,10 @@ class InputItem:
     label_path: Path | None = None
     series_uid: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    remote: "RemoteSeries | None" = None
+
+    def __post_init__(self) -> None:
+        self.meta = _ItemMeta(dict(self.meta), self.remote)
 
     def load(self) -> Case:
         """Read the images into a :class:`Case` (``"image"``, plus ``"label"`` for labelled dataset cases).
@@ -78,9 +118,9 @@ class InputItem:
         if self.source == "dicom-series":
             image = read_dicom_series(list(self.paths), series_uid=self.series_uid)
         elif self.source == "dicomweb":
-            from medannot.io.dicomweb import load_dicomweb_series
-
-            image, headers = load_dicomweb_series(self.meta["dicomweb"], self.meta.get("pacs_settings"), None, self.meta.get("deidentifier"))
+            if self.remote is None:
+                raise InputError(f"DICOMweb case {self.name!r} has no remote series; make it with discover_inputs")
+            image, headers = self.remote.load()
             ids = {k: str(image.meta[k]) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID") if k in image.meta}
             return Case(self.name, {"image": image}, ids, {"sources": [image.meta["source"]], "dicom_headers": headers, **self.meta})
         else:
@@ -125,7 +165,7 @@ def _dicom_items(folder: Path, files: list[Path] | None, folder_name: str) -> tu
     return items, scan.skipped
 
 
-def discover_inputs(path: str | Path, pacs_settings: Any = None) -> list[InputItem]:
+def discover_inputs(path: str | Path, pacs_settings: "PacsSettings | None" = None, dataset_hook: "DatasetHook | None" = None) -> list[InputItem]:
     """List the cases found at ``path``.
 
     * a single image file (NIfTI, picture, DICOM file) -> one case named after the file;
@@ -139,19 +179,25 @@ def discover_inputs(path: str | Path, pacs_settings: Any = None) -> list[InputIt
 
     Args:
         path: File or folder, or a DICOMweb address.
-        pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries) for DICOMweb addresses.
+        pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries, deidentify) for DICOMweb addresses.
+        dataset_hook: For DICOMweb addresses: a callable ``pydicom Dataset -> Dataset`` applied in memory to every
+            retrieved instance before it touches the disk, e.g. ``medannot.privacy.Deidentifier().deidentify``
+            (required when ``pacs_settings.deidentify``; one hook for the run keeps UIDs consistent across series).
+            Ignored for local paths.
 
     Returns:
         Items in a stable order, with unique safe names. Skipped files are not returned (see ``scan_dicom_folder``).
 
     Raises:
         InputError: The path does not exist, or the folder holds no image.
+        ConfigError: ``pacs_settings.deidentify`` without a ``dataset_hook`` (DICOMweb addresses).
     """
     from medannot.io.dataset import open_dataset
     from medannot.io.dicomweb import discover_dicomweb, is_dicomweb_url
 
     if is_dicomweb_url(path):
-        return _unique(discover_dicomweb(str(path), pacs_settings))
+        remote = discover_dicomweb(str(path), pacs_settings, dataset_hook)
+        return _unique([InputItem(r.name, (), "dicomweb", None, r.location.series_uid, {"modality": r.modality}, r) for r in remote])
     p = Path(path)
     if not p.exists():
         raise InputError("input not found; check the path", p)
