@@ -133,9 +133,12 @@ def test_truth_csv_with_unknown_class_names_is_one_line_and_writes_nothing(tmp_p
     assert not (tmp_path / "report").exists()
 
 
-def test_a_classifier_is_not_taken_for_a_segmentation_model():
-    from medannot.annotate import ModelAnnotator
-    from medannot.errors import ModelError
+def test_a_classifier_gets_the_classification_predictor_and_refuses_segmentation_options():
+    from medannot.errors import ConfigError
+    from medannot.tasks import PredictOptions, Task, load_predictor
+    from medannot.tasks.classification import ImageClassifier
 
-    with pytest.raises(ModelError, match="is a classifier"):
-        ModelAnnotator("modality")
+    predictor = load_predictor("modality")
+    assert isinstance(predictor, ImageClassifier) and predictor.task is Task.CLASSIFICATION
+    with pytest.raises(ConfigError, match="segmentation models"):
+        load_predictor("modality", PredictOptions(tta=True))
