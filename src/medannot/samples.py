@@ -123,7 +123,7 @@ def reacquire(image: Image, spacing: tuple[float, float, float], axcodes: str = 
     Voxels outside the source field of view are 0.
     """
     from medannot.data import Geometry
-    from medannot.training.synth_source import axcodes_direction
+    from medannot.data.geometry import axcodes_direction
     from medannot.transforms.spatial import resample_to_grid
 
     direction = axcodes_direction(axcodes, rotation_deg)

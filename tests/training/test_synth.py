@@ -20,7 +20,9 @@ from medannot.training.synth import (
     synthesize,
     to_target,
 )
-from medannot.training.synth_source import SynthBrainSource, axcodes_direction, make_subject
+from medannot.data.geometry import axcodes_direction
+from medannot.errors import GeometryError
+from medannot.training.synth_source import SynthBrainSource, make_subject
 
 SMALL = SynthParams(patch_size=(32, 32, 32))
 #: Every intensity step off: the image is a deterministic function of the deformed labels.
@@ -130,7 +132,7 @@ def test_axcodes_direction() -> None:
     d = axcodes_direction("LPS")
     assert np.array_equal(d, np.diag([-1.0, -1.0, 1.0]))
     assert nib.aff2axcodes(np.block([[axcodes_direction("PIR"), np.zeros((3, 1))], [np.zeros((1, 3)), np.ones((1, 1))]])) == ("P", "I", "R")
-    with pytest.raises(ConfigError):
+    with pytest.raises(GeometryError, match="naming each axis once"):
         axcodes_direction("RRS")
 
 

@@ -144,3 +144,28 @@ class Geometry:
         sp = ", ".join(f"{s:g}" for s in self.spacing)
         org = ", ".join(f"{o:g}" for o in self.origin)
         return f"Geometry({self.ndim}D, spacing=({sp}) mm, origin=({org}) mm)"
+
+
+_AXIS = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
+
+
+def axcodes_direction(axcodes: str, rotation_deg: Sequence[float] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """Direction matrix (columns = world unit vectors of the array axes) for ``axcodes``, then
+    rotated about the world x, y, z axes by ``rotation_deg`` (an oblique acquisition).
+
+    Raises:
+        GeometryError: If ``axcodes`` is not three letters naming each world axis once.
+    """
+    codes = str(axcodes).upper()
+    if len(codes) != 3 or any(c not in _AXIS for c in codes) or len({_AXIS[c][0] for c in codes}) != 3:
+        raise GeometryError(f"axcodes must be 3 letters from R/L, A/P, S/I naming each axis once, got {axcodes!r}")
+    d = np.zeros((3, 3))
+    for col, c in enumerate(codes):
+        row, sign = _AXIS[c]
+        d[row, col] = sign
+    a = np.deg2rad(np.asarray(rotation_deg, dtype=float))
+    c, s = np.cos(a), np.sin(a)
+    rx = np.array([[1, 0, 0], [0, c[0], -s[0]], [0, s[0], c[0]]])
+    ry = np.array([[c[1], 0, s[1]], [0, 1, 0], [-s[1], 0, c[1]]])
+    rz = np.array([[c[2], -s[2], 0], [s[2], c[2], 0], [0, 0, 1]])
+    return rz @ ry @ rx @ d
