@@ -6,9 +6,9 @@ preamble, the gzip / NIfTI / PNG / JPEG / BMP / TIFF / zip signatures. Nothing i
 
 A zip archive (a path or bytes) holds either one image file (read as that file) or the DICOM files of one
 series (read with :func:`medannot.io.dicom.read_dicom_series`; several series need ``series_uid``).
-Zip members are refused before they are decompressed when their declared sizes exceed the reader's memory
-limit or a compression ratio no real image reaches; a member that expands beyond its declared size is refused
-while it is read.
+Zip archives are checked with :mod:`medannot.io.bounded` before anything is inflated (declared sizes within the
+reader's memory limit, no forged ratio, no encryption or exotic method, no nested archive), and every member must
+inflate to exactly its declared size.
 """
 
 from __future__ import annotations
@@ -23,13 +23,16 @@ from typing import BinaryIO
 
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError
-from medannot.io._common import DICOM_SUFFIXES, MAX_IMAGE_BYTES, NIFTI_SUFFIXES, RASTER_SUFFIXES, is_hidden
+from medannot.io._common import DICOM_SUFFIXES, MAX_IMAGE_BYTES, NIFTI_SUFFIXES, RASTER_SUFFIXES
+from medannot.io.bounded import InflateBudget, ZipLimits, check_zip, open_zip, read_member_bytes
 from medannot.io.invesalius import INV3_SUFFIXES
 
 __all__ = ["ImageFormat", "data_of", "format_of_name", "read_bytes", "read_zip", "sniff_format"]
 
 ZIP_SUFFIXES = (".zip",)
-_MAX_ZIP_RATIO = 1100  # deflate cannot compress better than ~1032:1
+#: Zip archives: the reader's memory limit in all, stored or deflated members, no nested archives, and no member
+#: declaring more than deflate can reach (~1032:1): a larger ratio is a forged header.
+_ZIP_LIMITS = ZipLimits(max_members=100_000, max_total_bytes=MAX_IMAGE_BYTES, max_ratio=1100)
 _CHUNK = 16 * 1024**2
 _RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -150,6 +153,12 @@ def read_bytes(source: bytes | bytearray | memoryview | BinaryIO, kind: ImageKin
     return read_dicom_file(data, kind, name=label)
 
 
+def _skipped_member(info: zipfile.ZipInfo) -> bool:
+    """Hidden files and folders, macOS resource forks (``__MACOSX/``, ``._x``, ``.DS_Store``) and DICOMDIR."""
+    parts = Path(info.filename).parts
+    return any(part.startswith(".") or part == "__MACOSX" for part in parts) or (bool(parts) and parts[-1].upper() == "DICOMDIR")
+
+
 def read_zip(source: str | Path | bytes, kind: ImageKind | str | None = None, where: Path | None = None,
              series_uid: str | None = None) -> Image:  # fmt: skip
     """Read the image in a zip archive: its one image file, or the one DICOM series its files make.
@@ -164,31 +173,14 @@ def read_zip(source: str | Path | bytes, kind: ImageKind | str | None = None, wh
         InputError: Not a zip, an empty archive, members too large, or several image files that are not DICOM.
     """
     where = where or (Path("<bytes>.zip") if isinstance(source, (bytes, bytearray, memoryview)) else Path(source))
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InputError(f"not a readable zip archive ({' '.join(str(exc).split())})", where) from None
+    what = str(where)
+    archive = open_zip(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source, what)
     with archive:
-        infos = [i for i in archive.infolist() if not i.is_dir() and not any(part.startswith(".") or part == "__MACOSX"
-                                                                          for part in Path(i.filename).parts)]  # fmt: skip
-        infos = [i for i in infos if not is_hidden(Path(i.filename)) and Path(i.filename).name.upper() != "DICOMDIR"]
+        infos = check_zip(archive, _ZIP_LIMITS, what, skip=_skipped_member)
         if not infos:
             raise InputError("the zip archive holds no file", where)
-        total = sum(i.file_size for i in infos)
-        packed = sum(i.compress_size for i in infos)
-        if total > MAX_IMAGE_BYTES or total > max(packed, 1) * _MAX_ZIP_RATIO:
-            raise InputError(f"the zip archive declares {total} bytes unpacked from {packed}; refused before unpacking "
-                             "(too large or not a real image archive)", where)  # fmt: skip
-        members: list[tuple[str, bytes]] = []
-        for info in infos:
-            try:
-                with archive.open(info) as fh:
-                    data = fh.read(info.file_size + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError, RuntimeError) as exc:
-                raise InputError(f"cannot unpack {info.filename} ({' '.join(str(exc).split())})", where) from None
-            if len(data) != info.file_size:
-                raise InputError(f"{info.filename} unpacks to {len(data)} bytes, {info.file_size} declared; the archive is corrupt", where)
-            members.append((info.filename, data))
+        budget = InflateBudget(_ZIP_LIMITS.max_total_bytes)
+        members = [(info.filename, read_member_bytes(archive, info, what, budget, _ZIP_LIMITS)) for info in infos]
     formats = [format_of_name(n) or sniff_format(d[:512]) for n, d in members]
     if len(members) == 1 and formats[0] not in (ImageFormat.DICOM, ImageFormat.ZIP, None):
         return read_bytes(members[0][1], kind, f"{where}/{members[0][0]}")
