@@ -147,6 +147,7 @@ class ClassificationTraining:
     def loss(self, rng: np.random.Generator) -> torch.Tensor:
         """Weighted cross-entropy of one augmented batch drawn with replacement."""
         pick = rng.choice(self._train, size=self.cfg.batch_size, replace=True)
+        self.augment.set_random_state(seed=int(rng.integers(2**31)))  # driven by the loop's generator: resumable
         xb = torch.stack([torch.as_tensor(self.augment(self.x[i])).float() for i in pick])
         return self.loss_fn(self.network(xb), torch.from_numpy(self.y[pick]))
 

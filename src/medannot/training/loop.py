@@ -208,6 +208,9 @@ def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHo
     hooks = build_hooks(cfg)
     model = hooks.network
     parent, copied = load_parent_weights(model, cfg.init) if cfg.init is not None else (None, set())
+    if cfg.init is not None and cfg.init.unfreeze_epoch is None and not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError("init.freeze freezes every weight and init.unfreeze_epoch never releases them: nothing would train; "
+                          "give unfreeze_epoch, or freeze fewer weights (a new head trains only when the labels differ)")
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
     stopper = EarlyStopping(cfg.early_stopping_patience)
     best_state: dict[str, torch.Tensor] | None = None
@@ -253,8 +256,9 @@ def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHo
                     group["lr"] = lr
                 optimizer.zero_grad(set_to_none=True)
                 loss = hooks.loss(rng)
-                loss.backward()
-                optimizer.step()
+                if loss.requires_grad:  # every weight frozen until init.unfreeze_epoch: nothing to step
+                    loss.backward()
+                    optimizer.step()
                 losses.append(float(loss.detach()))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
             bar.close()
