@@ -22,19 +22,27 @@ by mistake.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
-from urllib.parse import quote, unquote, urlsplit
 
 from medannot.errors import ConfigError, InputError, PacsError
+from medannot.io.dicomweb_address import (
+    SCHEMES,
+    DicomWebLocation,
+    check_uid,
+    split_base,
+    is_dicomweb_url,
+    pacs_location,
+    parse_dicomweb_url,
+)
 
 __all__ = [
     "NON_IMAGE_MODALITIES",
+    "SCHEMES",
     "DatasetHook",
     "DicomWebLocation",
     "PacsClient",
@@ -49,11 +57,8 @@ __all__ = [
     "write_instances",
 ]
 
-SCHEMES = ("dicomweb+http", "dicomweb+https")
 #: Modalities of series that hold no image to annotate (segmentations, reports, structure sets, ...).
 NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "RTSTRUCT", "RTPLAN", "RTRECORD", "RTDOSE", "PR", "KO", "DOC", "REG", "FID", "RWV", "PLAN"})
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
-_STUDY_PATH = re.compile(r"^(?P<root>.*?)/studies/(?P<study>[^/]+)(?:/series/(?P<series>[^/]+))?/?$")
 _RETRY_STATUS = (500, 502, 503, 504)
 #: STOW-RS FailureReason codes (PS3.18 Table I.2-1 / PS3.4 Annex GG) and what they mean.
 _FAILURE_REASONS = {
@@ -82,119 +87,6 @@ def _answer_dataset(response: Any) -> Any:
         return pydicom.Dataset.from_json(response.json())
     except Exception:  # noqa: BLE001 - any body that is not DICOM JSON simply has no details to add
         return None
-
-
-def _check_uid(uid: str, what: str) -> str:
-    uid = uid.strip()
-    if len(uid) > 64 or not _UID.match(uid):
-        raise InputError(f"{what} {uid[:80]!r} is not a DICOM UID (digits separated by dots, at most 64 characters)")
-    return uid
-
-
-def is_dicomweb_url(text: str | Path) -> bool:
-    """True for ``dicomweb+http://...`` and ``dicomweb+https://...`` addresses (a Path never is one)."""
-    return isinstance(text, str) and text.strip().lower().startswith(tuple(f"{s}://" for s in SCHEMES))
-
-
-@dataclass(frozen=True)
-class DicomWebLocation:
-    """A study (or one series of it) on a DICOMweb server.
-
-    Attributes:
-        base_url: DICOMweb root without credentials or trailing slash, e.g. ``http://127.0.0.1:8042/dicom-web``.
-        study_uid: StudyInstanceUID.
-        series_uid: SeriesInstanceUID when one series was named, else None (every image series of the study).
-        username: HTTP basic-auth user, if the address had one.
-        password: Its password (never shown).
-    """
-
-    base_url: str
-    study_uid: str
-    series_uid: str | None = None
-    username: str | None = field(default=None, repr=False)
-    password: str | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        """The ``dicomweb+http(s)://`` address without credentials (safe to print)."""
-        tail = f"/studies/{self.study_uid}" + (f"/series/{self.series_uid}" if self.series_uid else "")
-        return f"dicomweb+{self.base_url}{tail}"
-
-    def url_with_credentials(self) -> str:
-        """The address including ``USER:PASSWORD@`` when there are credentials (never print it)."""
-        if self.username is None:
-            return self.url
-        scheme, rest = self.url.split("://", 1)
-        userinfo = quote(self.username, safe="") + (":" + quote(self.password, safe="") if self.password is not None else "")
-        return f"{scheme}://{userinfo}@{rest}"
-
-
-def _split_base(url: str, what: str) -> tuple[str, str | None, str | None, str]:
-    """(scheme://host[:port], user, password, path) of an http(s) address; credentials removed."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https"):
-        raise InputError(f"{what} must start with http:// or https:// (or dicomweb+http://), got {url[:80]!r}")
-    if not parts.hostname:
-        raise InputError(f"{what} has no host name: {url[:80]!r}")
-    if parts.query or parts.fragment:
-        raise InputError(f"{what} must not have a query or fragment ('?'/'#'): {url[:80]!r}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise InputError(f"{what} has an invalid port: {url[:80]!r}") from None
-    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
-    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
-    user = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return origin, user, password, parts.path
-
-
-def parse_dicomweb_url(url: str) -> DicomWebLocation:
-    """Parse ``dicomweb+http(s)://[USER:PASSWORD@]HOST[:PORT]/ROOT/studies/UID[/series/UID]``.
-
-    Args:
-        url: The address; ROOT is the server's DICOMweb root (``dicom-web`` for Orthanc), possibly empty.
-
-    Returns:
-        The location; ``base_url`` is ``http(s)://HOST[:PORT]/ROOT``.
-
-    Raises:
-        InputError: Not a ``dicomweb+`` address, no ``/studies/UID`` part, or UIDs that are not DICOM UIDs.
-    """
-    text = url.strip()
-    if not is_dicomweb_url(text):
-        raise InputError(f"expected a dicomweb+http:// or dicomweb+https:// address, got {text[:80]!r}")
-    origin, user, password, path = _split_base(text.split("+", 1)[1], "the DICOMweb address")
-    match = _STUDY_PATH.match(path)
-    if match is None:
-        raise InputError(
-            f"the DICOMweb address must end in /studies/STUDY_UID or /studies/STUDY_UID/series/SERIES_UID, got path {path!r}"
-        )
-    study = _check_uid(unquote(match["study"]), "StudyInstanceUID")
-    series = _check_uid(unquote(match["series"]), "SeriesInstanceUID") if match["series"] else None
-    return DicomWebLocation(origin + match["root"].rstrip("/"), study, series, user, password)
-
-
-def pacs_location(pacs_url: str, study_uid: str, series_uid: str | None = None) -> DicomWebLocation:
-    """The location given as ``--pacs URL --study UID``.
-
-    Args:
-        pacs_url: DICOMweb root, ``http(s)://HOST:PORT/dicom-web`` (a ``dicomweb+`` prefix is accepted).
-        study_uid: StudyInstanceUID.
-        series_uid: Optional SeriesInstanceUID.
-
-    Raises:
-        InputError: Malformed address or UIDs.
-    """
-    text = pacs_url.strip()
-    if is_dicomweb_url(text):
-        text = text.split("+", 1)[1]
-    origin, user, password, path = _split_base(text, "--pacs")
-    if "/studies" in path:
-        raise InputError(f"--pacs is the DICOMweb root (e.g. http://HOST:PORT/dicom-web); give the study with --study, got {pacs_url[:80]!r}")
-    study = _check_uid(study_uid, "StudyInstanceUID")
-    series = _check_uid(series_uid, "SeriesInstanceUID") if series_uid else None
-    return DicomWebLocation(origin + path.rstrip("/"), study, series, user, password)
 
 
 @dataclass(frozen=True)
@@ -278,7 +170,7 @@ class PacsClient:
     def __init__(self, base_url: str, settings: PacsSettings | None = None, username: str | None = None, password: str | None = None) -> None:
         from dicomweb_client import DICOMwebClient
 
-        origin, url_user, url_password, path = _split_base(base_url, "the DICOMweb root")
+        origin, url_user, url_password, path = split_base(base_url, "the DICOMweb root")
         self.base_url = origin + path.rstrip("/")
         self.settings = settings or PacsSettings()
         user = username if username is not None else url_user
@@ -359,7 +251,7 @@ class PacsClient:
         Raises:
             PacsError: Server down, timeout, access refused or an error answer.
         """
-        study_uid = _check_uid(study_uid, "StudyInstanceUID")
+        study_uid = check_uid(study_uid, "StudyInstanceUID")
         filters = {"Modality": modality} if modality else None
         fields = ("SeriesDescription", "SeriesNumber", "Modality", "NumberOfSeriesRelatedInstances")
         with self._errors(f"listing the series of study {study_uid}", f"study {study_uid}"):
@@ -398,8 +290,8 @@ class PacsClient:
             InputError: The series (or study) does not exist.
             PacsError: Server down, timeout, access refused or an error answer.
         """
-        study_uid = _check_uid(study_uid, "StudyInstanceUID")
-        series_uid = _check_uid(series_uid, "SeriesInstanceUID")
+        study_uid = check_uid(study_uid, "StudyInstanceUID")
+        series_uid = check_uid(series_uid, "SeriesInstanceUID")
         with self._errors(f"retrieving series {series_uid}", f"series {series_uid} of study {study_uid}"):
             datasets = self._client.retrieve_series(study_uid, series_uid)
         if not datasets:
@@ -427,7 +319,7 @@ class PacsClient:
         """
         if not datasets:
             return []
-        study_uid = None if study_uid is None else _check_uid(study_uid, "StudyInstanceUID")
+        study_uid = None if study_uid is None else check_uid(study_uid, "StudyInstanceUID")
         with self._errors(f"storing {len(datasets)} instance(s)"):
             answer = self._client.store_instances(list(datasets), study_instance_uid=study_uid)
         refused = _failures_text(answer, len(datasets))
