@@ -29,6 +29,30 @@ class Task(enum.StrEnum):
     PROMPTABLE = "promptable"
 
     @classmethod
+    def extend(cls, value: str) -> "Task":
+        """Add a task name for a plug-in (``COUNT = Task.extend("count")``); an existing name returns its member.
+
+        The new member behaves like the built-in ones: ``Task("count")``, pydantic fields typed :class:`Task` and
+        ``bundle.json`` files naming it all resolve to it. Names are lower-case words joined by ``-``.
+
+        Raises:
+            ConfigError: A name that is not lower-case letters, digits and ``-``.
+        """
+        value = str(value).strip()
+        if value in cls._value2member_map_:
+            return cls(value)
+        if not value or not all(c.isdigit() or c == "-" or ("a" <= c <= "z") for c in value) or not value[0].isalpha():
+            raise ConfigError(f"a task name is lower-case letters, digits and '-', starting with a letter; got {value!r}")
+        member = str.__new__(cls, value)
+        member._name_ = value.upper().replace("-", "_")
+        member._value_ = value
+        member.__objclass__ = cls  # type: ignore[misc]
+        cls._member_map_[member._name_] = member
+        cls._value2member_map_[value] = member
+        cls._member_names_.append(member._name_)
+        return member
+
+    @classmethod
     def parse(cls, value: "str | Task") -> "Task":
         """Convert a string once; a typo lists the valid names.
 

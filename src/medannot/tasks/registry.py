@@ -7,6 +7,7 @@ that follows :class:`~medannot.tasks.base.TaskPlugin` and ``@register_task`` on 
 from __future__ import annotations
 
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,8 +37,27 @@ def register_task(cls: P) -> P:
     return cls
 
 
+_PLUGINS_LOADED = False
+
+
 def _ensure_builtin() -> None:
+    """Register the built-in tasks, then those of installed plug-ins (entry points in the group ``medannot.tasks``).
+
+    Raises:
+        ConfigError: A plug-in that cannot be imported (naming it and the package that declares it).
+    """
+    global _PLUGINS_LOADED
     import medannot.tasks.builtin  # noqa: F401 - registers the built-in tasks
+
+    if _PLUGINS_LOADED:
+        return
+    _PLUGINS_LOADED = True
+    for entry in entry_points(group="medannot.tasks"):
+        try:
+            entry.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plug-in is named, not a traceback
+            raise ConfigError(f"task plug-in {entry.name!r} ({entry.value}) cannot be imported: {type(exc).__name__}: {exc}; "
+                              "reinstall or remove the package that declares it") from None
 
 
 def get_task(task: Task | str) -> TaskPlugin:
@@ -65,6 +85,7 @@ def load_predictor(model: str | Path | Bundle, options: PredictOptions | None = 
     Raises:
         ModelError: Unknown or corrupt bundle. ConfigError: options its task does not take.
     """
+    _ensure_builtin()  # plug-in task names must exist before a bundle naming them is validated
     bundle = model if isinstance(model, Bundle) else Bundle.load(model)
     return get_task(bundle.task).predictor(bundle, options or PredictOptions())
 
@@ -83,6 +104,7 @@ def train(config: str | Path | dict[str, Any], overrides: dict[str, Any] | None 
     Raises:
         ConfigError: Invalid config (fields named). ModelError: data or a parent bundle that does not fit.
     """
+    _ensure_builtin()
     plugin = get_task(config_task(config))
     cfg = validate_config(plugin.config_model, config, overrides)
     path = config if isinstance(config, (str, Path)) else None
@@ -99,6 +121,7 @@ def task_of_predictions(pred: str | Path) -> Task:
     Raises:
         ModelError: Case folders that record different tasks.
     """
+    _ensure_builtin()
     root = Path(pred)
     if root.is_file() and root.suffix.lower() == ".csv":
         return Task.CLASSIFICATION
