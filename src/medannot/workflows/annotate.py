@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from medannot.annotations.dicom_grid import load_source_datasets
 from medannot.annotations.dicom_outputs import dicom_writers, parse_formats
+from medannot.annotations.pacs_store import store_segmentation
 from medannot.annotations.results import SegmentationResult
 from medannot.annotations.schema import Annotation
 from medannot.errors import ConfigError, InputError, MedannotError
 from medannot.io import discover_inputs
+from medannot.privacy import Deidentifier
 from medannot.tasks import CasePredictor, get_task
 
 __all__ = ["CaseResult", "annotate_inputs"]
@@ -56,6 +59,7 @@ def annotate_inputs(
     pacs_settings: Any = None,
     formats: Sequence[str] = ("nifti",),
     on_batch_files: Callable[[list[Path]], None] | None = None,
+    dataset_hook: Callable[[Any], Any] | None = None,
 ) -> list[CaseResult]:
     """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
 
@@ -72,6 +76,9 @@ def annotate_inputs(
             ``rtstruct`` (``rtstruct.dcm``); the DICOM ones only for DICOM inputs and label-map tasks (other inputs
             fail with a one-line reason).
         on_batch_files: Called with the batch-level files written after the last case (e.g. ``classifications.csv``).
+        dataset_hook: For DICOMweb addresses: applied to every retrieved instance before it touches the disk. With
+            ``pacs_settings.deidentify`` and no hook, one :class:`medannot.privacy.Deidentifier` (PS3.15 Basic
+            Profile) serves the whole run, so UIDs stay consistent across the study's series.
 
     Returns:
         One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
@@ -84,7 +91,9 @@ def annotate_inputs(
     if dicom_formats and not get_task(predictor.task).writes_label_maps:
         wanted = ", ".join(f.value for f in dicom_formats)
         raise ConfigError(f"--format {wanted} needs a label map; a {predictor.task.value} model gives none (run without that --format)")
-    items = discover_inputs(input_path, pacs_settings)
+    if dataset_hook is None and pacs_settings is not None and getattr(pacs_settings, "deidentify", False):
+        dataset_hook = Deidentifier().deidentify
+    items = discover_inputs(input_path, pacs_settings, dataset_hook=dataset_hook)
     if not items:
         raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
     results: list[CaseResult] = []
@@ -123,8 +132,6 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
     labels = result.labels if isinstance(result, SegmentationResult) else None
     extra = []
     if dicom_formats and labels is not None:
-        from medannot.annotations.dicom_grid import load_source_datasets
-
         sources = case.meta.get("dicom_headers") or load_source_datasets(list(item.paths), item.series_uid)
         extra = dicom_writers(dicom_formats, labels, sources, result.label_map, provenance)
     root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="medannot-annotate-"))
@@ -134,9 +141,7 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
         if out_dir is None:
             shutil.rmtree(root, ignore_errors=True)
     done = CaseResult(item.name, True, folder=None if out_dir is None else root / item.name, annotation=annotation)
-    if item.source == "dicomweb" and labels is not None:
-        from medannot.annotations.pacs_store import store_segmentation
-
-        done.stored = store_segmentation(item.meta["dicomweb"], labels, case.meta["dicom_headers"], result.label_map,
-                                         provenance, item.meta.get("pacs_settings"))
+    if item.remote is not None and labels is not None:
+        done.stored = store_segmentation(item.remote.location, labels, case.meta["dicom_headers"], result.label_map, provenance,
+                                         item.remote.settings)
     return done
