@@ -58,9 +58,13 @@ async def body_file(request: Request) -> tuple[BinaryIO, int]:
     """
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - closed by the caller
     size = 0
-    async for chunk in request.stream():
-        spool.write(chunk)
-        size += len(chunk)
+    try:
+        async for chunk in request.stream():
+            spool.write(chunk)
+            size += len(chunk)
+    except BaseException:  # the body was cut (too large, client gone): nothing to hand over
+        spool.close()
+        raise
     spool.seek(0)
     return spool, size
 
