@@ -31,7 +31,6 @@ from medannot.io.dicom_geometry import FramePlane, frame_planes, frame_slice_ind
 __all__ = ["FramePlane", "dcmread_object", "frame_planes", "frame_slice_indices", "load_source_datasets", "lps_to_ras", "onto_grid", "series_grid"]
 
 
-
 def dcmread_object(path: Path, stop_before_pixels: bool = False) -> Any:
     """pydicom.dcmread for SEG / RTSTRUCT objects; files without the 128-byte preamble (older RT systems) are read too.
 
