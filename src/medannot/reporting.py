@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -14,7 +15,7 @@ from medannot.errors import InputError
 if TYPE_CHECKING:
     from medannot.evaluation.agreement_run import AgreementResult
     from medannot.evaluation.boxes_eval import BoxEvaluation
-    from medannot.evaluation.results import EvaluationResult, TaskEvaluation
+    from medannot.evaluation.results import EvaluationResult, Stats, TaskEvaluation
 
 
 class PrintFormat(enum.StrEnum):
@@ -175,19 +176,19 @@ def summary_rows(result: EvaluationResult) -> list[list[str]]:
     """
     summary = result.summary
     lesions = summary.lesions
+
+    def fmt(m: Stats | None, digits: int = 3) -> str:
+        if m is None:
+            return "-"
+        return f"{m.mean:.{digits}f}" + (f" ± {m.std:.{digits}f}" if m.std is not None else "")
+
     rows = []
     for label, stats in summary.labels.items():
-
-        def fmt(metric: str, digits: int = 3) -> str:
-            m = stats.get(metric)
-            if m is None:
-                return "-"
-            return f"{m.mean:.{digits}f}" + (f" ± {m.std:.{digits}f}" if m.std is not None else "")
-
         e = summary.empty_counts.get(label)
         empty = "0/0/0" if e is None else f"{e.prediction}/{e.truth}/{e.both}"
         dice = stats.get("dice")
-        row = [str(label), "" if dice is None else str(dice.n), fmt("dice"), fmt("hd95", 1), fmt("assd", 1), fmt("surface_dice", 2), empty]
+        row = [str(label), "" if dice is None else str(dice.n), fmt(dice), fmt(stats.get("hd95"), 1), fmt(stats.get("assd"), 1),
+               fmt(stats.get("surface_dice"), 2), empty]
         if lesions is not None:
             les = lesions.get(label)
             if les is None:

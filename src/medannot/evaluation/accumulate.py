@@ -13,11 +13,11 @@ The accumulators of the other tasks live beside their pure functions:
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from medannot.evaluation.instances import LUNA16_FP_RATES, FrocCurve, froc_from_hits
 from medannot.evaluation.metrics import Empty, segmentation_metrics
 from medannot.evaluation.results import (
     FIRST_COLUMNS,
@@ -29,6 +29,9 @@ from medannot.evaluation.results import (
     SegmentationSummary,
     Stats,
 )
+
+if TYPE_CHECKING:  # instances imports scipy.optimize: loaded when a FROC is computed, not with the package
+    from medannot.evaluation.instances import FrocCurve
 
 __all__ = [
     "FIRST_COLUMNS",
@@ -173,11 +176,14 @@ class FrocAccumulator:
     :func:`medannot.evaluation.instances.froc_from_hits`).
 
     Args:
-        fp_rates: False positives per case at which sensitivity is read.
+        fp_rates: False positives per case at which sensitivity is read (default: LUNA16's 1/8 .. 8,
+            :data:`medannot.evaluation.instances.LUNA16_FP_RATES`).
     """
 
-    def __init__(self, fp_rates: Sequence[float] = LUNA16_FP_RATES) -> None:
-        self.fp_rates = tuple(float(r) for r in fp_rates)
+    def __init__(self, fp_rates: Sequence[float] | None = None) -> None:
+        from medannot.evaluation.instances import LUNA16_FP_RATES
+
+        self.fp_rates = tuple(float(r) for r in (LUNA16_FP_RATES if fp_rates is None else fp_rates))
         self.reset()
 
     def update(self, hits: Mapping[str, tuple[Sequence[float], Sequence[float], int]]) -> None:
@@ -192,6 +198,8 @@ class FrocAccumulator:
 
         Empty rule: no case or no label gives ``{}``.
         """
+        from medannot.evaluation.instances import froc_from_hits
+
         curves: dict[str, FrocCurve] = {}
         if self.n_cases == 0:
             return curves

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import enum
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def pairwise_agreement(
         if unknown:
             raise InputError(f"label values {unknown} occur in the readers' masks but not in the label map {sorted(label_map)}; add them to labels")
     rows: list[AgreementPair] = []
-    for (na, a), (nb, b) in itertools.combinations(zip(names, arrays), 2):
+    for (na, a), (nb, b) in itertools.combinations(zip(names, arrays, strict=True), 2):
         for value, name in label_map.items():
             m = segmentation_metrics(a == value, b == value, spacing, tolerance_mm=tolerance_mm)
             rows.append(AgreementPair(reader_a=na, reader_b=nb, label=value, label_name=name, dice=m.dice, iou=m.iou, hd95=m.hd95,

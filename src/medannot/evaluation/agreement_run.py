@@ -10,9 +10,9 @@ from __future__ import annotations
 import csv
 import enum
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -136,10 +136,10 @@ def run_agreement(
         raise InputError(f"agreement needs at least two reader files, got {len(readers)}")
     images = [read_image(p, kind=ImageKind.LABEL) for p in readers]
     first = images[0]
-    for path, img in zip(readers[1:], images[1:]):
+    for path, img in zip(readers[1:], images[1:], strict=True):
         first.check_same_grid(img, what=f"readers {readers[0].name} and {Path(path).name}")
     names = _reader_names([Path(p) for p in readers])
-    arrays = {n: img.scalar() for n, img in zip(names, images)}
+    arrays = {n: img.scalar() for n, img in zip(names, images, strict=True)}
     rows = pairwise_agreement(arrays, first.spacing, labels=labels)
     summary = agreement_summary(rows)
     kappa = fleiss_kappa(np.stack([a.reshape(-1) for a in arrays.values()], axis=1))
@@ -154,8 +154,8 @@ def run_agreement(
         write_image(Image.from_spatial(st.consensus, first.geometry, kind=ImageKind.LABEL), out / f"consensus_staple{suffix}")
         staple = {
             str(v): ReaderStaple(
-                sensitivity=dict(zip(names, r.sensitivity.tolist())),
-                specificity=dict(zip(names, r.specificity.tolist())),
+                sensitivity=dict(zip(names, r.sensitivity.tolist(), strict=True)),
+                specificity=dict(zip(names, r.specificity.tolist(), strict=True)),
                 iterations=int(r.iterations),
                 converged=bool(r.converged),
             )

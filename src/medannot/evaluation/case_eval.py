@@ -168,8 +168,8 @@ def _froc_hits(pred_inst: np.ndarray, truth_inst: np.ndarray, scores: dict[int, 
     tp = np.zeros(fp.size, dtype=int)
     if n_truth:
         tp = np.rint(np.asarray(curve.sensitivity, dtype=np.float64) * n_truth).astype(int)
-    tp_scores = [t for t, k in zip(thresholds, np.diff(tp)) for _ in range(int(k))]
-    fp_scores = [t for t, k in zip(thresholds, np.diff(fp)) for _ in range(int(k))]
+    tp_scores = [t for t, k in zip(thresholds, np.diff(tp), strict=True) for _ in range(int(k))]
+    fp_scores = [t for t, k in zip(thresholds, np.diff(fp), strict=True) for _ in range(int(k))]
     return tp_scores, fp_scores, n_truth
 
 

@@ -160,7 +160,7 @@ def _prepare(y_true: Any, y_pred: Any, y_prob: Any, labels: Sequence[Any] | None
     lab = _labels(yt, yp, raw_prob, labels)
     t = _index(yt, lab, "y_true")
     prob = None if raw_prob is None else _probabilities(raw_prob, yt.size, lab.size)
-    p = _index(yp, lab, "y_pred") if yp is not None else np.argmax(prob, axis=1)
+    p = _index(yp, lab, "y_pred") if yp is not None else np.argmax(cast(np.ndarray, prob), axis=1)
     return lab, t, p, prob
 
 
@@ -281,8 +281,8 @@ def _reliability(t: np.ndarray, prob: np.ndarray, n_bins: int) -> Reliability:
     gap = np.abs(mean_acc - mean_conf)
     return {
         "bin_edges": edges.tolist(),
-        "bin_confidence": [float(v) if o else None for v, o in zip(mean_conf, ok)],
-        "bin_accuracy": [float(v) if o else None for v, o in zip(mean_acc, ok)],
+        "bin_confidence": [float(v) if o else None for v, o in zip(mean_conf, ok, strict=True)],
+        "bin_accuracy": [float(v) if o else None for v, o in zip(mean_acc, ok, strict=True)],
         "bin_count": count.tolist(),
         "ece": float(np.sum(count * gap) / t.size),
         "mce": float(gap[ok].max()),
@@ -326,12 +326,12 @@ def classification_metrics(
     support = cm.sum(axis=1)
     predicted = cm.sum(axis=0)
     f1_den = support + predicted
-    prec = [float(a / b) if b else None for a, b in zip(tp, predicted)]
-    rec = [float(a / b) if b else None for a, b in zip(tp, support)]
-    f1 = [float(2 * a / b) if b else None for a, b in zip(tp, f1_den)]
+    prec = [float(a / b) if b else None for a, b in zip(tp, predicted, strict=True)]
+    rec = [float(a / b) if b else None for a, b in zip(tp, support, strict=True)]
+    f1 = [float(2 * a / b) if b else None for a, b in zip(tp, f1_den, strict=True)]
     flags: list[str] = []
     names = [x.item() for x in lab]
-    for name, pr, rc in zip(names, prec, rec):
+    for name, pr, rc in zip(names, prec, rec, strict=True):
         if rc is None:
             flags.append(f"class {name!r}: no support, recall undefined")
         if pr is None:
@@ -353,7 +353,7 @@ def classification_metrics(
         "macro_precision": mean(prec),
         "macro_recall": mean(rec),
         "macro_f1": mean(f1),
-        "weighted_f1": float(sum(s * (v or 0.0) for s, v in zip(support, f1)) / n),
+        "weighted_f1": float(sum(s * (v or 0.0) for s, v in zip(support, f1, strict=True)) / n),
         "confusion_matrix": cm.tolist(),
         "confusion_axes": CONFUSION_AXES,
         "roc_auc": None,

@@ -90,8 +90,15 @@ def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str |
         InputError: Missing columns, unknown class names, duplicate cases, or no case in common (all one line;
             nothing is written).
     """
-    from medannot.evaluation.report_classification import classification_report, write_classification_files
-    from medannot.evaluation.report_explanations import collect_explanations, explanation_section
+    from medannot.evaluation.report_classification import (
+        classification_report,
+        write_classification_files,
+    )
+    from medannot.evaluation.report_explanations import (
+        Explanations,
+        collect_explanations,
+        explanation_view,
+    )
     from medannot.evaluation.runner import case_name
 
     pred_p, truth_p = Path(pred), Path(truth)
@@ -128,9 +135,8 @@ def evaluate_classifications(pred: str | Path, truth: str | Path, out_dir: str |
     y_true = [truth_by_case[c] for c in cases]
     explanations = collect_explanations(pred_p, cases)
     report = classification_report(y_true, prob, classes, n_bins=n_bins)
-    paths = write_classification_files(out_dir, report,
-                                       explanations_html=explanation_section({"classification": explanations.classification},
-                                                                             truth={c: truth_by_case[c] for c in cases}))
+    view = explanation_view(Explanations(classification=explanations.classification), truth={c: truth_by_case[c] for c in cases})
+    paths = write_classification_files(out_dir, report, view)
     return ClassificationEvaluation(
         metrics=report.metrics,
         n=len(cases),

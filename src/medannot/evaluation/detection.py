@@ -132,7 +132,7 @@ def _dataset(detections: Sequence[Any], ground_truth: Sequence[Any]) -> tuple[li
         raise InputError(f"detections and ground_truth must list the same images, got {len(detections)} and {len(ground_truth)}")
     ndim: int | None = None
     dets, gts = [], []
-    for i, (det, gt) in enumerate(zip(detections, ground_truth)):
+    for i, (det, gt) in enumerate(zip(detections, ground_truth, strict=True)):
         try:
             db, ds, dc = det
             gb, gc = gt
@@ -183,7 +183,7 @@ def _coco(detections: Sequence[Any], ground_truth: Sequence[Any], thresholds: np
     n_det = np.zeros(n_k, dtype=np.int64)
     for ki, c in enumerate(classes):
         per_image = []
-        for (db, ds, dc), (gb, gc) in zip(dets, gts):
+        for (db, ds, dc), (gb, gc) in zip(dets, gts, strict=True):
             sel = np.flatnonzero(dc == c)
             sel = sel[np.argsort(-ds[sel], kind="mergesort")][:top]
             g = gb[gc == c]
@@ -331,7 +331,7 @@ def detection_froc(
     tp_scores: list[float] = []
     fp_scores: list[float] = []
     n_truth = 0
-    for (db, ds, dc), (gb, gc) in zip(dets, gts):
+    for (db, ds, dc), (gb, gc) in zip(dets, gts, strict=True):
         n_truth += len(gb)
         hit = box_iou(db, gb) >= float(iou_threshold)
         if class_aware:

@@ -300,7 +300,7 @@ def match_instances(
     r, c = _assign(value, thr)
     order = np.argsort(t_ids[c], kind="stable")
     r, c = r[order], c[order]
-    pairs = [(int(p_ids[i]), int(t_ids[j]), float(iou[i, j])) for i, j in zip(r, c)]
+    pairs = [(int(p_ids[i]), int(t_ids[j]), float(iou[i, j])) for i, j in zip(r, c, strict=True)]
     un_p = np.setdiff1d(np.arange(p_ids.size), r)
     un_t = np.setdiff1d(np.arange(t_ids.size), c)
     return Matching(
@@ -413,12 +413,12 @@ def lesion_metrics(
         empty=empty,
         truth_lesions=[
             TruthLesion(t, n * voxel, by_truth.get(t, (None, 0.0))[0], by_truth.get(t, (None, 0.0))[1])
-            for t, n in zip(m.truth_ids, m.truth_sizes)
+            for t, n in zip(m.truth_ids, m.truth_sizes, strict=True)
         ],
         pred_lesions=[
             PredLesion(p, n * voxel, by_pred.get(p, (None, 0.0))[0], by_pred.get(p, (None, 0.0))[1],
                        None if scores is None else float(scores[p]))
-            for p, n in zip(m.pred_ids, m.pred_sizes)
+            for p, n in zip(m.pred_ids, m.pred_sizes, strict=True)
         ],
     )
 
@@ -497,7 +497,7 @@ def froc_from_hits(
                          undefined="no true lesion: sensitivity is undefined")
     sens = np.concatenate([[0.0], n_tp / n_truth])
     at = np.interp(rates, fpc, sens)
-    return FrocCurve(**common, sensitivity=sens.tolist(), sensitivity_at=dict(zip(rates, at.tolist())),
+    return FrocCurve(**common, sensitivity=sens.tolist(), sensitivity_at=dict(zip(rates, at.tolist(), strict=True)),
                      score=float(np.mean(at)) if rates else None)
 
 

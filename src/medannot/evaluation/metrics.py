@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -80,7 +81,7 @@ class Empty(enum.StrEnum):
     BOTH = "both"
 
     @classmethod
-    def of(cls, pred_any: bool, truth_any: bool) -> "Empty":
+    def of(cls, pred_any: bool, truth_any: bool) -> Empty:
         """Classify a pair from whether each mask has any foreground."""
         if pred_any and truth_any:
             return cls.NONE
@@ -363,7 +364,7 @@ def surface_distances(pred: Any, truth: Any, spacing: Sequence[float], crop: boo
         if pb is None or tb is None:
             return SurfaceDistances(none, none, Empty.of(pb is not None, tb is not None), worst)
         box = tuple(
-            slice(max(min(a[0], b[0]) - 1, 0), min(max(a[1], b[1]) + 1, n)) for a, b, n in zip(pb, tb, p.shape)
+            slice(max(min(a[0], b[0]) - 1, 0), min(max(a[1], b[1]) + 1, n)) for a, b, n in zip(pb, tb, p.shape, strict=True)
         )
         p, t = p[box], t[box]
     else:

@@ -1,8 +1,8 @@
 """Evaluation reports: ``metrics.csv``, ``metrics.json`` and a self-contained ``report.html``.
 
 Every file is written atomically (:func:`medannot.io.atomic.atomic_write_text`).
-The HTML page has inline CSS and its plots embedded as base64 PNG: it opens
-offline and can be mailed as one file; it references no external URL.
+The HTML page comes from a Jinja2 template (:mod:`medannot.templates`) with the one stylesheet inlined and its
+plots embedded as base64 PNG: it opens offline and can be mailed as one file; it references no external URL.
 """
 
 from __future__ import annotations
@@ -11,13 +11,19 @@ import csv
 import dataclasses
 import io
 import platform
-from datetime import datetime, timezone
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from medannot.evaluation.accumulate import FIRST_COLUMNS, summarise
 from medannot.evaluation.record import dumps_json
 from medannot.evaluation.report_classification import write_classification_report
+from medannot.evaluation.report_explanations import (
+    Explanations,
+    collect_explanations,
+    explanation_view,
+)
 from medannot.evaluation.report_html import HOW_TO_READ
 from medannot.evaluation.results import MetricRow, SegmentationSummary
 from medannot.evaluation.thumbnails import Thumbnail
@@ -98,7 +104,7 @@ def write_json(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], se
         "summary": summary,
         "settings": settings,
         "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     return atomic_write_text(path, dumps_json(doc) + "\n")
 
@@ -112,7 +118,7 @@ def write_html(
     settings: Mapping[str, Any],
     path: str | Path,
     thumbnails: Mapping[tuple[str, str], Thumbnail] | None = None,
-    explanations: dict[str, list[dict[str, Any]]] | None = None,
+    explanations: Explanations | None = None,
 ) -> Path:
     """Write the self-contained HTML report to ``path`` (atomic).
 
@@ -126,23 +132,24 @@ def write_html(
     (lowest Dice, then largest HD95), how to read each metric, settings and versions.
     """
     from medannot.evaluation.report_html import render_html
-    from medannot.evaluation.report_plots import boxplot_png, froc_png, grouped_boxplot_png
+    from medannot.evaluation.report_plots import (
+        boxplot_png,
+        froc_png,
+        grouped_boxplot_png,
+    )
     from medannot.io.atomic import atomic_write_text
 
     plots: dict[str, Any] = {}
     if rows:
         plots["dice"] = boxplot_png(rows, "dice", "Dice per label (1 = identical)")
         plots["hd95"] = boxplot_png(rows, "hd95", "HD95 per label (lower is better)", "mm")
-    froc = summary.get("froc") or {}
-    if froc.get("curves"):
-        plots["froc"] = froc_png(froc["curves"])
-    man = summary.get("manifest") or {}
-    plots["manifest"] = {c: grouped_boxplot_png(rows, c, "dice") for c in man.get("columns", [])} if rows else {}
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    from medannot.evaluation.report_explanations import explanation_section
-
-    page = render_html(rows, summary, settings, plots, dict(thumbnails or {}), versions(), created,
-                       explanations=explanation_section(explanations or {}, rows))
+    if summary.froc is not None and summary.froc.curves:
+        plots["froc"] = froc_png(summary.froc.curves)
+    columns = summary.manifest.columns if summary.manifest is not None else []
+    plots["manifest"] = {c: grouped_boxplot_png(rows, c, "dice") for c in columns} if rows else {}
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    view = None if explanations is None else explanation_view(explanations, rows)
+    page = render_html(rows, summary, settings, plots, dict(thumbnails or {}), versions(), created, explanations=view)
     return atomic_write_text(path, page)
 
 
@@ -173,8 +180,6 @@ def write_report(
     Returns:
         ``{"csv": path, "json": path, "html": path}``.
     """
-    from medannot.evaluation.report_explanations import collect_explanations
-
     out = Path(out_dir)
     summary = summarise(rows) if summary is None else summary
     settings = settings if settings is not None else {}

@@ -1,24 +1,29 @@
 """Classification report: ``classification.json`` and a self-contained ``classification.html``.
 
-Metrics come from :mod:`medannot.evaluation.classification`; the page shows the
-verdict in words, per-class table, confusion matrix, ROC curves (one class against
-the rest) and the reliability diagram. Inline CSS and base64 PNG only.
+Metrics come from :mod:`medannot.evaluation.classification`; the page (a Jinja2 template with the one
+stylesheet inlined, :mod:`medannot.templates`) shows the verdict in words, per-class table, confusion matrix,
+ROC curves (one class against the rest) and the reliability diagram, as base64 PNG.
 """
 
 from __future__ import annotations
 
-import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from medannot.errors import InputError
-from medannot.evaluation.classification import ClassificationMetrics, Reliability, RocCurve
+from medannot.evaluation.classification import (
+    ClassificationMetrics,
+    Reliability,
+    RocCurve,
+)
 from medannot.evaluation.record import Record
+from medannot.evaluation.report_explanations import ExplanationView
 
 __all__ = ["ClassificationReport", "classification_report", "write_classification_report"]
 
@@ -70,7 +75,11 @@ def classification_report(y_true: Any, y_prob: Any, class_names: Sequence[str], 
     Raises:
         InputError: Unknown labels, shapes that do not match, fewer than two classes, no sample.
     """
-    from medannot.evaluation.classification import classification_metrics, reliability_diagram, roc_curve_points
+    from medannot.evaluation.classification import (
+        classification_metrics,
+        reliability_diagram,
+        roc_curve_points,
+    )
 
     names = [str(c) for c in class_names]
     if len(names) < 2:
@@ -94,15 +103,16 @@ def classification_report(y_true: Any, y_prob: Any, class_names: Sequence[str], 
 
 
 def write_classification_report(
-    out_dir: str | Path, y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10, explanations_html: str = ""
+    out_dir: str | Path, y_true: Any, y_prob: Any, class_names: Sequence[str], n_bins: int = 10,
+    explanations: ExplanationView | None = None,
 ) -> dict[str, Path]:
     """Write ``classification.json`` and ``classification.html`` into ``out_dir`` (atomic).
 
     Args:
         out_dir: Output folder (created if needed).
         y_true, y_prob, class_names, n_bins: As :func:`classification_report`.
-        explanations_html: The "where to look first" section (:mod:`medannot.evaluation.report_explanations`),
-            shown after the verdict; "" for none.
+        explanations: The "where to look first" section (:func:`medannot.evaluation.report_explanations.explanation_view`),
+            shown after the verdict; None for none.
 
     Returns:
         ``{"json": path, "html": path}``.
@@ -110,66 +120,33 @@ def write_classification_report(
     Raises:
         InputError: Unknown labels, shapes that do not match, fewer than two classes.
     """
-    return write_classification_files(out_dir, classification_report(y_true, y_prob, class_names, n_bins), explanations_html)
+    return write_classification_files(out_dir, classification_report(y_true, y_prob, class_names, n_bins), explanations)
 
 
-def write_classification_files(out_dir: str | Path, report: ClassificationReport, explanations_html: str = "") -> dict[str, Path]:
+def write_classification_files(out_dir: str | Path, report: ClassificationReport, explanations: ExplanationView | None = None) -> dict[str, Path]:
     """Write ``classification.json`` and ``classification.html`` of ``report`` into ``out_dir`` (atomic).
+
+    The page (``medannot/templates/classification_report.html``): the verdict in words, flags (undefined values),
+    where to look first, per-class table, confusion matrix, ROC curves and reliability diagram, how to read them.
 
     Returns:
         ``{"json": path, "html": path}``.
     """
     from medannot.evaluation.record import dumps_json
     from medannot.evaluation.report import versions
-    from medannot.evaluation.report_html import CSS
     from medannot.evaluation.report_plots import reliability_png, roc_png
     from medannot.io.atomic import atomic_write_text
+    from medannot.templates import render
 
-    names, metrics, curves, rel = report.class_names, report.metrics, report.roc, report.reliability
+    rel = report.reliability
     out = Path(out_dir)
-    doc = {
-        **report.to_dict(),
-        "versions": versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    lib = versions()
+    doc = {**report.to_dict(), "versions": lib, "created": datetime.now(UTC).isoformat(timespec="seconds")}
     json_path = atomic_write_text(out / "classification.json", dumps_json(doc) + "\n")
-
-    def f(v: Any) -> str:
-        return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
-
-    per = metrics["per_class"]
-    auc = metrics["roc_auc_per_class"] or {}
-    rows = "".join(
-        f"<tr><td class=t>{html.escape(n)}</td><td>{per[n]['support']}</td><td>{f(per[n]['precision'])}</td>"
-        f"<td>{f(per[n]['recall'])}</td><td>{f(per[n]['f1'])}</td><td>{f(auc.get(n))}</td></tr>" for n in names
-    )
-    cm = metrics["confusion_matrix"]
-    cm_html = ("<table><tr><th class=t>truth \\ predicted</th>" + "".join(f"<th>{html.escape(n)}</th>" for n in names) + "</tr>"
-               + "".join(f"<tr><th class=t>{html.escape(names[i])}</th>" + "".join(f"<td>{v}</td>" for v in row) + "</tr>" for i, row in enumerate(cm))
-               + "</table>")
-    plots = [roc_png({k: c for k, c in curves.items() if c.get("fpr") and c.get("tpr")}),
+    plots = [roc_png({k: c for k, c in report.roc.items() if c.get("fpr") and c.get("tpr")}),
              reliability_png([c if c is not None else np.nan for c in rel["bin_confidence"]],
                              [a if a is not None else np.nan for a in rel["bin_accuracy"]], rel["bin_count"], rel["ece"])]
-    imgs = "".join(f"<img alt='plot' src='data:image/png;base64,{p}'>" for p in plots if p)
-    verdict = (f"Accuracy <b>{metrics['accuracy']:.2f}</b> on {metrics['n']} samples, balanced accuracy {f(metrics['balanced_accuracy'])}, "
-               f"ROC AUC {f(metrics['roc_auc'])}, expected calibration error {f(metrics['ece'])} "
-               "(0 = confidences match observed accuracy).")
-    flags = "".join(f"<li>{html.escape(x)}</li>" for x in metrics["flags"])
-    page = "\n".join([
-        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>medannot classification report</title>",
-        f"<style>{CSS}</style></head><body><h1>Classification evaluation</h1>",
-        f"<div class=verdict><b>In short</b><p>{verdict}</p></div>",
-        f"<div class=note><ul>{flags}</ul></div>" if flags else "",
-        explanations_html,
-        "<h2>Per class</h2><table><tr><th class=t>class</th><th>n</th><th>precision</th><th>recall</th><th>F1</th><th>ROC AUC</th></tr>"
-        f"{rows}</table>",
-        f"<h2>Confusion matrix</h2>{cm_html}",
-        f"<h2>ROC and calibration</h2><div class=plots>{imgs}</div>",
-        "<h2>How to read this</h2><dl><dt>ROC curve</dt><dd>Sensitivity against 1 - specificity as the probability threshold "
-        "is lowered, one class against all others; AUC 0.5 = chance, 1 = perfect ranking.</dd><dt>Reliability diagram</dt>"
-        "<dd>Predictions grouped by their confidence: a well calibrated model is right 80% of the time when it says 80% "
-        "(points on the diagonal). ECE is the average gap, weighted by the number of samples per bin.</dd></dl>",
-        f"<p class=muted>{html.escape(json.dumps(versions()))}</p></body></html>",
-    ])
+    page = render("classification_report.html", names=report.class_names, m=report.metrics, auc=report.metrics["roc_auc_per_class"] or {},
+                  plots=[p for p in plots if p], explanations=explanations, versions_json=json.dumps(lib))
     html_path = atomic_write_text(out / "classification.html", page)
     return {"json": json_path, "html": html_path}

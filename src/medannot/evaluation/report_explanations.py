@@ -9,23 +9,24 @@ prediction folder holds such cases, the report ranks them so that a reviewer ope
   has no inside value and comes last, flagged), with the case's mean Dice beside it when it was evaluated;
 - classification: by the probability of the predicted class, lowest first.
 
-Overlays are shrunk to thumbnails and embedded as base64 PNG (the report stays one file).
+Overlays are shrunk to thumbnails and embedded as base64 PNG (the report stays one file). The markup is
+``medannot/templates/_explanations.html``, included by both report pages.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from medannot.evaluation.record import HIDDEN, Record
 
-__all__ = ["ClassifiedCase", "Explanations", "UncertainCase", "collect_explanations", "explanation_section", "THUMB_SIDE"]
+__all__ = ["THUMB_SIDE", "ClassifiedCase", "ExplanationView", "Explanations", "UncertainCase", "collect_explanations", "explanation_view"]
 
 THUMB_SIDE = 200
 #: Overlay files shown per case, in order of preference (first found is shown).
@@ -83,8 +84,8 @@ def _thumb(path: Path) -> str | None:
     from PIL import Image as PILImage
 
     try:
-        with PILImage.open(path) as im:
-            im = im.convert("RGB")
+        with PILImage.open(path) as opened:
+            im = opened.convert("RGB")
             im.thumbnail((THUMB_SIDE, THUMB_SIDE))
             buf = io.BytesIO()
             im.save(buf, format="PNG")
@@ -162,17 +163,7 @@ def collect_explanations(prediction: str | Path | None, cases: Sequence[str] | N
     return Explanations(uncertainty=uncertain, classification=classified)
 
 
-def _f(v: Any, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{float(v):.{digits}f}"
-
-
-def _img(b64: str | None, alt: str) -> str:
-    return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64}'>" if b64 else ""
-
-
-def _case_dice(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+def _case_dice(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     per: dict[str, list[float]] = {}
     for r in rows:
         d = r.get("dice")
@@ -192,9 +183,38 @@ def _spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def explanation_section(explanations: dict[str, list[dict[str, Any]]], rows: Sequence[dict[str, Any]] = (), limit: int = 24,
-                        truth: dict[str, str] | None = None) -> str:
-    """HTML of the section ("" when no case has explanations).
+@dataclass(frozen=True)
+class ExplanationView:
+    """What the "where to look first" section shows (``templates/_explanations.html``).
+
+    Attributes:
+        uncertainty: Segmented cases, most uncertain inside the mask first.
+        classification: Classified cases, least confident first.
+        labels: Label names with a per-label uncertainty column.
+        threshold: Entropy above which a voxel counts as uncertain.
+        dice: Case -> mean Dice over its labels (cases that were evaluated).
+        rho: Spearman correlation of uncertainty in the mask with the case's mean Dice (None: fewer than 3 cases).
+        n_pairs: Cases in that correlation.
+        has_mc: Some case has an MC-dropout variance.
+        truth: Case -> true class, to mark wrong classifications (None: not shown).
+        limit: Most cases shown with a thumbnail per kind (the tables list all).
+    """
+
+    uncertainty: list[UncertainCase]
+    classification: list[ClassifiedCase]
+    labels: list[str]
+    threshold: float
+    dice: dict[str, float]
+    rho: float | None
+    n_pairs: int
+    has_mc: bool
+    truth: dict[str, str] | None
+    limit: int
+
+
+def explanation_view(explanations: Explanations, rows: Sequence[Mapping[str, Any]] = (), limit: int = 24,
+                     truth: dict[str, str] | None = None) -> ExplanationView | None:
+    """Content of the section, or None when no case has explanations.
 
     Args:
         explanations: From :func:`collect_explanations`.
@@ -202,64 +222,20 @@ def explanation_section(explanations: dict[str, list[dict[str, Any]]], rows: Seq
         limit: Most cases shown with a thumbnail per kind (the table lists all).
         truth: Case -> true class, to mark wrong classifications (None: not shown).
     """
-    unc = explanations.get("uncertainty") or []
-    cls = explanations.get("classification") or []
+    unc, cls = explanations.uncertainty, explanations.classification
     if not unc and not cls:
-        return ""
-    esc = html.escape
-    parts = ["<h2>Where to look first</h2>"]
-    if unc:
-        dice = _case_dice(rows)
-        labels = list(dict.fromkeys(k for r in unc for k in r["per_label"]))
-        thr = next((r["threshold"] for r in unc if r["threshold"] is not None), 0.5)
-        parts.append(
-            "<p>Model uncertainty per case (normalised softmax entropy: 0 = certain, 1 = all labels equally likely), "
-            "most uncertain inside the predicted mask first. Review these cases first; the overlay shows where the "
-            f"model hesitated (bright = uncertain). 'uncertain' = fraction of mask voxels above {_f(thr, 2)}.</p>")
-        pairs = [(float(r["in_mask"]), dice[r["case"]]) for r in unc if r["in_mask"] is not None and r["case"] in dice]
-        rho = _spearman([p[0] for p in pairs], [p[1] for p in pairs])
-        if rho is not None:
-            parts.append(f"<p>Spearman correlation of mean uncertainty in the mask with the case's mean Dice over "
-                         f"{len(pairs)} cases: <b>{rho:.2f}</b> (negative = the uncertain cases are the worse ones, as hoped).</p>")
-        head = ("<tr><th>rank</th><th class=t>case</th><th>mean uncertainty in mask</th><th>uncertain in mask</th>"
-                "<th>mean uncertainty, whole image</th>" + "".join(f"<th>{esc(lab)}</th>" for lab in labels)
-                + ("<th>MC-dropout variance in mask</th>" if any(r["mc"] is not None for r in unc) else "")
-                + ("<th>mean Dice</th>" if dice else "") + "</tr>")
-        body = []
-        for i, r in enumerate(unc, start=1):
-            flag = " <small class=muted>(empty mask)</small>" if r["in_mask"] is None else ""
-            cells = [str(i), f"<b>{esc(r['case'])}</b>{flag}", _f(r["in_mask"]), _f(r["uncertain_in_mask"]), _f(r["overall"]),
-                     *[_f(r["per_label"].get(lab)) for lab in labels]]
-            if any(x["mc"] is not None for x in unc):
-                cells.append(_f(r["mc"], 5))
-            if dice:
-                cells.append(_f(dice.get(r["case"])))
-            body.append("<tr>" + "".join(f"<td{' class=t' if j == 1 else ''}>{c}</td>" for j, c in enumerate(cells)) + "</tr>")
-        parts.append(f"<table>{head}{''.join(body)}</table>")
-        cards = [f"<div class=card><b>{i}. {esc(r['case'])}</b><br>uncertainty in mask {_f(r['in_mask'])}"
-                 f"{' · Dice ' + _f(dice.get(r['case'])) if r['case'] in dice else ''}{_img(r.thumb, r['case'] + ' uncertainty')}</div>"
-                 for i, r in enumerate(unc[:limit], start=1) if r.thumb]
-        if cards:
-            parts.append(f"<div class=grid>{''.join(cards)}</div>")
-    if cls:
-        parts.append("<h3>Classifications, least confident first</h3><p>The overlay is Grad-CAM of the predicted class "
-                     "(bright = where the network's evidence for it lies). 'occlusion drop' is the largest fall of the "
-                     "class's log-odds any occluded patch caused: near 0 means no single region decided.</p>")
-        def truth_cell(r: dict[str, Any]) -> str:
-            if truth is None:
-                return ""
-            t = truth.get(r["case"])
-            mark = "" if t is None or t == r["label"] else " <b style='color:#c0392b'>✗ wrong</b>"
-            return f"<td class=t>{esc(t or '–')}{mark}</td>"
-
-        rows_html = [f"<tr><td>{i}</td><td class=t><b>{esc(r['case'])}</b></td><td class=t>{esc(str(r['label']))}</td>{truth_cell(r)}"
-                     f"<td>{_f(r['probability'])}</td><td>{'yes' if r['calibrated'] else 'no'}</td><td>{_f(r['occlusion_drop'], 2)}</td></tr>"
-                     for i, r in enumerate(cls, start=1)]
-        parts.append("<table><tr><th>rank</th><th class=t>case</th><th class=t>class</th>"
-                     + ("<th class=t>true class</th>" if truth is not None else "")
-                     + f"<th>probability</th><th>calibrated</th><th>occlusion drop (nats)</th></tr>{''.join(rows_html)}</table>")
-        cards = [f"<div class=card><b>{i}. {esc(r['case'])}</b><br>{esc(str(r['label']))} p = {_f(r['probability'])}"
-                 f"{_img(r.thumb, r['case'] + ' Grad-CAM')}</div>" for i, r in enumerate(cls[:limit], start=1) if r.thumb]
-        if cards:
-            parts.append(f"<div class=grid>{''.join(cards)}</div>")
-    return "".join(parts)
+        return None
+    dice = _case_dice(rows) if unc else {}
+    pairs = [(float(r.in_mask), dice[r.case]) for r in unc if r.in_mask is not None and r.case in dice]
+    return ExplanationView(
+        uncertainty=unc,
+        classification=cls,
+        labels=list(dict.fromkeys(k for r in unc for k in r.per_label)),
+        threshold=next((float(r.threshold) for r in unc if r.threshold is not None), 0.5),
+        dice=dice,
+        rho=_spearman([p[0] for p in pairs], [p[1] for p in pairs]),
+        n_pairs=len(pairs),
+        has_mc=any(r.mc is not None for r in unc),
+        truth=truth,
+        limit=int(limit),
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Any, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _jitter(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).uniform(-0.12, 0.12, size=n)
 
 
-def boxplot_png(rows: Sequence[dict[str, Any]], metric: str, title: str, unit: str = "") -> str | None:
+def boxplot_png(rows: Sequence[Mapping[str, Any]], metric: str, title: str, unit: str = "") -> str | None:
     """Box plot of ``metric`` per label, every case drawn as a point (empty cases as red crosses).
 
     Args:
@@ -63,7 +64,7 @@ def boxplot_png(rows: Sequence[dict[str, Any]], metric: str, title: str, unit: s
                flierprops={"marker": ""}, meanprops={"marker": "^", "markerfacecolor": "white", "markeredgecolor": "black"})
     for i, group in enumerate(data, start=1):
         x = i + _jitter(len(group), i)
-        for xi, row in zip(x, group):
+        for xi, row in zip(x, group, strict=True):
             bad = str(row.get("empty") or "") in ("prediction", "truth")
             ax.plot(xi, float(row[metric]), "x" if bad else "o", color="#D55E00" if bad else _POINT,
                     alpha=0.9 if bad else 0.55, markersize=6 if bad else 3.5)
@@ -75,7 +76,7 @@ def boxplot_png(rows: Sequence[dict[str, Any]], metric: str, title: str, unit: s
     return _encode(fig)
 
 
-def grouped_boxplot_png(rows: Sequence[dict[str, Any]], column: str, metric: str = "dice", max_groups: int = 12) -> str | None:
+def grouped_boxplot_png(rows: Sequence[Mapping[str, Any]], column: str, metric: str = "dice", max_groups: int = 12) -> str | None:
     """Box plot of ``metric`` per value of manifest ``column`` (x axis), one box colour per label.
 
     Only the ``max_groups`` most frequent values are drawn.
@@ -122,7 +123,7 @@ def grouped_boxplot_png(rows: Sequence[dict[str, Any]], column: str, metric: str
     return _encode(fig)
 
 
-def froc_png(curves: dict[str, dict[str, Any]]) -> str | None:
+def froc_png(curves: Mapping[str, Mapping[str, Any]]) -> str | None:
     """FROC curves (lesion sensitivity against false positives per case, log x axis), one per label.
 
     Args:
@@ -155,9 +156,9 @@ def froc_png(curves: dict[str, dict[str, Any]]) -> str | None:
     return _encode(fig)
 
 
-def roc_png(curves: dict[str, dict[str, Any]]) -> str | None:
+def roc_png(curves: Mapping[str, Mapping[str, Any]]) -> str | None:
     """ROC curves, one per class: ``{name: {"fpr": [...], "tpr": [...], "auc": float | None}}``."""
-    usable = {k: v for k, v in curves.items() if v.get("fpr") is not None and len(v.get("fpr")) > 1}
+    usable = {k: v for k, v in curves.items() if len(v.get("fpr") or ()) > 1}
     if not usable:
         return None
     fig = _figure(4.4, 4.0)

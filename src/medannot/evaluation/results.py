@@ -8,9 +8,15 @@ each task's entry point (segmentation :class:`EvaluationResult`, boxes, classifi
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Protocol,
+    runtime_checkable,
+)
 
 from medannot.evaluation.metrics import Empty, SegmentationMetrics
 from medannot.evaluation.record import FLATTEN, HIDDEN, OPTIONAL, Record
@@ -36,6 +42,7 @@ __all__ = [
     "SegmentationSummary",
     "Stats",
     "TaskEvaluation",
+    "worst_first",
 ]
 
 #: Largest difference (mm) between the affines of two grids still treated as the same grid.
@@ -177,6 +184,11 @@ class MetricRow(Record):
         if self.label_value is not None:
             yield "label_value", self.label_value
         yield from self.extra.items()
+
+
+def worst_first(row: MetricRow) -> tuple[float, float, str, str]:
+    """Sort key of rows, worst first: lowest Dice, then largest HD95, then case and label."""
+    return (float(row.metrics.dice), -float(row.metrics.hd95), str(row.case), str(row.label))
 
 
 # --------------------------------------------------------------------------- summary

@@ -19,8 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from medannot.errors import ConfigError, InputError
-from medannot.evaluation.accumulate import FrocAccumulator, SegmentationAccumulator, lesion_summary
-from medannot.evaluation.case_eval import CaseOptions, CaseOutcome, absent_row, evaluate_case, thumbnail_case
+from medannot.evaluation.accumulate import (
+    FrocAccumulator,
+    SegmentationAccumulator,
+    lesion_summary,
+)
+from medannot.evaluation.case_eval import (
+    CaseOptions,
+    CaseOutcome,
+    absent_row,
+    evaluate_case,
+    thumbnail_case,
+)
 from medannot.evaluation.results import (
     FIRST_COLUMNS,
     LESION_COLUMNS,
@@ -29,6 +39,7 @@ from medannot.evaluation.results import (
     FrocSummary,
     MetricRow,
     SegmentationSettings,
+    worst_first,
 )
 from medannot.evaluation.thumbnails import Thumbnail
 
@@ -102,11 +113,6 @@ def _run(pool: Any, func: Any, jobs: list[tuple[Any, ...]]) -> list[Any]:
         return [func(*job) for job in jobs]
     futures = [pool.submit(func, *job) for job in jobs]
     return [f.result() for f in futures]
-
-
-def worst_first(row: MetricRow) -> tuple[float, float, str, str]:
-    """Sort key of rows, worst first: lowest Dice, then largest HD95, then case and label."""
-    return (float(row.metrics.dice), -float(row.metrics.hd95), str(row.case), str(row.label))
 
 
 def _worst_rows(rows: list[MetricRow], limit: int) -> list[MetricRow]:
@@ -230,7 +236,7 @@ def evaluate_paths(
         outcomes: list[CaseOutcome] = _run(pool, evaluate_case, jobs)
         acc = SegmentationAccumulator(tolerance_mm=tolerance_mm)
         all_values: set[int] = set().union(*(o.present for o in outcomes)) if labels is None else set()
-        for case, o in zip(cases, outcomes):
+        for case, o in zip(cases, outcomes, strict=True):
             extra = all_values - {r.label_value for r in o.rows}
             rows = o.rows + [absent_row(case, v, o.ndim, options) for v in extra]
             for row in sorted(rows, key=lambda r: int(r.label_value or 0)):
@@ -244,7 +250,7 @@ def evaluate_paths(
         for row in worst:
             by_case.setdefault(str(row.case), []).append(row)
         thumb_jobs = [(preds.get(c), truths[c], [int(r.label_value or 0) for r in rs], resample, THUMBNAIL_SIDE) for c, rs in by_case.items()]
-        for (case, rs), thumbs in zip(by_case.items(), _run(pool, thumbnail_case, thumb_jobs)):
+        for (case, rs), thumbs in zip(by_case.items(), _run(pool, thumbnail_case, thumb_jobs), strict=True):
             for r in rs:
                 thumbnails[(case, str(r.label))] = thumbs[int(r.label_value or 0)]
     finally:

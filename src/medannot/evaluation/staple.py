@@ -9,8 +9,9 @@ the same pattern of reader decisions gets the same probability, so the EM runs o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ def _pattern_counts(flats: list[np.ndarray], chunk: int) -> tuple[np.ndarray, np
     """Distinct reader-decision codes (bit r = reader r says foreground) and their voxel counts."""
     n_readers, size = len(flats), flats[0].size
     dense = n_readers <= _DENSE_PATTERN_READERS
-    counts = np.zeros(1 << n_readers, np.int64) if dense else None
+    counts = np.zeros(1 << n_readers if dense else 0, np.int64)  # dense: count per possible code
     parts: list[tuple[np.ndarray, np.ndarray]] = []
     for start in range(0, size, chunk):
         code = _codes(flats, start, min(start + chunk, size))
@@ -196,8 +197,8 @@ class MultiLabelStaple:
             probability if that probability is >= 0.5, else 0 (ties: lowest label).
     """
 
+    consensus: np.ndarray
     per_label: dict[int, StapleResult] = field(default_factory=dict)
-    consensus: np.ndarray | None = None
 
 
 def staple_labels(

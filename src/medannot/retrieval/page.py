@@ -1,8 +1,11 @@
-"""``similar.html``: the query and its nearest cases with thumbnails and cosine scores (self-contained folder)."""
+"""``similar.html``: the query and its nearest cases with thumbnails and cosine scores (self-contained folder).
+
+The markup is ``medannot/templates/similar.html`` (the shared stylesheet inlined); the query and neighbour
+thumbnails are PNG files beside it (``query.png``, ``thumbs/``), so the folder opens from disk.
+"""
 
 from __future__ import annotations
 
-import html
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,28 +26,20 @@ def write_similar_page(out: str | Path, query: Image, query_name: str, index: In
         OutputError: The folder cannot be written.
     """
     from medannot.io.atomic import atomic_write_text
+    from medannot.templates import render
 
     folder = Path(out)
     (folder / "thumbs").mkdir(parents=True, exist_ok=True)
     _thumbnail(query, folder / "query.png", size=192)
-    rows: list[str] = []
+    rows: list[dict[str, Any]] = []
     for rank, (row, score) in enumerate(hits, start=1):
         case: dict[str, Any] = index.cases[row]
         thumb = ""
         if index.folder is not None and (index.folder / case["thumbnail"]).is_file():
             thumb = f"thumbs/{rank:03d}.png"
             shutil.copyfile(index.folder / case["thumbnail"], folder / thumb)
-        img = f'<img src="{thumb}" alt="">' if thumb else ""
-        rows.append(
-            f"<tr><td>{rank}</td><td>{img}</td><td>{score:.4f}</td>"
-            f"<td>{html.escape(case['id'])}</td><td>{html.escape(case.get('label', ''))}</td><td><code>{html.escape(case['path'])}</code></td></tr>"
-        )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>medannot similar: {html.escape(query_name)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}img{{max-height:128px}}</style>
-</head><body><h1>Cases similar to {html.escape(query_name)}</h1><p><img src="query.png" alt="query"></p>
-<p>Cosine similarity of the index's feature vectors ({html.escape(', '.join(index.info.get('features', {}).get('blocks', {})))}); 1 = identical features.</p>
-<table><tr><th>rank</th><th>thumbnail</th><th>score</th><th>case</th><th>label</th><th>path</th></tr>
-{''.join(rows)}</table></body></html>
-"""
-    atomic_write_text(folder / "similar.html", page)
+        rows.append({"rank": rank, "thumb": thumb, "score": float(score), "case": case["id"], "label": case.get("label", ""),
+                     "path": case["path"]})
+    blocks = list(index.info.get("features", {}).get("blocks", {}))
+    atomic_write_text(folder / "similar.html", render("similar.html", query_name=query_name, blocks=blocks, hits=rows))
     return folder / "similar.html"
