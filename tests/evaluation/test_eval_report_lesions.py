@@ -190,6 +190,9 @@ def test_cli_evaluate_json_and_table(tmp_path):
     doc = json.loads(result.stdout)  # nothing but JSON on stdout
     assert doc["settings"]["tolerance_mm"] == 2.0 and doc["rows"][0]["lesion_f1"] == 0.5
     assert doc["summary"]["manifest"]["groups"]["site"]["A"]["n_cases"] == 1
+    short = runner.invoke(app, [*args[:-2], "--labels", "1=lesion", "--print", "json"])  # the other --labels syntax
+    assert short.exit_code == 0, short.output
+    assert json.loads(short.stdout)["rows"] == doc["rows"]
     table = runner.invoke(app, args)
     assert table.exit_code == 0, table.output
     assert "lesion" in table.stdout and "0.500" in table.stdout and "report.html" in table.stdout

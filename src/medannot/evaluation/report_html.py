@@ -195,7 +195,15 @@ def _case_cell(value: Any, column: str) -> str:
     return num(value, 1 if column in _UNITS else 3)
 
 
-def _case_table(rows: Sequence[MetricRow], extra: Sequence[str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _CaseTable:
+    """Every case, worst first: header ``(css class, name)`` and rows ``(empty?, [(css class, text)])``."""
+
+    head: list[tuple[str, str]]
+    body: list[tuple[bool, list[tuple[str, str]]]]
+
+
+def _case_table(rows: Sequence[MetricRow], extra: Sequence[str]) -> _CaseTable:
     cols = ["case", "label", "dice", "iou", "precision", "recall", "hd95", "hd95_pooled", "assd", "surface_dice", "truth_volume", "pred_volume"]
     if any(r.lesions is not None for r in rows):
         cols += ["n_truth_lesions", "lesion_tp", "false_positives", "lesion_f1", "pq"]
@@ -205,7 +213,7 @@ def _case_table(rows: Sequence[MetricRow], extra: Sequence[str]) -> dict[str, An
              "truth_volume": "ref. volume", "pred_volume": "pred. volume"}
     head = [("t" if c in text_cols else "n", names.get(c, _HEAD.get(c, c))) for c in cols]
     body = [(bool(r.empty), [("t" if c in text_cols else "n", _case_cell(r.get(c), c)) for c in cols]) for r in sorted(rows, key=worst_first)]
-    return {"head": head, "body": body}
+    return _CaseTable(head, body)
 
 
 def render_html(
