@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-fast bench lint clean pacs pacs-stop
+.PHONY: install system-deps demo test test-fast fuzz bench lint clean pacs pacs-stop
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP) system-deps
 
 test-fast: $(STAMP) system-deps
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# long hostile-input and crash runs (tests marked fuzz: kill -9 cycles, many Schemathesis examples); make test runs a sample
+fuzz: $(STAMP) system-deps
+	$(PY) -m pytest -m fuzz $(PYTEST_ARGS)
 
 # A local Orthanc PACS with DICOMweb on 127.0.0.1 (data in $(PACS_DIR)); see README "PACS round trip".
 PACS_DIR ?= .pacs

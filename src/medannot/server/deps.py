@@ -28,19 +28,31 @@ JobId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="Job id.")]
 UserId = Annotated[int, PathParam(ge=1, le=ID_MAX, description="User id.")]
 
 
-class Detail(BaseModel):
-    """An error: ``{"detail": "one line"}``."""
+class InvalidField(BaseModel):
+    """One invalid part of a request: where (``loc``), why (``msg``), and the kind of error (``type``)."""
 
-    detail: str
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Detail(BaseModel):
+    """An error: ``{"detail": "one line"}`` (or, for invalid fields, one :class:`InvalidField` per field).
+
+    409 answers add ``latest`` (the newest version) or ``locked`` / ``status`` (an accepted or rejected case).
+    """
+
+    detail: str | list[InvalidField]
 
 
 ERRORS = {code: {"model": Detail, "description": text} for code, text in (
-    (400, "Malformed request (e.g. an Idempotency-Key that is too long)."),
+    (400, "Malformed request (e.g. an Idempotency-Key that is too long, a Host that is not allowed)."),
     (401, "No valid token."),
     (403, "The caller's role may not do this."),
     (404, "Not found, or not visible to the caller."),
     (409, "Conflict: a newer version exists, or the case is locked (accepted or rejected)."),
     (413, "Request body too large."),
+    (422, "Invalid input: a one-line reason, or the invalid fields (the input itself is never echoed)."),
 )}
 """Error answers every ``/api`` route may give (documented in the OpenAPI schema)."""
 
@@ -174,3 +186,13 @@ def case_detail(s: Session, case: CaseRecord, project: Project) -> dict:
         "locked": store.is_locked(case),
     })
     return out
+
+
+
+def download(media_type: str, what: str) -> dict:
+    """The OpenAPI ``responses`` entry of a route whose 200 answer is a file download of ``media_type``."""
+    return {200: {"description": what, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+GZIP_DOWNLOAD = download("application/gzip", "A gzipped NIfTI file, as a download.")
+ZIP_DOWNLOAD = download("application/zip", "A zip archive, as a download.")

@@ -22,6 +22,7 @@ from medannot.server import idempotency, store
 from medannot.server import jobs as queue
 from medannot.server.deps import (
     ERRORS,
+    GZIP_DOWNLOAD,
     ID_MAX,
     AppContext,
     CaseId,
@@ -190,7 +191,7 @@ def get_case(cid: CaseId, request: Request, user: User = Depends(current_user)) 
         return case_detail(s, case, project)
 
 
-@router.get("/cases/{cid}/image")
+@router.get("/cases/{cid}/image", responses=GZIP_DOWNLOAD)
 def get_image(cid: CaseId, request: Request, user: User = Depends(current_user)) -> FileResponse:
     """The case image as gzipped NIfTI (a download, never rendered)."""
     c = ctx(request)

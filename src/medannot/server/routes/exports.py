@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from medannot.server import store
-from medannot.server.deps import ERRORS, ProjectId, ctx, current_user, project_access
+from medannot.server.deps import ERRORS, ZIP_DOWNLOAD, ProjectId, ctx, current_user, project_access
 from medannot.server.export import write_export
 from medannot.server.files import private_folder
 from medannot.server.models import User
@@ -19,7 +19,7 @@ from medannot.server.security import Action
 router = APIRouter(prefix="/api", tags=["exports"], responses=ERRORS)
 
 
-@router.post("/projects/{pid}/export")
+@router.post("/projects/{pid}/export", responses=ZIP_DOWNLOAD)
 def export_project(pid: ProjectId, request: Request, user: User = Depends(current_user)) -> FileResponse:
     """Download the accepted annotations of the project as ``application/zip`` (see :mod:`medannot.server.export`)."""
     c = ctx(request)

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from medannot.server import store
-from medannot.server.deps import ERRORS, ID_MAX, AppContext, CaseId, VersionId, case_access, ctx, current_user, usernames, version_json
+from medannot.server.deps import ERRORS, GZIP_DOWNLOAD, ID_MAX, AppContext, CaseId, VersionId, case_access, ctx, current_user, usernames, version_json
 from medannot.server.imaging import check_mask
 from medannot.server.models import AnnotationVersion, Draft, User, utcnow
 from medannot.server.routes.cases import _conflict, blob_response, locked
@@ -37,7 +37,7 @@ def list_versions(cid: CaseId, request: Request, user: User = Depends(current_us
         return [version_json(v, names) for v in rows]
 
 
-@router.get("/cases/{cid}/versions/{vid}/mask")
+@router.get("/cases/{cid}/versions/{vid}/mask", responses=GZIP_DOWNLOAD)
 def get_mask(cid: CaseId, vid: VersionId, request: Request, user: User = Depends(current_user)) -> Response:
     """A version's mask: uint8 label NIfTI (gz) on the image grid, as a download."""
     c = ctx(request)
@@ -161,7 +161,7 @@ async def put_draft(cid: CaseId, request: Request, user: User = Depends(current_
         body.close()
 
 
-@router.get("/cases/{cid}/draft")
+@router.get("/cases/{cid}/draft", responses=GZIP_DOWNLOAD)
 def get_draft(cid: CaseId, request: Request, user: User = Depends(current_user)) -> Response:
     """The caller's draft mask (gzipped NIfTI), or 404 when there is none."""
     c = ctx(request)
