@@ -44,7 +44,7 @@ HIDDEN: Mapping[str, bool] = {"hidden": True}
 def _layout(cls: type) -> tuple[tuple[str, bool, bool], ...]:
     """``(name, optional, flatten)`` of the serialised fields of a record class, in declaration order."""
     out = []
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):
         meta: Mapping[str, Any] = f.metadata
         if meta.get("hidden"):
             continue
@@ -114,7 +114,7 @@ class Record(Mapping[str, Any]):
 
 @functools.cache
 def _fields(cls: type) -> tuple[Field[Any], ...]:
-    return fields(cls)  # type: ignore[arg-type]
+    return fields(cls)
 
 
 def plain(value: Any) -> Any:
