@@ -7,10 +7,10 @@ import itertools
 
 import pytest
 from server_helpers import PASSWORD, add_project, add_users, nifti_bytes, run_jobs, synthetic_volume, upload
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from medannot.server import accounts, store
-from medannot.server.models import CaseRecord, Project, User
+from medannot.server.models import CaseRecord, Project
 from medannot.server.security import PERMISSIONS, Action, Role
 
 USERS = ["site", "padmin", "annot", "rev", "outsider"]

@@ -105,8 +105,8 @@ def test_serve_process_answers_and_logs_in(tmp_path):
 
 
 def _schema_diff(url: str) -> list:
-    from alembic.migration import MigrationContext
     from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
 
     from medannot.server.models import Base
 

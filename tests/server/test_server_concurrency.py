@@ -44,7 +44,7 @@ def test_two_reviewers_save_the_same_version_at_once(live, world):
             edits[user] = m
         barrier = threading.Barrier(2)
 
-        def save(user):
+        def save(user, edits=edits, barrier=barrier, base=base):  # bound now: the pool runs it within this round
             with _fresh_client(live, user) as c:
                 body = nifti_bytes(edits[user], AFFINE)
                 barrier.wait()

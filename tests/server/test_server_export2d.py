@@ -83,9 +83,9 @@ def _affine(live, cid):
 
 @pytest.mark.slow
 def test_dicom_upload_is_exported_as_dicom_seg_too(live, tmp_path):
-    from iohelpers import write_dicom_series
     from server_helpers import add_project, add_users
 
+    from iohelpers import write_dicom_series
     from medannot.annotations.dicom_seg import read_dicom_seg
     from medannot.server.imaging import case_geometry
 

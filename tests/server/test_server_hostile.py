@@ -299,7 +299,7 @@ def test_chunked_bodies_over_the_limit_get_413(tmp_path):
 def test_non_finite_or_absurd_seconds_are_refused(world, seconds):
     _open(world)
     c, cid = world["live"].client("h-admin"), world["cid"]
-    body = '{"version_id": %d, "seconds_spent": %s}' % (_latest(c, cid)["id"], seconds)
+    body = f'{{"version_id": {_latest(c, cid)["id"]}, "seconds_spent": {seconds}}}'
     r = c.post(f"/api/cases/{cid}/accept", content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
 

@@ -31,8 +31,8 @@ def _edit(c, cid, array, base):
 
 
 def test_proposal_is_the_models_output_on_the_image_grid(world):
-    from medannot.data import Geometry, Image
     from medannot.classical import run_method
+    from medannot.data import Geometry, Image
 
     c, cid = world["live"].client("rb"), world["cid"]
     case = c.get(f"/api/cases/{cid}").json()

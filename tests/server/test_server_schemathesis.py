@@ -15,7 +15,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
-from server_helpers import PASSWORD, nifti_bytes, synthetic_volume
+from server_helpers import PASSWORD, synthetic_volume
 
 from medannot.server import accounts, store
 from medannot.server.models import User

@@ -26,9 +26,10 @@ from __future__ import annotations
 import io
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import IO
 
 from medannot.errors import InputError
 
@@ -192,7 +193,7 @@ class BoundedGzipReader(io.RawIOBase):
         what: Name of the input in messages.
     """
 
-    def __init__(self, src: BinaryIO, limits: InflateLimits, compressed_size: int | None = None, what: str = "file") -> None:
+    def __init__(self, src: IO[bytes], limits: InflateLimits, compressed_size: int | None = None, what: str = "file") -> None:
         super().__init__()
         self._src, self._limits, self._what = src, limits, what
         self._cap = limits.cap(compressed_size)
@@ -287,7 +288,7 @@ class BoundedGzipReader(io.RawIOBase):
         return b"".join(chunks)
 
 
-def read_exactly(stream: BinaryIO | io.RawIOBase, n: int, what: str = "file") -> bytes:
+def read_exactly(stream: IO[bytes] | io.RawIOBase, n: int, what: str = "file") -> bytes:
     """Exactly ``n`` bytes from ``stream``.
 
     Raises:
@@ -314,7 +315,7 @@ def gunzip_bytes(data: bytes, limits: InflateLimits, what: str = "file") -> byte
     return BoundedGzipReader(io.BytesIO(data), limits, len(data), what).read_all()
 
 
-def gunzip_to_file(src: BinaryIO, target: str | Path, limits: InflateLimits, compressed_size: int | None = None,
+def gunzip_to_file(src: IO[bytes], target: str | Path, limits: InflateLimits, compressed_size: int | None = None,
                    what: str = "file") -> int:
     """Inflate the gzip stream ``src`` into the file ``target`` (streamed, capped); returns the bytes written.
 
@@ -354,7 +355,7 @@ class ZipLimits:
     methods: frozenset[int] = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
 
 
-def open_zip(src: str | Path | BinaryIO, what: str = "archive") -> zipfile.ZipFile:
+def open_zip(src: str | Path | IO[bytes], what: str = "archive") -> zipfile.ZipFile:
     """Open a zip archive for reading, with a one-line error for anything that is not one.
 
     Raises:
@@ -421,7 +422,7 @@ def check_zip(zf: zipfile.ZipFile, limits: ZipLimits, what: str = "archive", dep
     return members
 
 
-def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str | Path | BinaryIO, what: str = "archive",
+def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str | Path | IO[bytes], what: str = "archive",
                    budget: InflateBudget | None = None, limits: ZipLimits | None = None, depth: int = 0) -> int:
     """Inflate one member into ``target`` (a path or a writable file object), counting every byte.
 
@@ -438,7 +439,7 @@ def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str | Pat
     """
     name = info.filename[:200]
     written = 0
-    out: BinaryIO = open(target, "wb") if isinstance(target, (str, Path)) else target  # noqa: SIM115
+    out: IO[bytes] = open(target, "wb") if isinstance(target, (str, Path)) else target  # noqa: SIM115
     try:
         with zf.open(info) as fh:
             first = True

@@ -32,6 +32,11 @@ DEFAULT_POLICY = PasswordPolicy()
 _DUMMY_HASH = "scrypt$16384$8$1$00$00"
 
 
+def _rows(result: object) -> int:
+    """Rows an UPDATE or DELETE touched (``CursorResult.rowcount``)."""
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def check_username(username: str) -> str:
     """The user name, or a one-line error when it is not 1-64 of ``A-Z a-z 0-9 . _ @ -``."""
     if not isinstance(username, str) or not USERNAME.fullmatch(username):
@@ -99,7 +104,7 @@ def authenticate(session: Session, username: str, password: str) -> User | None:
 
 def revoke_tokens(session: Session, user_id: int) -> int:
     """Delete every token of a user; returns how many there were."""
-    return int(session.execute(delete(Token).where(Token.user_id == user_id)).rowcount or 0)
+    return _rows(session.execute(delete(Token).where(Token.user_id == user_id)))
 
 
 def set_password(session: Session, user: User, password: str, policy: PasswordPolicy = DEFAULT_POLICY) -> int:
@@ -135,7 +140,7 @@ def other_enabled_admins(session: Session, user: User) -> int:
 def remove_member(session: Session, project: Project, user: User) -> bool:
     """Take ``user`` out of ``project``; False when it was not a member."""
     result = session.execute(delete(Membership).where(Membership.project_id == project.id, Membership.user_id == user.id))
-    return bool(result.rowcount)
+    return bool(_rows(result))
 
 
 def issue_token(session: Session, user: User, secret: str, hours: float) -> str:
@@ -203,10 +208,10 @@ def record_failure(session: Session, key: str, limit: int, rules: ThrottleRules)
     window_start = now - timedelta(seconds=rules.window_seconds)
     bumped = session.execute(update(LoginThrottle).where(LoginThrottle.key == key, LoginThrottle.window_start >= window_start)
                              .values(failures=LoginThrottle.failures + 1).execution_options(synchronize_session=False))
-    if not bumped.rowcount:
+    if not _rows(bumped):
         restarted = session.execute(update(LoginThrottle).where(LoginThrottle.key == key)
                                     .values(failures=1, window_start=now).execution_options(synchronize_session=False))
-        if not restarted.rowcount:
+        if not _rows(restarted):
             try:
                 with session.begin_nested():
                     session.add(LoginThrottle(key=key, failures=1, window_start=now, locked_until=None))

@@ -14,9 +14,9 @@ import contextlib
 import logging
 import re
 import threading
+from collections.abc import AsyncIterator
 from importlib import resources
 from pathlib import Path
-from typing import AsyncIterator
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request

@@ -25,7 +25,7 @@ def _settings(data: Path, db: Optional[str], **kw: object):  # noqa: ANN202
     from medannot.server.settings import ServerSettings
 
     try:
-        return ServerSettings(data_dir=data, db_url=db, **{k: v for k, v in kw.items() if v is not None})
+        return ServerSettings.model_validate({"data_dir": data, "db_url": db, **{k: v for k, v in kw.items() if v is not None}})
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigError(f"option {'.'.join(str(x) for x in first['loc'])}: {first['msg']}") from None

@@ -11,8 +11,10 @@ server and the browser are both on loopback, even from a data folder seeded earl
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy import select
 
+from medannot.data import Geometry, Image
 from medannot.server import jobs as queue
 from medannot.server import store
 from medannot.server.db import Database
@@ -27,14 +29,13 @@ BRAIN_CROP = (slice(30, 166), slice(30, 200), slice(40, 160))
 """Voxel box of the MNI152 T1 (197x233x189, 1 mm) kept for the demo brain case (136x170x120 mm)."""
 
 
-def demo_images() -> list[tuple[str, str, object]]:
+def demo_images() -> list[tuple[str, str, Image]]:
     """``(project, case name, Image)`` of the demo cases (real bundled samples)."""
     from medannot import samples
-    from medannot.data import Geometry, Image
 
     t1 = samples.mni152_t1()
     start = [s.start for s in BRAIN_CROP]
-    origin = t1.geometry.index_to_world(start)
+    origin = t1.geometry.index_to_world(np.asarray(start))
     crop = Image(t1.array[(slice(None), *BRAIN_CROP)].copy(),
                  Geometry(spacing=t1.geometry.spacing, origin=tuple(origin), direction=t1.geometry.direction), t1.kind,
                  {"source": "MNI152 2009a T1 (crop)"})

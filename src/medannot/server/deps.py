@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, overload
 
 from fastapi import HTTPException, Request
 from fastapi import Path as PathParam
@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 from medannot.server import store
 from medannot.server.db import Database
 from medannot.server.files import BlobStore
+from medannot.server.middleware import AUTH_STATE_KEY
 from medannot.server.models import AnnotationVersion, CaseRecord, Project, User
 from medannot.server.security import Action, allowed
-from medannot.server.middleware import AUTH_STATE_KEY
 from medannot.server.settings import ServerSettings
 
 ID_MAX = 2**31 - 1
@@ -45,7 +45,7 @@ class Detail(BaseModel):
     detail: str | list[InvalidField]
 
 
-ERRORS = {code: {"model": Detail, "description": text} for code, text in (
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": Detail, "description": text} for code, text in (
     (400, "Malformed request (e.g. an Idempotency-Key that is too long, a Host that is not allowed)."),
     (401, "No valid token."),
     (403, "The caller's role may not do this."),
@@ -137,6 +137,10 @@ def usernames(s: Session, ids: set[int | None]) -> dict[int, str]:
     return dict(s.execute(select(User.id, User.username).where(User.id.in_(wanted))).all())
 
 
+@overload
+def version_json(v: AnnotationVersion, names: dict[int, str]) -> dict: ...
+@overload
+def version_json(v: None, names: dict[int, str]) -> None: ...
 def version_json(v: AnnotationVersion | None, names: dict[int, str]) -> dict | None:
     """The contract's V form of a version."""
     if v is None:
@@ -189,7 +193,7 @@ def case_detail(s: Session, case: CaseRecord, project: Project) -> dict:
 
 
 
-def download(media_type: str, what: str) -> dict:
+def download(media_type: str, what: str) -> dict[int | str, dict[str, Any]]:
     """The OpenAPI ``responses`` entry of a route whose 200 answer is a file download of ``media_type``."""
     return {200: {"description": what, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}}
 

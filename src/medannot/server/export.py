@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 
 from medannot.errors import MedannotError
 from medannot.server.deps import usernames
-from medannot.server.store import finite
 from medannot.server.files import BlobStore
 from medannot.server.imaging import mask_array
 from medannot.server.models import AnnotationVersion, CaseRecord, Project
+from medannot.server.store import finite
 
 
 def rle_encode(mask: np.ndarray) -> dict:
@@ -114,7 +114,7 @@ def write_export(session: Session, project: Project, blobs: BlobStore, target: P
             names = usernames(session, {version.author_id})
             manifest["cases"].append({
                 "id": case.id, "name": case.name, "file": member, "version_id": version.id, "version_number": version.number,
-                "accepted_by": names.get(version.author_id), "accepted": version.created.isoformat(), "effort": finite(case.effort),
+                "accepted_by": names.get(version.author_id) if version.author_id is not None else None, "accepted": version.created.isoformat(), "effort": finite(case.effort),
                 "spatial_dims": case.spatial_dims, "source_format": case.source_format,
             })
             if case.source_sha256 and case.source_format.startswith("dicom"):

@@ -14,7 +14,7 @@ import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, Any
 
 import numpy as np
 
@@ -84,24 +84,24 @@ class NiftiHead:
     """
 
     raw: bytes
-    header: object
+    header: Any
     shape: tuple[int, ...]
     dtype: np.dtype
     offset: int
     nbytes: int
 
 
-def nifti_stream(src: BinaryIO, compressed_size: int | None, limits: InflateLimits, what: str) -> BinaryIO:
+def nifti_stream(src: IO[bytes], compressed_size: int | None, limits: InflateLimits, what: str) -> IO[bytes]:
     """``src`` itself for plain NIfTI bytes, or a capped inflating stream for gzipped ones (:mod:`medannot.io.bounded`)."""
     start = src.tell()
     magic = src.read(2)
     src.seek(start)
     if is_gzip(magic):
-        return BoundedGzipReader(src, limits, compressed_size, what)  # type: ignore[return-value]
+        return BoundedGzipReader(src, limits, compressed_size, what)  # type: ignore[return-value]  # a readable binary stream
     return src
 
 
-def read_nifti_head(stream: BinaryIO, what: str) -> NiftiHead:
+def read_nifti_head(stream: IO[bytes], what: str) -> NiftiHead:
     """Parse the NIfTI-1 or NIfTI-2 header at the start of ``stream`` (reads 348 or 540 bytes, nothing more).
 
     Raises:
@@ -112,6 +112,7 @@ def read_nifti_head(stream: BinaryIO, what: str) -> NiftiHead:
 
     raw = read_exactly(stream, NIFTI1_HEADER, what)
     sizes = {struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]}
+    kind: type[nib.Nifti1Header]
     if NIFTI2_HEADER in sizes:
         raw += read_exactly(stream, NIFTI2_HEADER - NIFTI1_HEADER, what)
         kind = nib.Nifti2Header
@@ -133,7 +134,7 @@ def read_nifti_head(stream: BinaryIO, what: str) -> NiftiHead:
     return NiftiHead(raw, header, shape, dtype, offset, nbytes)
 
 
-def check_mask(src: bytes | BinaryIO, shape: list[int], affine: list, label_values: set[int],
+def check_mask(src: bytes | IO[bytes], shape: list[int], affine: list, label_values: set[int],
                compressed_size: int | None = None) -> CheckedMask:
     """Validate a posted label mask against the case grid and label map, reading no more than the grid needs.
 

@@ -13,11 +13,17 @@ worker; then it is ``failed`` with the reason.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import overload
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from medannot.server.models import CaseRecord, Job, utcnow
+
+
+def _rows(result: object) -> int:
+    """Rows an UPDATE touched (``CursorResult.rowcount``)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def enqueue(session: Session, case: CaseRecord, model: str) -> Job:
@@ -53,7 +59,7 @@ def claim(session: Session, worker: str, lease_seconds: float, max_attempts: int
                 attempts=Job.attempts + 1, started=now, message="claimed", progress=0.0)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if _rows(result) != 1:
         return None
     session.expire_all()
     return session.get(Job, job_id)
@@ -85,7 +91,7 @@ def heartbeat(session: Session, job_id: int, worker: str, lease_seconds: float, 
         update(Job).where(Job.id == job_id, Job.lease_owner == worker, Job.state == "running").values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _rows(result) == 1
 
 
 def finish(session: Session, job_id: int, worker: str, state: str, message: str) -> bool:
@@ -100,9 +106,13 @@ def finish(session: Session, job_id: int, worker: str, state: str, message: str)
         update(Job).where(Job.id == job_id, Job.lease_owner == worker, Job.state == "running").values(**values)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return _rows(result) == 1
 
 
+@overload
+def job_json(job: Job) -> dict: ...
+@overload
+def job_json(job: None) -> None: ...
 def job_json(job: Job | None) -> dict | None:
     """The API form of a job (``id``, ``state``, ``progress``, ...), or None."""
     if job is None:

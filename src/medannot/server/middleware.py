@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import anyio
 
@@ -224,10 +225,11 @@ class AuthGate:
         return await self.app(scope, receive, send)
 
 
-def client_is_loopback(scope_or_host: Scope | str | None) -> bool:
-    """True when the request comes from a loopback address."""
-    host = scope_or_host
-    if isinstance(scope_or_host, dict):
+def client_is_loopback(scope_or_host: Mapping[str, Any] | str | None) -> bool:
+    """True when the request comes from a loopback address (a scope's ``client``, or an address)."""
+    if scope_or_host is None or isinstance(scope_or_host, str):
+        host = scope_or_host
+    else:
         client = scope_or_host.get("client")
         host = client[0] if client else None
     return bool(host) and is_loopback(str(host))

@@ -40,7 +40,7 @@ class Role(enum.StrEnum):
     REVIEWER = "reviewer"
 
     @classmethod
-    def parse(cls, value: "str | Role") -> "Role":
+    def parse(cls, value: str | Role) -> Role:
         """Convert once; a typo lists the valid names."""
         try:
             return cls(value)

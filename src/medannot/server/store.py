@@ -10,12 +10,19 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from medannot.errors import InputError, MedannotError
+from medannot.server.accounts import (  # noqa: F401 - user functions live in accounts; these names stay for callers
+    add_user,
+    authenticate,
+    issue_token,
+    revoke_token,
+    user_for_token,
+)
 from medannot.server.models import (
     AnnotationVersion,
     AuditEntry,
@@ -25,13 +32,6 @@ from medannot.server.models import (
     Project,
     User,
     utcnow,
-)
-from medannot.server.accounts import (  # noqa: F401 - user functions live in accounts; these names stay for callers
-    add_user,
-    authenticate,
-    issue_token,
-    revoke_token,
-    user_for_token,
 )
 from medannot.server.security import Role
 
@@ -177,7 +177,8 @@ def latest_version(session: Session, case_id: int) -> AnnotationVersion | None:
 
 def next_number(session: Session, case_id: int) -> int:
     """The number the next version of the case gets."""
-    return int(session.scalar(select(func.coalesce(func.max(AnnotationVersion.number), 0)).where(AnnotationVersion.case_id == case_id))) + 1
+    top = session.scalar(select(func.coalesce(func.max(AnnotationVersion.number), 0)).where(AnnotationVersion.case_id == case_id))
+    return int(top or 0) + 1
 
 
 def latest_job(session: Session, case_id: int) -> Job | None:
@@ -204,7 +205,7 @@ def audit(session: Session, user: User | None, action: str, project_id: int | No
     """
     name = user.username if user else (actor or "-")
     session.add(AuditEntry(user_id=user.id if user else None, username=name[:64], project_id=project_id,
-                           case_id=case_id, action=action[:32], detail=finite(detail), time=datetime.now(timezone.utc)))
+                           case_id=case_id, action=action[:32], detail=finite(detail), time=datetime.now(UTC)))
 
 
 def finite(value: object) -> object:

@@ -93,6 +93,9 @@ class Worker:
                 return None
             job_id, case_id, model = job.id, job.case_id, job.model
             case = s.get(CaseRecord, case_id)
+            if case is None:  # deleted with its project while queued (the cascade removes the job too)
+                queue.finish(s, job_id, self.name, "failed", "its case no longer exists")
+                return job_id
             image_sha, dims = case.image_sha256, case.spatial_dims
         log.info("job %s: case %s with %s", job_id, case_id, model)
         try:
@@ -151,7 +154,9 @@ class Worker:
                         model_name=provenance.name, model_version=provenance.version or None, job_id=job_id, provenance=prov,
                     ))
                     s.flush()
-                    store.touch(s.get(CaseRecord, case_id))
+                    case = s.get(CaseRecord, case_id)
+                    if case is not None:
+                        store.touch(case)
                     if not queue.finish(s, job_id, self.name, "done", "done"):
                         raise _LeaseLost
                 return

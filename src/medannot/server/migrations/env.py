@@ -21,6 +21,9 @@ def _run(conn) -> None:  # noqa: ANN001
 if connection is not None:
     _run(connection)
 else:  # `alembic` command line with sqlalchemy.url set
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise SystemExit("alembic: set sqlalchemy.url (the medannot server migrates its database itself at start)")
+    engine = create_engine(url)
     with engine.begin() as conn:
         _run(conn)

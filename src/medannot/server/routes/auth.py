@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import threading
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from medannot.server import accounts, store
 from medannot.server.deps import ERRORS, Detail, UserId, bearer, ctx, current_user, project_json
@@ -20,7 +22,7 @@ from medannot.server.middleware import client_is_loopback
 from medannot.server.models import User
 
 router = APIRouter(prefix="/api", tags=["auth"], responses=ERRORS)
-LOCKED = {429: {"model": Detail, "description": "Too many failed logins (Retry-After says when to try again)."}}
+LOCKED: dict[int | str, dict[str, Any]] = {429: {"model": Detail, "description": "Too many failed logins (Retry-After says when to try again)."}}
 LOGIN_SLOTS = threading.BoundedSemaphore(2)
 """Password checks (scrypt, ~50 ms each) run at most two at a time, so a burst of guesses queues and meets the lockout."""
 MAX_LOGIN_PASSWORD = 1024
@@ -143,7 +145,7 @@ def change_own_password(body: PasswordChange, request: Request, user: User = Dep
         error = _fail(request, keys, user.username, "wrong current password (password change)")
         raise error if error.status_code == 429 else HTTPException(403, "the current password is wrong")
     with c.db.write() as s:
-        row = s.get(User, user.id)
+        row = _target(s, user.id)
         revoked = accounts.set_password(s, row, body.new_password, c.settings.password_policy())
         token = accounts.issue_token(s, row, c.secret, c.settings.token_hours)
         store.audit(s, row, "change_password", detail={"tokens_revoked": revoked})
@@ -155,7 +157,7 @@ def _site_admin(user: User, what: str) -> None:
         raise HTTPException(403, f"only site admins {what}")
 
 
-def _target(s, uid: int) -> User:  # noqa: ANN001
+def _target(s: Session, uid: int) -> User:
     row = s.get(User, uid)
     if row is None:
         raise HTTPException(404, f"user {uid} not found")

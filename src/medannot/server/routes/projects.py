@@ -46,7 +46,10 @@ def create_project(body: NewProject, request: Request, user: User = Depends(curr
         raise HTTPException(403, "only site admins create projects")
     with ctx(request).db.write() as s:
         project = store.add_project(s, body.name, body.model, body.labels)
-        store.set_member(s, project, s.get(User, user.id), Role.ADMIN)
+        creator = s.get(User, user.id)
+        if creator is None:
+            raise HTTPException(401, "your user no longer exists; log in again")
+        store.set_member(s, project, creator, Role.ADMIN)
         store.audit(s, user, "create_project", project.id)
         return project_json(project, Role.ADMIN.value)
 

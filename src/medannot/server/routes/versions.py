@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -51,7 +51,7 @@ def get_mask(cid: CaseId, vid: VersionId, request: Request, user: User = Depends
     return blob_response(c.blobs.path(sha), f"case-{cid}-v{version.number}.nii.gz")
 
 
-async def body_file(request: Request) -> tuple[BinaryIO, int]:
+async def body_file(request: Request) -> tuple[IO[bytes], int]:
     """The request body in a spooled temporary file (memory up to :data:`SPOOL_BYTES`, then disk) and its size.
 
     The body limit itself is enforced while it arrives by :class:`~medannot.server.middleware.BodyLimit`.
@@ -69,7 +69,7 @@ async def body_file(request: Request) -> tuple[BinaryIO, int]:
     return spool, size
 
 
-def _checked(c: AppContext, user: User, cid: int, body: BinaryIO, size: int) -> tuple[str, int] | JSONResponse:
+def _checked(c: AppContext, user: User, cid: int, body: IO[bytes], size: int) -> tuple[str, int] | JSONResponse:
     """Validate a posted mask against the case (bounded by the case grid); store the re-encoded mask.
 
     Returns (sha256, project id), or a 409 answer when the case is locked.
@@ -87,7 +87,7 @@ def _checked(c: AppContext, user: User, cid: int, body: BinaryIO, size: int) -> 
         return c.blobs.put(mask.data), pid
 
 
-def _save_version(c: AppContext, user: User, cid: int, base: int | None, body: BinaryIO, size: int) -> Any:
+def _save_version(c: AppContext, user: User, cid: int, base: int | None, body: IO[bytes], size: int) -> Any:
     checked = _checked(c, user, cid, body, size)
     if isinstance(checked, JSONResponse):
         return checked
@@ -131,7 +131,7 @@ async def save_version(cid: CaseId, request: Request, base_version: int | None =
         body.close()
 
 
-def _save_draft(c: AppContext, user: User, cid: int, body: BinaryIO, size: int) -> Response:
+def _save_draft(c: AppContext, user: User, cid: int, body: IO[bytes], size: int) -> Response:
     checked = _checked(c, user, cid, body, size)
     if isinstance(checked, JSONResponse):
         return checked
