@@ -43,6 +43,11 @@ pacs: $(STAMP) system-deps
 pacs-stop:
 	$(PY) -m medannot.testing.orthanc stop $(PACS_DIR)
 
+# ruff (pyflakes, isort, bugbear, pyupgrade) and mypy on src/ (settings in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/mypy
+
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 

@@ -78,15 +78,12 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def parse_label_names(text: str | None) -> dict[int, str] | None:
-    """Parse ``--labels '{"1": "liver"}'`` into ``{1: "liver"}``; None stays None."""
-    if not text:
-        return None
-    try:
-        return {int(k): str(v) for k, v in json.loads(text).items()}
-    except (json.JSONDecodeError, ValueError, AttributeError):
-        fail(f"--labels must be a JSON object of label value to name, got {text!r}")
-        raise  # unreachable: fail() exits
+def parse_label_names(text: str | None, option: str = "--labels") -> dict[int, str] | None:
+    """``--labels`` of any command: ``1=liver,2=tumour`` or ``{"1": "liver"}`` -> ``{1: "liver"}``; None stays None."""
+    from medannot.annotations.labelmap import LabelMap
+
+    label_map = LabelMap.from_text(text, option)
+    return None if label_map is None else label_map.names()
 
 
 @app.command()
@@ -119,8 +116,10 @@ def annotate(
     A PACS study (dicomweb+http://... or --pacs URL --study UID) is retrieved series by series over DICOMweb,
     and each series' labels are stored back into the study as a DICOM SEG.
     """
-    from medannot.annotate import ClassicalAnnotator, ModelAnnotator, annotate_inputs
     from medannot.reporting import print_annotation_summary
+    from medannot.tasks import PredictOptions, load_predictor
+    from medannot.tasks.segmentation import ClassicalSegmenter
+    from medannot.workflows.annotate import annotate_inputs
 
     if (model is None) == (method is None):
         fail("give exactly one of --model NAME_OR_BUNDLE or --method NAME (see `medannot models` and `medannot methods`)")
@@ -142,18 +141,9 @@ def annotate(
     from medannot.annotations.dicom_outputs import parse_formats
 
     formats = parse_formats(output_format)
-    if model is not None and not remote:
-        from medannot.annotate_classification import is_classifier, run_classification
-        from medannot.models.bundle import Bundle
-
-        if (uncertainty or mc_dropout) and Bundle.load(model).task == "detection":
-            fail("--uncertainty and --mc-dropout are for segmentation models; a detection model's boxes carry their scores")
-        if is_classifier(model):  # image-level classes, Grad-CAM/occlusion maps and classifications.csv
-            failed_count = run_classification(model, Path(input), out, echo=None if quiet else typer.echo, warn=lambda m: typer.echo(m, err=True))
-            raise typer.Exit(EXIT_INPUT if failed_count else 0)
-    annotator = (
-        ModelAnnotator(model, tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout)
-        if model is not None else ClassicalAnnotator(method, parse_params(param))
+    predictor = (
+        load_predictor(model, PredictOptions(tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout))
+        if model is not None else ClassicalSegmenter(method, parse_params(param))
     )
 
     def show(result: Any) -> None:
@@ -161,9 +151,16 @@ def annotate(
             typer.echo(f"medannot: skipped {result.reason}", err=True)
         elif not quiet:
             kept = ([str(result.folder)] if result.folder else []) + [f"DICOM SEG {uid} stored in the PACS" for uid in result.stored]
-            typer.echo(f"annotated {result.name} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)")
+            c = result.annotation.classification if result.annotation is not None else None
+            what = f": {c.label} (p = {c.probability:.3f}{', calibrated' if c.calibrated else ''})" if c is not None else ""
+            typer.echo(f"annotated {result.name}{what} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)")
 
-    results = annotate_inputs(input if remote else Path(input), annotator, out, on_case=show, pacs_settings=pacs_settings, formats=formats)
+    def show_files(files: list[Path]) -> None:
+        if not quiet:
+            typer.echo("batch files: " + ", ".join(str(f) for f in files))
+
+    results = annotate_inputs(input if remote else Path(input), predictor, out, on_case=show, pacs_settings=pacs_settings, formats=formats,
+                              on_batch_files=show_files)
     if not quiet:
         print_annotation_summary(results)
     failed = [r for r in results if not r.ok]
@@ -179,7 +176,7 @@ def evaluate(
     truth: Path = typer.Argument(..., help="Ground-truth label file or folder, matched by case name; for a classifier's output, a CSV (case or path, label)."),
     out: Path = typer.Option(Path("medannot_eval"), "--out", "-o", help="Folder for metrics.csv, metrics.json, report.html."),
     resample: bool = typer.Option(False, "--resample", help="Resample predictions onto the truth grid when grids differ."),
-    labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "grey matter"}\'.'),
+    labels: Optional[str] = typer.Option(None, "--labels", help='Label names: 1=liver,2=tumour or JSON \'{"1": "liver"}\'.'),
     tolerance: float = typer.Option(1.0, "--tolerance", min=0.0, help="Surface Dice tolerance in mm."),
     lesions: bool = typer.Option(False, "--lesions", help="Also lesion-wise metrics (sensitivity, precision, F1, FP, PQ; FROC when scored)."),
     boxes: bool = typer.Option(False, "--boxes", help="Score the boxes of annotation.json files against a COCO JSON or instance masks (AP, AR, FROC)."),
@@ -194,28 +191,17 @@ def evaluate(
     A classifier's output folder (classifications.csv) against a CSV of true classes gives accuracy, per-class
     precision/recall, ROC AUC and calibration in classification.json / classification.html instead.
     """
-    from medannot.evaluation import evaluate_paths
-    from medannot.evaluation.results import TaskEvaluation
     from medannot.reporting import PrintFormat, print_evaluation
 
     fmt = PrintFormat.parse(print_format)  # a typo lists the valid names before anything runs
-    result: TaskEvaluation
-    if boxes:
-        from medannot.evaluation.boxes_eval import evaluate_boxes
+    from medannot.tasks import EvaluateOptions, Task, get_task, task_of_predictions
 
-        result = evaluate_boxes(pred, truth, out)
-    else:
-        from medannot.evaluation.classification_run import evaluate_classifications, is_classification_truth
-
-        if is_classification_truth(pred, truth):  # a classifier's classifications.csv against a CSV of true classes
-            result = evaluate_classifications(pred, truth, out)
-        else:
-            if match not in {"iou", "overlap"}:
-                fail(f"--match must be 'iou' or 'overlap', got {match!r}")
-            result = evaluate_paths(
-                pred, truth, out, labels=parse_label_names(labels), resample=resample, tolerance_mm=tolerance, max_workers=workers,
-                lesions=lesions, match=match, match_threshold=match_threshold, manifest=manifest,
-            )
+    if match not in {"iou", "overlap"}:
+        fail(f"--match must be 'iou' or 'overlap', got {match!r}")
+    task = Task.DETECTION if boxes else task_of_predictions(pred)  # the task the predictions record, not a guess
+    options = EvaluateOptions(labels=parse_label_names(labels), resample=resample, tolerance_mm=tolerance, lesions=lesions, match=match,
+                              match_threshold=match_threshold, manifest=manifest, workers=workers)
+    result = get_task(task).evaluate(pred, truth, out, options)
     print_evaluation(result, out, fmt)
 
 
@@ -224,7 +210,7 @@ def evaluate(
 def agree(
     readers: list[Path] = typer.Argument(..., help="Two or more label files of the same case, one per reader, on one grid."),
     out: Path = typer.Option(Path("medannot_agreement"), "--out", "-o", help="Folder for agreement.csv/json and the consensus mask."),
-    labels: Optional[str] = typer.Option(None, "--labels", help='Label names as JSON, e.g. \'{"1": "liver"}\'.'),
+    labels: Optional[str] = typer.Option(None, "--labels", help='Label names: 1=liver,2=tumour or JSON \'{"1": "liver"}\'.'),
     consensus: str = typer.Option("staple", "--consensus", help="staple, majority or none: which consensus mask to write."),
     tie: str = typer.Option("background", "--tie", help="Majority-vote tie rule: background, lowest or random-seeded."),
     print_format: str = typer.Option("table", "--print", help="What to print: table (for people) or json (for machines; only JSON on stdout)."),
@@ -245,7 +231,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="Override a config field: key=value (dotted keys allowed)."),
 ) -> None:
     """Train a model from CONFIG and write a bundle (weights, config, label map, model card)."""
-    from medannot.training import train as run_training
+    from medannot.tasks import train as run_training
 
     if not config.exists():
         fail(f"{config}: no such config file")
@@ -358,7 +344,7 @@ def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", "-o", help="Output folder."),
 ) -> None:
     """Annotate the bundled real samples with the bundled models, evaluate, and print a summary."""
-    from medannot.demo import run_demo
+    from medannot.workflows.demo import run_demo
 
     run_demo(out)
 

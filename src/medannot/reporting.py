@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medannot.errors import InputError
+from medannot.tasks import get_task
 
 if TYPE_CHECKING:
     from medannot.evaluation.agreement_run import AgreementResult
@@ -43,24 +44,26 @@ def _console() -> Console:
 
 
 def print_annotation_summary(results: Iterable[Any]) -> None:
-    """One row per case and label: size (mm³ or mm²) and instance count; failed cases with their reason."""
+    """One row per case and label: size (mm³ or mm²) and objects (instances, or boxes for a detector); a classifier's
+    case shows its class and probability; failed cases with their reason."""
     table = Table(title="medannot annotate", show_lines=False)
-    for col in ("case", "label", "size", "instances", "status"):
-        table.add_column(col, justify="right" if col in {"size", "instances"} else "left")
+    for col in ("case", "label", "size", "objects", "status"):
+        table.add_column(col, justify="right" if col in {"size", "objects"} else "left")
     for res in results:
         if not res.ok:
             table.add_row(res.name, "-", "-", "-", f"[red]skipped[/red]: {res.reason}")
             continue
         ann = res.annotation
+        status = f"ok ({res.seconds:.1f} s)"
+        if ann.classification is not None:
+            c = ann.classification
+            table.add_row(res.name, f"{c.label} (p = {c.probability:.3f}{', calibrated' if c.calibrated else ''})", "-", "-", status)
+            continue
         unit = "mm³" if ann.ndim == 3 else "mm²"
         for i, lab in enumerate(ann.labels):
-            table.add_row(
-                res.name if i == 0 else "",
-                lab.name,
-                f"{lab.size:,.1f} {unit}",
-                str(lab.instance_count),
-                f"ok ({res.seconds:.1f} s)" if i == 0 else "",
-            )
+            objects = str(lab.instance_count) if lab.instance_count or not lab.box_count else f"{lab.box_count} boxes"
+            table.add_row(res.name if i == 0 else "", lab.name, f"{lab.size:,.1f} {unit}" if lab.size else "-", objects,
+                          status if i == 0 else "")
     _console().print(table)
 
 
@@ -105,7 +108,7 @@ def print_models(bundles: Iterable[Any]) -> None:
         wraps = col in ("labels", "held-out metrics")  # on a narrow terminal these wrap; the rest never shorten
         table.add_column(col, no_wrap=not wraps, overflow="fold" if wraps else "ignore", min_width=None if wraps else len(col))
     for b in bundles:
-        labels = ", ".join(name for value, name in b.labels.items() if value != 0 or b.task == "classification")
+        labels = ", ".join(name for value, name in b.labels.items() if value != 0 or not get_task(b.task).has_background)
         table.add_row(b.name, str(b.version), str(b.task), f"{b.spatial_dims}D", labels, metric_summary(b.spec.metrics))
     _console().print(table)
 

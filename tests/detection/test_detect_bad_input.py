@@ -36,7 +36,7 @@ def test_detection_bundle_annotates_with_boxes_coco_and_overlay(cells_png, tiny_
     case = _annotate(cells_png, tiny_detect_bundle, tmp_path / "out")
     assert sorted(p.name for p in case.iterdir()) == ["annotation.json", "boxes.coco.json", "overlay_boxes.png"]
     ann = validate_annotation(json.loads((case / "annotation.json").read_text()))
-    assert len(ann.boxes) == 25 and ann.instances == [] and ann.provenance.parameters["task"] == "detection"
+    assert len(ann.boxes) == 25 and ann.instances == [] and ann.provenance.task == "detection"
     assert all(b.source == "detector" and b.instance_id is None and b.label_name == "nucleus" for b in ann.boxes)
     scores = [b.score for b in ann.boxes]
     assert scores == sorted(scores, reverse=True)

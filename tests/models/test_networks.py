@@ -1,10 +1,10 @@
 """Contract every registered network passes: builds in 2D and 3D and keeps the spatial shape."""
 
 import pytest
-import torch
 
 from medannot.errors import ModelError
 from medannot.models import create_network, list_networks
+
 
 def test_builtin_networks_registered():
     assert {"unet", "basicunet", "attention-unet", "segresnet"} <= set(list_networks("segmentation"))

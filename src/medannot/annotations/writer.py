@@ -21,9 +21,9 @@ so an interrupted run never leaves a half-written case folder.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -29,7 +29,7 @@ class Task(enum.StrEnum):
     PROMPTABLE = "promptable"
 
     @classmethod
-    def extend(cls, value: str) -> "Task":
+    def extend(cls, value: str) -> Task:
         """Add a task name for a plug-in (``COUNT = Task.extend("count")``); an existing name returns its member.
 
         The new member behaves like the built-in ones: ``Task("count")``, pydantic fields typed :class:`Task` and
@@ -53,7 +53,7 @@ class Task(enum.StrEnum):
         return member
 
     @classmethod
-    def parse(cls, value: "str | Task") -> "Task":
+    def parse(cls, value: str | Task) -> Task:
         """Convert a string once; a typo lists the valid names.
 
         Raises:

@@ -23,7 +23,7 @@ from medannot.errors import InputError
 from medannot.evaluation.classification import ClassificationMetrics
 from medannot.evaluation.record import Record
 
-__all__ = ["ClassificationEvaluation", "evaluate_classifications", "is_classification_truth"]
+__all__ = ["ClassificationEvaluation", "evaluate_classifications"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -54,11 +54,6 @@ class ClassificationEvaluation(Record):
 
         return (f"{self.n} cases: accuracy {f(m['accuracy'])}, balanced accuracy {f(m['balanced_accuracy'])}, "
                 f"macro F1 {f(m['macro_f1'])}, ECE {f(m['ece'])}")
-
-
-def is_classification_truth(pred: str | Path, truth: str | Path) -> bool:
-    """True when ``truth`` is a CSV file and ``pred`` a folder holding ``classifications.csv``."""
-    return Path(truth).suffix.lower() == ".csv" and (Path(pred) / "classifications.csv").is_file()
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:

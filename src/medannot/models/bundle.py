@@ -139,7 +139,7 @@ class BundleSpec(BaseModel):
     _dims = field_validator("spatial_dims")(check_spatial_dims)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "BundleSpec":
+    def _consistent(self) -> BundleSpec:
         check_label_keys(self.labels)
         if len(self.inference.patch_size) != self.spatial_dims:
             raise ValueError(f"inference.patch_size has {len(self.inference.patch_size)} values for spatial_dims={self.spatial_dims}")
@@ -231,7 +231,7 @@ class Bundle:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None, path: Path | None = None) -> "Bundle":
+    def from_dict(cls, data: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None, path: Path | None = None) -> Bundle:
         """Validate a ``bundle.json``-like dict.
 
         Raises:
@@ -245,7 +245,7 @@ class Bundle:
         return cls(spec=spec, state_dict=state_dict, path=path)
 
     @classmethod
-    def load(cls, path_or_name: str | Path) -> "Bundle":
+    def load(cls, path_or_name: str | Path) -> Bundle:
         """Load a bundle folder, or a bundled model by name.
 
         Args:

@@ -25,15 +25,16 @@ from medannot.models.registry import get_network_spec, register_network
 
 __all__ = ["embed", "gradcam_layer", "has_dropout"]
 
-_SMALL = {"example_params": {"init_features": 4, "growth_rate": 4, "block_config": [1, 1]}}
+_SMALL_DENSENET: dict[str, Any] = {"init_features": 4, "growth_rate": 4, "block_config": [1, 1]}
 
 
 @register_network("densenet121", task=Task.CLASSIFICATION, min_outputs=2, head="class_layers.out", cam_layer="class_layers.relu",
                   defaults={"init_features": 64, "growth_rate": 32, "block_config": [6, 12, 24, 16], "dropout_prob": 0.0},
-                  description="MONAI DenseNet121 (about 7 M parameters)", **_SMALL)
+                  description="MONAI DenseNet121 (about 7 M parameters)", example_params=_SMALL_DENSENET)
 @register_network("densenet-small", task=Task.CLASSIFICATION, min_outputs=2, head="class_layers.out", cam_layer="class_layers.relu",
                   defaults={"init_features": 16, "growth_rate": 8, "block_config": [2, 4, 4, 2], "dropout_prob": 0.0},
-                  description="MONAI DenseNet, 16 initial features, growth 8, blocks (2, 4, 4, 2) (about 45 k parameters)", **_SMALL)
+                  description="MONAI DenseNet, 16 initial features, growth 8, blocks (2, 4, 4, 2) (about 45 k parameters)",
+                  example_params=_SMALL_DENSENET)
 def _densenet(spatial_dims: int, in_channels: int, num_classes: int, **params: Any) -> torch.nn.Module:
     from monai.networks.nets import DenseNet
 

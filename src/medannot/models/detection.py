@@ -137,7 +137,7 @@ def build_detector(network: torch.nn.Module, spec: DetectionSpec, spatial_dims: 
     detector.set_hard_negative_sampler(**spec.hard_negative)
     detector.set_target_keys(box_key="boxes", label_key="labels")
     if spec.box_coder_weights is not None:
-        detector.set_box_coder_weights(tuple(float(w) for w in spec.box_coder_weights))
+        detector.set_box_coder_weights(tuple(float(w) for w in spec.box_coder_weights))  # type: ignore[arg-type]  # MONAI hints a 1-tuple
     detector.set_box_selector_parameters(
         score_thresh=spec.score_threshold,
         topk_candidates_per_level=spec.topk_candidates_per_level,

@@ -24,7 +24,7 @@ class AnchorSpec(BaseModel):
     base_anchor_shapes: list[list[int]] = Field(default_factory=lambda: [[8, 8], [12, 12], [16, 16]])
 
     @model_validator(mode="after")
-    def _positive(self) -> "AnchorSpec":
+    def _positive(self) -> AnchorSpec:
         if not self.feature_map_scales or any(s < 1 for s in self.feature_map_scales):
             raise ValueError(f"anchors.feature_map_scales must be positive integers, got {self.feature_map_scales}")
         if not self.base_anchor_shapes or any(not shape or any(v < 1 for v in shape) for shape in self.base_anchor_shapes):
@@ -55,7 +55,7 @@ class BoxSource(BaseModel):
     min_extent: int = Field(1, ge=1)
 
     @model_validator(mode="after")
-    def _mode(self) -> "BoxSource":
+    def _mode(self) -> BoxSource:
         if self.mode not in ("instances", "components"):
             raise ValueError(f"boxes.mode must be 'instances' or 'components', got {self.mode!r}")
         return self

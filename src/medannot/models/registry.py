@@ -17,8 +17,9 @@ Every registered network passes one contract test (``tests/models/test_network_c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

@@ -7,21 +7,24 @@ A task (:class:`TaskPlugin`) supplies, for one :class:`~medannot.data.Task`:
 - ``training(config)``: its :class:`~medannot.training.loop.TrainingHooks` for the one training loop;
 - ``predictor(bundle, options)``: a :class:`CasePredictor` whose ``predict(image)`` returns the task's typed result
   (:mod:`medannot.annotations.results`) and whose ``write_case`` writes its case folder;
-- ``evaluate(pred, truth, out, options)``: its evaluation, a typed result with ``summary_line()`` and ``to_dict()``.
+- ``evaluate(pred, truth, out, options)``: its evaluation, a typed result with ``summary_line()``, ``to_dict()`` and
+  ``to_json()`` (:class:`medannot.evaluation.results.TaskEvaluation`).
 
 Everything that differs by task asks the registry (:mod:`medannot.tasks.registry`); nothing compares task names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.results import ExtraWriter, Result
 from medannot.annotations.schema import Annotation, Provenance
 from medannot.data import Image, Task
+from medannot.evaluation.results import TaskEvaluation as Evaluation
 from medannot.models.bundle import Bundle
 from medannot.training.config import LoopConfig
 from medannot.training.loop import TrainingHooks
@@ -72,16 +75,6 @@ class EvaluateOptions:
     match_threshold: float = 0.5
     manifest: Path | None = None
     workers: int | None = None
-
-
-class Evaluation(Protocol):
-    """A task's evaluation result."""
-
-    def summary_line(self) -> str:
-        """One line for the console."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready content (finite numbers only)."""
 
 
 class CasePredictor(Protocol):

@@ -22,8 +22,9 @@ import csv
 import io
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ from medannot.annotations.results import ClassificationResult, ExtraWriter, Resu
 from medannot.annotations.schema import Annotation, Classification, Provenance
 from medannot.data import Image, Task
 from medannot.errors import ConfigError, ModelError
+from medannot.evaluation.classification_run import ClassificationEvaluation, evaluate_classifications
 from medannot.explain.overlay import write_heat_overlays
 from medannot.explain.saliency import gradcam_map, map_on_image, occlusion_drop
 from medannot.inference.classifier import Classifier
@@ -216,8 +218,6 @@ class ClassificationTask:
         """:class:`ImageClassifier` of ``bundle``."""
         return ImageClassifier(bundle, options)
 
-    def evaluate(self, pred: Path, truth: Path, out: Path, options: EvaluateOptions) -> Any:
+    def evaluate(self, pred: Path, truth: Path, out: Path, options: EvaluateOptions) -> ClassificationEvaluation:
         """Accuracy, per-class precision / recall, ROC AUC and calibration of ``classifications.csv`` against a CSV of classes."""
-        from medannot.evaluation.classification_run import evaluate_classifications
-
         return evaluate_classifications(pred, truth, out)

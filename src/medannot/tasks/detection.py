@@ -19,6 +19,7 @@ from medannot.annotations.results import DetectionResult
 from medannot.annotations.schema import Provenance
 from medannot.data import Image, Task
 from medannot.errors import ConfigError
+from medannot.evaluation.boxes_eval import BoxEvaluation, evaluate_boxes
 from medannot.inference.detector import Detector
 from medannot.models.bundle import Bundle
 from medannot.tasks.base import EvaluateOptions, PredictOptions
@@ -91,8 +92,6 @@ class DetectionTask:
         """:class:`BoxDetector` of ``bundle``."""
         return BoxDetector(bundle, options)
 
-    def evaluate(self, pred: Path, truth: Path, out: Path, options: EvaluateOptions) -> Any:
+    def evaluate(self, pred: Path, truth: Path, out: Path, options: EvaluateOptions) -> BoxEvaluation:
         """COCO AP / AR and FROC of the boxes in ``annotation.json`` files against a COCO file or instance masks."""
-        from medannot.evaluation.boxes_eval import evaluate_boxes
-
         return evaluate_boxes(pred, truth, out)

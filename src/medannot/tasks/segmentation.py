@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,6 +25,8 @@ from medannot.annotations.schema import Annotation, Provenance
 from medannot.annotations.writer import write_case
 from medannot.data import Image, Task
 from medannot.errors import ConfigError, ModelError
+from medannot.evaluation.results import EvaluationResult
+from medannot.evaluation.runner import evaluate_paths
 from medannot.explain.segmentation import segmentation_uncertainty, uncertainty_writer
 from medannot.inference.predictor import Predictor
 from medannot.models.bundle import Bundle
@@ -169,10 +172,8 @@ class SegmentationTask:
         """:class:`BundleSegmenter` of ``bundle``."""
         return BundleSegmenter(bundle, options)
 
-    def evaluate(self, pred: Path, truth: Path, out: Path, options: EvaluateOptions) -> Any:
+    def evaluate(self, pred: Path, truth: Path, out: Path, options: EvaluateOptions) -> EvaluationResult:
         """Overlap, distance and lesion metrics of label maps (:func:`medannot.evaluation.evaluate_paths`)."""
-        from medannot.evaluation import evaluate_paths
-
         return evaluate_paths(pred, truth, out, labels=options.labels, resample=options.resample, tolerance_mm=options.tolerance_mm,
                               max_workers=options.workers, lesions=options.lesions, match=options.match,
                               match_threshold=options.match_threshold, manifest=options.manifest)

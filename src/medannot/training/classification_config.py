@@ -73,7 +73,7 @@ class ClassificationConfig(LoopConfig):
     select_best: bool = False
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ClassificationConfig":
+    def _consistent(self) -> ClassificationConfig:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must list at least two distinct names, got {self.classes}")
         if len(self.input.input_size) != self.spatial_dims:

@@ -199,7 +199,7 @@ class TrainConfig(LoopConfig):
     detection: DetectionSpec | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "TrainConfig":
+    def _consistent(self) -> TrainConfig:
         if len(self.patch_size) != self.spatial_dims or any(s < 1 for s in self.patch_size):
             raise ValueError(f"patch_size must have {self.spatial_dims} positive values, got {self.patch_size}")
         check_label_keys(self.labels)

@@ -9,7 +9,8 @@ bundle is measured again after it is loaded back from disk.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -11,9 +11,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from medannot.annotations.dicom_grid import load_source_datasets
 from medannot.annotations.dicom_outputs import dicom_writers, parse_formats
