@@ -12,8 +12,8 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicomout_helpers import ORIENTATIONS, dciodvfy, mni_tissue_block, write_clinical_series
 
+from dicomout_helpers import ORIENTATIONS, dciodvfy, mni_tissue_block, write_clinical_series
 from medannot.annotations import LabelMap
 from medannot.annotations.dicom_grid import load_source_datasets, series_grid
 from medannot.annotations.dicom_seg import read_dicom_seg, write_dicom_seg

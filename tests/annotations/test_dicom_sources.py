@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pydicom
 import pytest
-from dicomread_helpers import real_slice_series, with_nested_sequence
 
+from dicomread_helpers import real_slice_series, with_nested_sequence
 from medannot.annotations.dicom_grid import load_source_datasets, series_grid
 from medannot.annotations.dicom_seg import read_dicom_seg, write_dicom_seg
 from medannot.errors import InputError

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicomout_helpers import ORIENTATIONS, dciodvfy, mni_tissue_block, write_clinical_series
 
+from dicomout_helpers import ORIENTATIONS, dciodvfy, mni_tissue_block, write_clinical_series
 from medannot.annotations.dicom_grid import load_source_datasets, series_grid
 from medannot.annotations.rtstruct import read_rtstruct, write_rtstruct
 from medannot.data import Geometry, Image

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
-from iohelpers import pydicom_test_file, write_dicom_series, mni_block
 from PIL import Image as PILImage
 
 import medannot.io as mio
+from iohelpers import mni_block, pydicom_test_file, write_dicom_series
 from medannot.data import Geometry, Image
 from medannot.errors import OutputError
 

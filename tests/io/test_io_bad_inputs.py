@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 import tifffile
-from iohelpers import mni_block, pydicom_test_file
 from PIL import Image as PILImage
 
 import medannot.io._common as common
+from iohelpers import mni_block, pydicom_test_file
 from medannot.errors import InputError
 from medannot.io import read_image
 

@@ -3,8 +3,8 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from iohelpers import mni_block
 
+from iohelpers import mni_block
 from medannot.errors import GeometryError, InputError
 from medannot.io import discover_inputs
 from medannot.io.dataset import load_dataset_case, open_dataset, parse_label_map

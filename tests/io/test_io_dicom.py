@@ -4,8 +4,8 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from iohelpers import mni_block, pydicom_test_file, rotation, write_dicom_series
 
+from iohelpers import mni_block, pydicom_test_file, rotation, write_dicom_series
 from medannot.errors import GeometryError, InputError
 from medannot.io import read_image
 from medannot.io.dicom import read_dicom_file, read_dicom_series, scan_dicom_folder

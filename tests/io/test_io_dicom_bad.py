@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
-from dicomread_helpers import pydicom_data_file, real_slice_series, sitk_series, with_nested_sequence
-from iohelpers import pydicom_test_file
 from typer.testing import CliRunner
 
+from dicomread_helpers import pydicom_data_file, real_slice_series, sitk_series, with_nested_sequence
+from iohelpers import pydicom_test_file
 from medannot.cli import app
 from medannot.errors import GeometryError, InputError
 from medannot.io import discover_inputs, read_image

@@ -11,6 +11,9 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
 from dicomread_helpers import (
     highdicom_volume,
     nibabel_test_file,
@@ -22,9 +25,6 @@ from dicomread_helpers import (
     sitk_series,
 )
 from iohelpers import mni_block, pydicom_test_file, rotation, write_dicom_series
-from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
-
 from medannot.cli import app
 from medannot.errors import GeometryError, InputError
 from medannot.io import read_image

@@ -12,12 +12,11 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
+
 from dicomread_helpers import nibabel_test_file, pydicom_data_file, real_slice_series
 from iohelpers import pydicom_test_file
-
 from medannot.errors import InputError
 from medannot.io import read_dicom_frames, read_image, to_grey
-from medannot.io.dicom_file import read_dicom_file
 
 
 def _deid_file(rel: str):

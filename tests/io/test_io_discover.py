@@ -3,8 +3,8 @@ import shutil
 import nibabel as nib
 import numpy as np
 import pytest
-from iohelpers import MNI_T1, STARDIST_IMG, mni_block, pydicom_test_file, write_dicom_series
 
+from iohelpers import MNI_T1, STARDIST_IMG, mni_block, pydicom_test_file, write_dicom_series
 from medannot.errors import InputError
 from medannot.io import InputItem, discover_inputs
 from medannot.io.discover import safe_name

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dicomread_helpers import pydicom_data_file, real_slice_series
 from iohelpers import pydicom_test_file
-
 from medannot import samples
 from medannot.errors import InputError
 from medannot.io import discover_inputs, read_dicom_frames, read_image, write_image

@@ -1,8 +1,8 @@
 import nibabel as nib
 import numpy as np
 import pytest
-from iohelpers import MNI_GM, MNI_T1, mni_block, rotation
 
+from iohelpers import MNI_GM, MNI_T1, mni_block, rotation
 from medannot.data import Geometry, Image, ImageKind
 from medannot.errors import GeometryError, InputError, OutputError
 from medannot.io import read_image, write_image

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import tifffile
-from iohelpers import STARDIST_IMG, STARDIST_MASK
 from PIL import Image as PILImage
 
+from iohelpers import STARDIST_IMG, STARDIST_MASK
 from medannot.data import Geometry, Image, ImageKind
 from medannot.errors import InputError, OutputError
 from medannot.io import read_image, write_image

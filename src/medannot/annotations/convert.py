@@ -150,7 +150,7 @@ def convert_labels(
     elif source_fmt is OutputFormat.DICOM_SEG:
         from medannot.annotations.dicom_seg import read_dicom_seg
 
-        labels = read_dicom_seg(src, *(grid or (None, None)), label_map=label_map)
+        labels = read_dicom_seg(src, grid[0] if grid else None, grid[1] if grid else None, label_map=label_map)
     elif grid is not None:
         from medannot.annotations.rtstruct import read_rtstruct
 

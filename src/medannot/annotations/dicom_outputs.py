@@ -8,8 +8,9 @@ study), since they reference the source instances.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.schema import Provenance

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.schema import Provenance

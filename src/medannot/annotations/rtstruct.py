@@ -23,8 +23,9 @@ Why not rt-utils (PyPI): it needs OpenCV for its contours, assumes axial series,
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -94,12 +95,12 @@ def _code_item(concept: tuple[str, str, str]) -> Any:
 
 def _base_dataset(src: Any, series_description: str, label: str) -> Any:
     from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ImplicitVRLittleEndian, generate_uid
 
     now = _dt.datetime.now()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS_UID
+    ds.file_meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS_UID)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian  # 32-bit lengths: long contours fit
     ds.SpecificCharacterSet = src.get("SpecificCharacterSet", "ISO_IR 100")

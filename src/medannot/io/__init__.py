@@ -81,7 +81,7 @@ def read_image(source: ImageSource, kind: ImageKind | str | None = None, *, name
             raise TypeError(f"read_image needs a path, bytes or a binary file object, got {type(source).__name__}")
         from medannot.io.memory import read_bytes
 
-        return read_bytes(source, kind, name)  # type: ignore[arg-type]
+        return read_bytes(source, kind, name)
     p = Path(source)
     if p.is_dir():
         from medannot.io.dicom import read_dicom_series

@@ -16,10 +16,11 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -39,8 +40,8 @@ READ_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, Ty
                EOFError, IndexError, OverflowError, struct.error)  # fmt: skip
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception's text on one line (its type name when it has none)."""
+def one_line(exc: BaseException | Warning | str) -> str:
+    """An exception's (or warning's) text on one line (its type name when it has none)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
@@ -206,7 +207,7 @@ class PixelFormat:
     signed: bool
 
     @classmethod
-    def of(cls, ds, path: Path) -> "PixelFormat":
+    def of(cls, ds, path: Path) -> PixelFormat:
         """Read and sanity-check the declared layout.
 
         Raises:
@@ -292,7 +293,7 @@ def read_native_pixels(header: Header, out: np.ndarray) -> None:
     try:
         with (io.BytesIO(header.data) if header.data is not None else open(header.path, "rb", buffering=0)) as fh:
             fh.seek(el.value_offset)
-            view = memoryview(out.reshape(-1)).cast("B")
+            view = memoryview(out.reshape(-1)).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers
             got = 0
             while got < len(view):
                 n = fh.readinto(view[got:])

@@ -61,7 +61,7 @@ class Photometric:
     planar: int = 0
 
     @classmethod
-    def of(cls, ds: Any) -> "Photometric":
+    def of(cls, ds: Any) -> Photometric:
         """Read the photometric attributes of a header (no pixel data needed)."""
         pi = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
         shape = str(ds.get("PresentationLUTShape", "") or "").strip().upper()

@@ -31,9 +31,11 @@ Choices (documented, tested in tests/io/test_io_dicom_geometry.py and test_io_di
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -289,10 +291,11 @@ def _series_slices(scan: DicomFolder, uid: str, where: Path, notes: list[str]) -
         raise type(exc)(f"{exc.reason} (no slice of the series is usable)", exc.path)
     skipped: list[tuple[Path, str]] = []
     normal = normal_of(good[0])
+    unknown = Path("<unknown file>")
     dists = np.array([s.position @ normal for s in good])
     for exc, pos in bad:
         if pos is not None and np.min(np.abs(dists - pos @ normal)) < 1e-3:
-            skipped.append((exc.path, f"{exc.reason} (a usable copy of this slice is present)"))
+            skipped.append((exc.path or unknown, f"{exc.reason} (a usable copy of this slice is present)"))
             continue
         if pos is not None:
             raise type(exc)(
@@ -300,7 +303,7 @@ def _series_slices(scan: DicomFolder, uid: str, where: Path, notes: list[str]) -
                 "other usable slice(s), which is incomplete without it",
                 exc.path,
             )
-        skipped.append((exc.path, exc.reason))
+        skipped.append((exc.path or unknown, exc.reason))
     return good, skipped
 
 
@@ -314,7 +317,7 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
     check_allocation(where, rows * cols * n * 4, "DICOM volume")
     if native:
         raw = np.empty((n, rows, cols), dtype=fmt.native_dtype())
-        tasks = [lambda k=k, s=s: read_native_pixels(s.source[0], raw[k]) for k, s in enumerate(slices)]
+        tasks: list[Callable[[], None]] = [partial(read_native_pixels, s.source[0], raw[k]) for k, s in enumerate(slices)]
         errors = run_parallel(tasks, _READ_WORKERS)
     else:
         holder: list[np.ndarray] = []
@@ -331,7 +334,7 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
             holder[0][k] = px
 
         # sequential: pydicom decoding holds the GIL, and warnings.catch_warnings (used around it) is not thread-safe
-        errors = run_parallel([lambda k=k, s=s: decode(k, s) for k, s in enumerate(slices)], workers=1)
+        errors = run_parallel([partial(decode, k, s) for k, s in enumerate(slices)], workers=1)
     for err in errors:
         if err is not None:
             reason = err.reason if isinstance(err, MedannotError) else one_line(err)

@@ -31,6 +31,7 @@ from medannot.io._dicom_pixels import (
 from medannot.io._dicom_tags import frame_rescale, identifiers, refuse_mosaic, rescale_pair
 from medannot.io._dicom_values import Photometric, colour_to_channels_first, grey_values, to_volume
 from medannot.io.dicom_geometry import (
+    Slice,
     frame_slices,
     functional_item,
     number,
@@ -139,7 +140,7 @@ def read_dicom_file(path: str | Path | bytes, kind: ImageKind | str | None = Non
         raise InputError("DICOM file declares no Rows/Columns; the file is probably corrupt", p)
     fmt = PixelFormat.of(ds, p)
     check_declared_size(header, fmt)  # before any pixel byte is read
-    ordered = []
+    ordered: list[Slice] = []
     dz = None
     if fmt.frames > 1:  # geometry checked before decoding too
         if fmt.samples != 1 or (photometric.is_palette and kind is ImageKind.INTENSITY):

@@ -27,9 +27,10 @@ Stacking rules (all distances in mm along the normal), applied by :func:`order_s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

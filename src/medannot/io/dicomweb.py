@@ -23,21 +23,21 @@ by mistake.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from medannot.errors import ConfigError, InputError, PacsError
 from medannot.io.dicomweb_address import (
     SCHEMES,
     DicomWebLocation,
     check_uid,
-    split_base,
     is_dicomweb_url,
     pacs_location,
     parse_dicomweb_url,
+    split_base,
 )
 
 __all__ = [

@@ -44,7 +44,7 @@ class _ItemMeta(dict):
 
     _LEGACY = ("dicomweb", "pacs_settings")
 
-    def __init__(self, values: dict[str, Any] | None = None, remote: "RemoteSeries | None" = None) -> None:
+    def __init__(self, values: dict[str, Any] | None = None, remote: RemoteSeries | None = None) -> None:
         super().__init__(values or {})
         self._remote = remote
 
@@ -56,7 +56,7 @@ class _ItemMeta(dict):
     def __missing__(self, key: str) -> Any:
         return self._legacy(key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         if key in self:
             return super().get(key)
         try:
@@ -87,7 +87,7 @@ class InputItem:
     label_path: Path | None = None
     series_uid: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
-    remote: "RemoteSeries | None" = None
+    remote: RemoteSeries | None = None
 
     def __post_init__(self) -> None:
         self.meta = _ItemMeta(dict(self.meta), self.remote)
@@ -165,7 +165,7 @@ def _dicom_items(folder: Path, files: list[Path] | None, folder_name: str) -> tu
     return items, scan.skipped
 
 
-def discover_inputs(path: str | Path, pacs_settings: "PacsSettings | None" = None, dataset_hook: "DatasetHook | None" = None) -> list[InputItem]:
+def discover_inputs(path: str | Path, pacs_settings: PacsSettings | None = None, dataset_hook: DatasetHook | None = None) -> list[InputItem]:
     """List the cases found at ``path``.
 
     * a single image file (NIfTI, picture, DICOM file) -> one case named after the file;

@@ -127,12 +127,12 @@ def read_nifti(path: str | Path | bytes, kind: ImageKind | str | None = None, *,
     """
     kind = parse_kind(kind)
     if isinstance(path, (bytes, bytearray, memoryview)):
-        data = bytes(path)
+        blob = bytes(path)
         p = Path(name or "<bytes>.nii")
-        if not data:
+        if not blob:
             raise InputError("file is empty (0 bytes); the copy or upload probably failed", p)
-        img, gz = _load_header_bytes(data, p)
-        _check_declared_size(p, img, len(data), gz)
+        img, gz = _load_header_bytes(blob, p)
+        _check_declared_size(p, img, len(blob), gz)
     else:
         p, head = check_readable_file(path)
         img = _load_header(p, head)

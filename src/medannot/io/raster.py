@@ -86,25 +86,26 @@ def _pil_array(im, kind: ImageKind, path: Path) -> np.ndarray:
     return np.moveaxis(arr[..., :3], -1, 0)
 
 
-def _read_pillow(path: Path, kind: ImageKind, data: bytes | None = None) -> Image:
+def _read_pillow(path: Path, kind: ImageKind, blob: bytes | None = None) -> Image:
     from PIL import Image as PILImage
     from PIL import UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            with PILImage.open(io.BytesIO(data) if data is not None else path) as im:
+            with PILImage.open(io.BytesIO(blob) if blob is not None else path) as im:
                 w, h = im.size
                 bands = len(im.getbands())
                 nbytes = int(w * h * bands * _BYTES_PER_SAMPLE.get(im.mode, 1))
                 check_allocation(path, nbytes, "picture")
-                size = len(data) if data is not None else path.stat().st_size
+                size = len(blob) if blob is not None else path.stat().st_size
                 if im.format == "PNG" and nbytes > size * _MAX_DEFLATE_RATIO:
                     raise InputError(
                         f"header declares {w}x{h} pixels but the file has only {size} bytes; truncated or corrupt", path
                     )
-                if getattr(im, "n_frames", 1) > 1:
-                    raise InputError(f"picture has {im.n_frames} frames; expected a single 2D image", path)
+                frames = int(getattr(im, "n_frames", 1))
+                if frames > 1:
+                    raise InputError(f"picture has {frames} frames; expected a single 2D image", path)
                 im.load()
                 fmt = im.format
                 arr = _pil_array(im, kind, path)
@@ -168,14 +169,14 @@ def _tiff_check_sizes(tif, path: Path, size: int) -> None:
             )
 
 
-def _read_tiff(path: Path, kind: ImageKind, stack: bool, data: bytes | None = None) -> Image:
+def _read_tiff(path: Path, kind: ImageKind, stack: bool, blob: bytes | None = None) -> Image:
     import tifffile
 
     try:
-        with tifffile.TiffFile(io.BytesIO(data) if data is not None else path) as tif:
+        with tifffile.TiffFile(io.BytesIO(blob) if blob is not None else path) as tif:
             if not tif.series:
                 raise InputError("TIFF holds no image", path)
-            _tiff_check_sizes(tif, path, len(data) if data is not None else path.stat().st_size)
+            _tiff_check_sizes(tif, path, len(blob) if blob is not None else path.stat().st_size)
             series = tif.series[0]
             shape, axes = tuple(series.shape), series.axes
             rowcol, zsp = _tiff_spacing_mm(tif, series.pages[0] if series.pages else tif.pages[0])
@@ -238,11 +239,11 @@ def read_raster(path: str | Path | bytes, kind: ImageKind | str | None = None, *
         InputError: Missing / empty / corrupt file, several pages without ``stack``, RGB labels.
     """
     kind = parse_kind(kind)
-    data: bytes | None = None
+    blob: bytes | None = None
     if isinstance(path, (bytes, bytearray, memoryview)):
-        data = bytes(path)
-        p, head = Path(name or "<bytes>"), data[:512]
-        if not data:
+        blob = bytes(path)
+        p, head = Path(name or "<bytes>"), blob[:512]
+        if not blob:
             raise InputError("file is empty (0 bytes); the copy or upload probably failed", p)
     else:
         p, head = check_readable_file(path)
@@ -250,10 +251,10 @@ def read_raster(path: str | Path | bytes, kind: ImageKind | str | None = None, *
     if p.name.lower().endswith(_TIFF_SUFFIXES) or is_tiff:
         if not is_tiff:
             raise InputError("not a TIFF file although it is named .tif/.tiff (no TIFF header)", p)
-        return _read_tiff(p, kind, stack, data)
+        return _read_tiff(p, kind, stack, blob)
     if stack:
         raise InputError("only TIFF files can be read as 3D stacks", p)
-    return _read_pillow(p, kind, data)
+    return _read_pillow(p, kind, blob)
 
 
 def read_tiff_stack(path: str | Path, kind: ImageKind | str | None = None) -> Image:

@@ -159,7 +159,8 @@ def split_by_group(samples: list[ClassSample], val_groups: list[str] | None, val
             if len(g) >= 2:
                 n = min(max(n, 1), len(g) - 1)
             val.update(rng.choice(g, size=n, replace=False).tolist() if n else [])
-    train_idx, val_idx = [], []
+    train_idx: list[int] = []
+    val_idx: list[int] = []
     for i, s in enumerate(samples):
         is_val = s.split == "val" if s.split else s.group in val
         (val_idx if is_val else train_idx).append(i)

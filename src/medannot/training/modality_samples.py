@@ -200,7 +200,8 @@ def _paths(source: ModalitySource) -> list[Path] | None:
 
 def modality_sources_status() -> dict[str, list[str]]:
     """``{"found": [...], "missing": [...]}``: which source groups are available on this machine."""
-    found, missing = [], []
+    found: list[str] = []
+    missing: list[str] = []
     for s in MODALITY_SOURCES:
         (found if _paths(s) is not None else missing).append(s.group)
     return {"found": found, "missing": missing}
