@@ -32,16 +32,20 @@ def gradcam_map(network: torch.nn.Module, layer: str, x: np.ndarray, class_index
         class_index: The class to explain.
 
     Returns:
-        ``(*spatial)`` float32 map in [0, 1].
+        ``(*spatial)`` float32 map in [0, 1]: 1 where the evidence for the class is strongest, 0 where there is none
+        (all zeros when no feature supports the class).
     """
     from monai.visualize import GradCAM
 
     network.eval()
-    cam = GradCAM(nn_module=network, target_layers=layer)
+    # MONAI's default post-processing maps (min, max) to (1, 0): it flips the map. Keep the raw ReLU(sum_c w_c A_c)
+    # (upsampled to the input) and scale it here so that 1 is the strongest evidence and 0 none.
+    cam = GradCAM(nn_module=network, target_layers=layer, postprocessing=lambda m: m)
     with torch.enable_grad():
         out = cam(torch.as_tensor(np.asarray(x, np.float32))[None], class_idx=int(class_index))
-    m = out[0, 0].detach().float().numpy()
-    return np.nan_to_num(m, nan=0.0).astype(np.float32)
+    m = np.nan_to_num(out[0, 0].detach().float().numpy(), nan=0.0)
+    top = float(m.max())
+    return (np.clip(m, 0.0, None) / top if top > 0 else np.zeros_like(m)).astype(np.float32)
 
 
 def log_odds(logits: torch.Tensor) -> torch.Tensor:
