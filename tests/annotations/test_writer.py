@@ -6,6 +6,7 @@ import pytest
 from PIL import Image as PILImage
 
 from medannot.annotations import LabelMap, Provenance, write_case
+from medannot.annotations.results import SegmentationResult
 from medannot.annotations.summary import summarise
 from medannot.data import Geometry, Image, ImageKind
 from medannot.errors import GeometryError
@@ -60,7 +61,7 @@ def test_write_case_3d_round_trip(tmp_path):
     lab[12:15, 2:6, 3:7] = 2
     labels = Image.from_spatial(lab, g, kind="label")
     lm = LabelMap.parse({"1": {"name": "grey matter", "color": [255, 0, 0]}, "2": "white matter"})
-    ann = write_case(tmp_path, "case01", image, labels, lm, Provenance("model", "m", "1.0", "abc", {"tta": True}))
+    ann = write_case(tmp_path, "case01", image, SegmentationResult(labels=labels, label_map=lm), Provenance("model", "m", "1.0", "abc", {"tta": True}))
     folder = tmp_path / "case01"
     nii = nib.load(folder / "labels.nii.gz")
     np.testing.assert_array_equal(np.asarray(nii.dataobj), lab)
@@ -82,9 +83,9 @@ def test_write_case_2d_png_and_replaces_previous(tmp_path):
     lab[5:10, 5:15] = 1
     labels = Image.from_spatial(lab, image.geometry, kind=ImageKind.LABEL)
     lm = LabelMap.parse({1: "nucleus"})
-    write_case(tmp_path, "img", image, labels, lm, Provenance("classical", "otsu"))
+    write_case(tmp_path, "img", image, SegmentationResult(labels=labels, label_map=lm), Provenance("classical", "otsu"))
     (tmp_path / "img" / "stale.txt").write_text("old run")
-    write_case(tmp_path, "img", image, labels, lm, Provenance("classical", "otsu"))
+    write_case(tmp_path, "img", image, SegmentationResult(labels=labels, label_map=lm), Provenance("classical", "otsu"))
     folder = tmp_path / "img"
     assert not (folder / "stale.txt").exists()
     np.testing.assert_array_equal(np.asarray(PILImage.open(folder / "labels.png")), lab)
@@ -99,5 +100,5 @@ def test_write_case_refuses_other_grid_and_leaves_nothing(tmp_path):
     image = Image.from_spatial(np.zeros((8, 8, 8), np.float32), spacing=(1, 1, 1))
     labels = Image.from_spatial(np.zeros((8, 8, 8), np.uint8), spacing=(1, 1, 2), kind="label")
     with pytest.raises(GeometryError, match="different grids"):
-        write_case(tmp_path, "c", image, labels, LabelMap.parse({1: "x"}), Provenance("model", "m"))
+        write_case(tmp_path, "c", image, SegmentationResult(labels=labels, label_map=LabelMap.parse({1: "x"})), Provenance("model", "m"))
     assert list(tmp_path.iterdir()) == []
