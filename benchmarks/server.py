@@ -7,18 +7,23 @@
    ``--seconds`` (default 60) on ``--cases`` cases (several reviewers per case, so conflicts happen): each
    save is ``POST /versions?base_version=<latest>``; on 409 the reviewer takes the latest from the answer
    and saves again. Reports requests/s, p50/p95 latency, 409s, errors (anything else), then checks that no
-   acknowledged write was lost: every version answered 201 is in the database with exactly the bytes sent,
+   acknowledged write was lost: every version answered 201 is in the database with exactly the voxels sent,
    and version numbers per case have no gap. Baseline: the same threads writing the same masks as plain
    files (temporary file + fsync + rename) with no server, and the ratio.
 
 All data are synthetic (spheres + noise, named synthetic); nothing here measures annotation accuracy.
 
-Usage: ``python benchmarks/server.py [--seconds 60] [--reviewers 50] [--cases 10] [--size 256] [--repeat 5]``
+3. ``--hostile`` (instead of 1 and 2): the hostile requests of issue 14 - gzip bombs as masks, drafts and uploads,
+   300 MiB of JSON to the login - each against a fresh server: status, time, and the server's RSS (psutil) before
+   and at its peak, and the size of a stored mask.
+
+Usage: ``python benchmarks/server.py [--seconds 60] [--reviewers 50] [--cases 10] [--size 256] [--repeat 5] [--hostile]``
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gzip
 import hashlib
 import os
@@ -158,7 +163,7 @@ def bench_saves(url: str, tokens: list[str], cases: list[int], masks: dict[int, 
     stop = time.monotonic() + seconds
     lock = threading.Lock()
     latencies: list[float] = []
-    acknowledged: list[tuple[int, int, str]] = []  # (case, version id, sha256 of the bytes sent)
+    acknowledged: list[tuple[int, int, str]] = []  # (case, version id, sha256 of the voxels sent)
     counts = {"201": 0, "409": 0, "errors": 0}
 
     def reviewer(i: int) -> None:
@@ -182,7 +187,7 @@ def bench_saves(url: str, tokens: list[str], cases: list[int], masks: dict[int, 
                     latencies.append(dt)
                     if r.status_code == 201:
                         counts["201"] += 1
-                        acknowledged.append((cid, r.json()["id"], hashlib.sha256(body).hexdigest()))
+                        acknowledged.append((cid, r.json()["id"], voxel_digest(body)))
                     elif r.status_code == 409:
                         counts["409"] += 1
                     else:
@@ -204,8 +209,15 @@ def bench_saves(url: str, tokens: list[str], cases: list[int], masks: dict[int, 
             "p95": float(np.percentile(lat, 95)) if len(lat) else 0, "acknowledged": acknowledged, **counts}
 
 
+@functools.lru_cache(maxsize=256)
+def voxel_digest(nifti_gz_bytes: bytes) -> str:
+    """sha256 of a mask's voxels (the server stores masks re-encoded, so the voxels are compared, not the bytes)."""
+    array = np.asarray(nib.Nifti1Image.from_bytes(gzip.decompress(nifti_gz_bytes)).dataobj, dtype=np.uint8)
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
 def verify(data: Path, acknowledged: list[tuple[int, int, str]]) -> tuple[int, int]:
-    """(lost writes, cases whose version numbers have a gap or duplicate)."""
+    """(lost writes: missing or holding other voxels than were sent, cases whose version numbers have a gap or duplicate)."""
     from sqlalchemy import select
 
     from medannot.server.db import Database
@@ -220,7 +232,9 @@ def verify(data: Path, acknowledged: list[tuple[int, int, str]]) -> tuple[int, i
         stored = {v.id: v for v in s.scalars(select(AnnotationVersion))}
         for cid, vid, sha in acknowledged:
             v = stored.get(vid)
-            if v is None or v.case_id != cid or v.mask_sha256 != sha or not blobs.path(sha).is_file():
+            if v is None or v.case_id != cid or not blobs.path(v.mask_sha256).is_file():
+                lost += 1
+            elif voxel_digest(blobs.path(v.mask_sha256).read_bytes()) != sha:
                 lost += 1
         by_case: dict[int, list[int]] = {}
         for v in stored.values():
@@ -255,6 +269,119 @@ def baseline_files(folder: Path, masks: dict[int, list[bytes]], reviewers: int, 
     return sum(done) / (time.perf_counter() - t0)
 
 
+# --------------------------------------------------------------------------- hostile requests (--hostile)
+
+HOSTILE_SHAPE = (24, 20, 12)
+
+
+def gz_stream(*parts: bytes | int) -> bytes:
+    """gzip of the parts in order; an int part is that many zero bytes (compressed without holding them)."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out, block = [], b"\0" * (16 << 20)
+    for part in parts:
+        if isinstance(part, int):
+            for start in range(0, part, len(block)):
+                out.append(c.compress(block[: min(len(block), part - start)]))
+        else:
+            out.append(c.compress(part))
+    out.append(c.flush())
+    return b"".join(out)
+
+
+def nifti_header(shape: tuple[int, ...], dtype: type) -> bytes:
+    """A 352-byte NIfTI-1 header (identity affine) declaring ``shape`` and ``dtype``, no voxels."""
+    h = nib.Nifti1Header()
+    h.set_data_shape(shape)
+    h.set_data_dtype(dtype)
+    h.set_sform(np.eye(4), code=2)
+    h["vox_offset"] = 352
+    return h.binaryblock + b"\0" * 4
+
+
+def hostile_requests() -> dict[str, tuple[str, bytes]]:
+    """The gzip bombs and the huge JSON of issue 14: name -> (route kind, body)."""
+    mask = np.zeros(HOSTILE_SHAPE, np.uint8)
+    mask[2:5, 2:5, 2:5] = 1
+    return {
+        "mask: uint8 header + 1 GiB of zeros": ("mask", gz_stream(nifti_header(HOSTILE_SHAPE, np.uint8), 1 << 30)),
+        "mask: int16 512^3 declared": ("mask", gz_stream(nifti_header((512, 512, 512), np.int16), 2 * 512**3)),
+        "mask: valid mask + 1 GiB of zeros": ("mask", gz_stream(nib.Nifti1Image(mask, np.eye(4)).to_bytes(), 1 << 30)),
+        "draft: uint8 header + 1 GiB of zeros": ("draft", gz_stream(nifti_header(HOSTILE_SHAPE, np.uint8), 1 << 30)),
+        "upload: .nii.gz of 512^3 int16 zeros": ("upload", gz_stream(nifti_header((512, 512, 512), np.int16), 2 * 512**3)),
+        "login: 300 MiB of JSON": ("login", b'{"username": "x", "password": "' + b"a" * (300 << 20) + b'"}'),
+    }
+
+
+def bench_hostile(root: Path) -> None:
+    """Each hostile request against a fresh `medannot serve`: status, time, RSS of the server before and at its peak."""
+    import psutil
+
+    from medannot.server import store
+    from medannot.server.db import Database
+    from medannot.server.settings import ServerSettings
+
+    print(f"{'request':42s}{'body MiB':>9s}{'status':>7s}{'s':>6s}{'RSS GiB':>9s}{'peak GiB':>9s}  stored mask")
+    for name, (kind, body) in hostile_requests().items():
+        data = root / f"hostile-{len(list(root.iterdir()))}"
+        data.mkdir()
+        db = Database(ServerSettings(data_dir=data).database_url)
+        db.migrate()
+        with db.write() as s:
+            user = store.add_user(s, "h", PASSWORD, is_admin=True)
+            store.set_member(s, store.add_project(s, "hostile", "otsu"), user, "admin")
+        db.dispose()
+        port = free_port()
+        proc = start_server(data, port)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            headers = {"Authorization": f"Bearer {login(url, 'h')}"}
+            volume = (np.random.default_rng(0).random(HOSTILE_SHAPE) * 100).astype(np.int16)
+            r = httpx.post(url + "/api/projects/1/cases", headers=headers, timeout=60,
+                           files={"file": ("v.nii.gz", nifti_gz(volume), "application/octet-stream")})
+            cid = r.json()["cases"][0]["id"]
+            server = psutil.Process(proc.pid)
+            time.sleep(0.5)
+            base = server.memory_info().rss
+            peak, stop = [base], threading.Event()
+
+            def sample(server=server, peak=peak, stop=stop) -> None:  # noqa: ANN001 - bound to this request
+                while not stop.is_set():
+                    try:
+                        peak[0] = max(peak[0], server.memory_info().rss)
+                    except psutil.Error:
+                        return
+                    time.sleep(0.01)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            t0 = time.perf_counter()
+            if kind == "mask":
+                r = httpx.post(f"{url}/api/cases/{cid}/versions", headers=headers, content=body, timeout=600)
+            elif kind == "draft":
+                r = httpx.put(f"{url}/api/cases/{cid}/draft", headers=headers, content=body, timeout=600)
+            elif kind == "upload":
+                r = httpx.post(url + "/api/projects/1/cases", headers=headers, files={"file": ("bomb.nii.gz", body)}, timeout=600)
+            else:
+                r = httpx.post(url + "/api/login", content=body, headers={"Content-Type": "application/json"}, timeout=600)
+            seconds = time.perf_counter() - t0
+            time.sleep(0.2)
+            stop.set()
+            sampler.join()
+            stored = ""
+            if kind == "mask" and r.status_code == 201:
+                stored = f"{len(httpx.get(url + r.json()['mask_url'], headers=headers).content)} B (sent {len(body)} B)"
+            print(f"{name:42s}{len(body) / 2**20:9.2f}{r.status_code:7d}{seconds:6.1f}{base / 2**30:9.2f}{peak[0] / 2**30:9.2f}  {stored}",
+                  flush=True)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=60.0, help="Duration of the save load (s).")
@@ -262,7 +389,13 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=10)
     ap.add_argument("--size", type=int, default=256, help="Edge of the synthetic cubic volume (voxels).")
     ap.add_argument("--repeat", type=int, default=5, help="Case-page opens to take the median of.")
+    ap.add_argument("--hostile", action="store_true", help="Only the hostile requests of issue 14 (gzip bombs, huge JSON): "
+                    "status and server RSS of each against a fresh server.")
     args = ap.parse_args()
+    if args.hostile:
+        with tempfile.TemporaryDirectory(prefix="medannot-bench-") as tmp:
+            bench_hostile(Path(tmp))
+        return
     with tempfile.TemporaryDirectory(prefix="medannot-bench-") as tmp:
         data = Path(tmp) / "data"
         data.mkdir()

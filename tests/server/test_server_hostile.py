@@ -367,3 +367,13 @@ def test_deeply_nested_json_is_a_4xx(world):
     r = c.post("/api/projects", content=b'{"name": "deep", "model": "otsu", "labels": [{"value": NaN}]}',
                headers={"Content-Type": "application/json"})
     assert 400 <= r.status_code < 500, r.text
+
+
+def test_public_messages_keep_names_not_paths():
+    from medannot.errors import InputError
+    from medannot.server.middleware import public_message
+
+    assert public_message("cannot read /tmp/medannot-upload-x1/upload.nii.gz (truncated)") == "cannot read upload.nii.gz (truncated)"
+    assert public_message(InputError("bad header", "/srv/data/blobs/ab/abc.nii.gz")) == "abc.nii.gz: bad header"
+    assert public_message("use letters/digits/dots; C:\\Users\\x\\f.nii is gone") == "use letters/digits/dots; f.nii is gone"
+    assert public_message("first line\nsecond line with /etc/passwd") == "first line"
