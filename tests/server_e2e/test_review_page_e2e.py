@@ -392,3 +392,41 @@ def test_draft_autosave_restore_keyboard_help_and_reject(browser, live_server, a
     wait_count(page, "#case-list .case-button", 1)
     assert errors == []
     context.close()
+
+
+def test_accepted_case_is_locked_until_a_reviewer_reopens_it(browser, live_server, artifacts) -> None:
+    """An accepted case shows Reopen to reviewers and admins only; reopening puts it back in review with a
+    'reopened' version on top of the list, and the server has the same."""
+    case_id = live_server.cases["brain-b"]
+    with live_server.api() as api:
+        detail = api.get(f"/api/cases/{case_id}").json()
+        if not detail["locked"]:
+            answer = api.post(f"/api/cases/{case_id}/accept", json={"version_id": detail["latest_version"]["id"]})
+            assert answer.status_code == 200, answer.text
+    context, page, errors = new_page(browser, live_server)
+    page.goto(f"{live_server.url}/")
+    page.wait_for_url("**/login?next=**")
+    page.fill("#username", "bob")  # an annotator: no Reopen button (the server would answer 403)
+    page.fill("#password", live_server.password)
+    page.click("#login-button")
+    page.locator("body[data-state=idle]").wait_for(state="attached", timeout=60_000)
+    choose_project(page, live_server.projects["brain"])
+    open_case(page, case_id)
+    assert page.locator("#reopen-button").is_hidden()
+    context.close()
+    context, page, errors = new_page(browser, live_server)
+    login(page, live_server)
+    choose_project(page, live_server.projects["brain"])
+    open_case(page, case_id)
+    page.locator("#reopen-button").wait_for(state="visible")
+    page.click("#reopen-button")
+    wait_text(page, "#case-status", "review")
+    page.locator("#version-list li[data-kind=reopened]").first.wait_for(timeout=10_000)
+    assert page.locator("#reopen-button").is_hidden()
+    artifacts(page, "reopened")
+    with live_server.api() as api:
+        versions = api.get(f"/api/cases/{case_id}/versions").json()
+        assert versions[0]["kind"] == "reopened" and versions[0]["author"] == "alice"
+        assert api.get(f"/api/cases/{case_id}").json()["status"] == "in_review"
+    assert errors == []
+    context.close()

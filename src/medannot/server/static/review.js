@@ -255,6 +255,31 @@ function renderCaseInfo() {
   renderProvenance($("provenance"), detail, state.versions);
   renderVersions($("version-list"), state.versions);
   renderEffort($("effort-section"), $("effort"), detail.effort);
+  $("reopen-button").hidden = !(detail.locked && mayDecide());
+}
+
+/** True when the server refused a change because the case is accepted or rejected (it must be reopened first). */
+function isLocked(err) {
+  return err instanceof ApiError && err.status === 409 && Boolean(err.body && err.body.locked);
+}
+
+function showLocked() {
+  state.draftDirty = false;
+  setSaveState("not saved: the case is locked");
+  message(`This case is ${state.detail.status}: ${mayDecide() ? "reopen it" : "a reviewer must reopen it"} to edit.`, "warn");
+}
+
+async function reopenCase() {
+  state.busy = true;
+  try {
+    const detail = await requestJson(`/api/cases/${state.detail.id}/reopen`, { method: "POST", json: {} });
+    await afterDecision(detail, "Reopened for editing.");
+    state.base = detail.latest_version;
+  } catch (err) {
+    message(`Could not reopen: ${describeError(err)}`, "error");
+  } finally {
+    state.busy = false;
+  }
 }
 
 // ---------------------------------------------------------------- editing, drafts, saving
@@ -277,6 +302,10 @@ async function autosaveDraft() {
       setSaveState(`draft autosaved ${formatTime(new Date().toISOString()).slice(11)}`);
     }
   } catch (err) {
+    if (isLocked(err)) {
+      showLocked();
+      return;
+    }
     state.draftDirty = true;
     message(`Autosave failed: ${describeError(err)}`, "error");
   }
@@ -346,7 +375,9 @@ async function saveVersion({ force = false } = {}) {
     refreshCases().catch(() => {});
     return true;
   } catch (err) {
-    if (err instanceof ApiError && err.status === 409) {
+    if (isLocked(err)) {
+      showLocked();
+    } else if (err instanceof ApiError && err.status === 409) {
       state.draftDirty = true;
       setSaveState("not saved: conflict");
       showConflict(err.body && err.body.latest);
@@ -392,7 +423,8 @@ async function acceptCase() {
       method: "POST", json: { version_id: state.base.id, seconds_spent: clock.seconds() } });
     await afterDecision(detail, "Accepted.");
   } catch (err) {
-    if (err instanceof ApiError && err.status === 409) showConflict(err.body && err.body.latest);
+    if (isLocked(err)) message(`This case is ${state.detail.status}: reopen it first.`, "warn");
+    else if (err instanceof ApiError && err.status === 409) showConflict(err.body && err.body.latest);
     else message(`Could not accept: ${describeError(err)}`, "error");
   } finally {
     state.busy = false;
@@ -486,6 +518,7 @@ function wireControls() {
   $("save-button").addEventListener("click", () => saveVersion());
   $("accept-button").addEventListener("click", () => acceptCase());
   $("reject-button").addEventListener("click", () => openRejectDialog());
+  $("reopen-button").addEventListener("click", () => reopenCase());
   $("help-button").addEventListener("click", () => toggleHelp());
   $("logout-button").addEventListener("click", async () => {
     await autosaveDraft();
