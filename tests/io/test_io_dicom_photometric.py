@@ -166,3 +166,21 @@ def test_to_grey_is_the_mean_of_rgb():
     assert to_grey(rgb[:1]).dtype == np.float32
     with pytest.raises(InputError, match="2 channels"):
         to_grey(rgb[:2])
+
+
+def test_a_folder_holding_one_picture_without_position_reads_it_as_2d(tmp_path):
+    import shutil
+
+    from medannot.io import discover_inputs
+
+    for name in ("RG3_UNCR.dcm", "OBXXXX1A.dcm"):  # a radiograph and an ultrasound frame: no patient position
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        shutil.copy(pydicom_data_file(name), folder / name)
+        expected = read_image(folder / name)
+        for image in (read_image(folder), discover_inputs(folder)[0].load().image):
+            assert image.ndim == 2
+            np.testing.assert_array_equal(image.array, expected.array)
+    (tmp_path / "ct").mkdir()
+    shutil.copy(pydicom_test_file("CT_small.dcm"), tmp_path / "ct")  # a positioned slice stays a one-slice volume
+    assert read_image(tmp_path / "ct").spatial_shape == (128, 128, 1)

@@ -362,9 +362,16 @@ def _choose_series(scan: DicomFolder, series_uid: str | None, where: Path) -> st
     return next(iter(scan.series))
 
 
-def _single_multiframe(scan: DicomFolder, uid: str) -> Path | None:
+def _single_file(scan: DicomFolder, uid: str) -> Path | None:
+    """The file of a one-file series that :func:`read_dicom_file` reads instead of the stacker: a multi-frame file,
+    or a single picture without a patient position (a radiograph, an ultrasound frame: it becomes a 2D image)."""
     files = scan.series[uid]
-    return files[0][0] if len(files) == 1 and int(number(files[0][1], "NumberOfFrames", 1)) > 1 else None
+    if len(files) != 1:
+        return None
+    path, ds = files[0]
+    if int(number(ds, "NumberOfFrames", 1)) > 1 or position_or_none(ds, path) is None:
+        return path
+    return None
 
 
 def _stacked_slices(scan: DicomFolder, uid: str, where: Path, notes: list[str]) -> tuple[list[Slice], float | None, list[tuple[Path, str]]]:
@@ -386,6 +393,9 @@ def read_dicom_series(
     series_uid: str | None = None,
 ) -> Image:
     """Read one DICOM series (a folder, searched recursively, or a list of files) as a 3D image.
+
+    A series of one file is read by :func:`read_dicom_file` when it is a multi-frame file (3D when its frames have
+    positions) or a single picture without a patient position (a radiograph: a 2D image).
 
     Each header is parsed once; uncompressed little-endian pixels are copied from the files straight into
     one preallocated array (2 threads), others are decoded by pydicom. A damaged file is skipped (and listed
@@ -414,7 +424,7 @@ def read_dicom_series(
     where = scan.root
     uid = _choose_series(scan, series_uid, where)
     files = scan.series[uid]
-    single = _single_multiframe(scan, uid)
+    single = _single_file(scan, uid)
     if single is not None:
         header = scan.headers[single]
         image = read_dicom_file(header.data if header.data is not None else single, kind, name=single.name)
@@ -459,7 +469,7 @@ def series_headers(source: str | Path | Sequence[str | Path | MemoryFile], serie
     scan = scan_dicom_folder(source)
     where = scan.root
     uid = _choose_series(scan, series_uid, where)
-    if _single_multiframe(scan, uid) is not None:
+    if _single_file(scan, uid) is not None:
         return [scan.series[uid][0][1]]
     slices, _, _ = _stacked_slices(scan, uid, where, [])
     return [s.source[0].dataset for s in slices]
