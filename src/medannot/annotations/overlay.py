@@ -1,18 +1,24 @@
-"""Overlays people can look at: coloured label fills with contours on the grey image.
+"""Overlays people can look at: coloured label fills with contours on the grey image, and a legend.
 
 3D volumes are shown in three planes through the labelled region, in
 radiological display convention after reorientation to RAS: axial and coronal
 views have the patient's right on the left of the picture, and superior (or
 anterior, for axial) at the top.
+
+Every overlay carries a legend strip below the picture: a colour swatch and the name of each label it
+shows (the labels present in the case), the view's orientation (``R | L``, ``A | P`` ...) for 3D planes,
+or "nothing labelled".
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
 from skimage.segmentation import find_boundaries
 
 from medannot.annotations.labelmap import LabelMap
@@ -51,11 +57,68 @@ def blend(
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _save_png(rgb: np.ndarray, path: Path, min_size: int = 256) -> Path:
+#: One legend entry: the words and the RGB colour of its swatch (None: text only).
+LegendEntry = tuple[str, "tuple[int, int, int] | None"]
+
+
+def legend_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's built-in font at ``size`` pixels (the fixed bitmap font where Pillow lacks FreeType)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        return ImageFont.load_default()
+
+
+def label_legend(label_map: LabelMap, values: Sequence[int]) -> list[LegendEntry]:
+    """Legend entries of the label values shown (named from ``label_map``, ``label_<v>`` when unnamed), by value."""
+    out: list[LegendEntry] = []
+    for value in sorted({int(v) for v in values if int(v) != 0}):
+        info = label_map.get(value)
+        out.append((info.name if info else f"label_{value}", tuple(info.color) if info else (255, 255, 255)))  # type: ignore[arg-type]
+    return out or [("nothing labelled", None)]
+
+
+def add_legend(rgb: np.ndarray, entries: Sequence[LegendEntry]) -> np.ndarray:
+    """``rgb`` (H, W, 3) with a white strip below holding each entry's swatch and words, wrapped to the width.
+
+    Empty rule: no entry returns ``rgb`` unchanged.
+    """
+    if not entries:
+        return rgb
+    width = rgb.shape[1]
+    size = int(np.clip(width // 36, 12, 18))
+    font = legend_font(size)
+    pad, swatch = max(3, size // 3), size
+    probe = ImageDraw.Draw(PILImage.new("RGB", (1, 1)))
+    rows: list[list[tuple[int, LegendEntry]]] = [[]]
+    x = pad
+    for entry in entries:
+        w = (swatch + pad if entry[1] is not None else 0) + int(probe.textlength(entry[0], font=font)) + 2 * pad
+        if rows[-1] and x + w > width:
+            rows.append([])
+            x = pad
+        rows[-1].append((x, entry))
+        x += w
+    line = size + 2 * pad
+    strip = PILImage.new("RGB", (width, line * len(rows) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for r, row in enumerate(rows):
+        y = pad + r * line
+        for x0, (text, color) in row:
+            if color is not None:
+                draw.rectangle((x0, y, x0 + swatch - 1, y + swatch - 1), fill=tuple(int(c) for c in color), outline=(90, 90, 90))
+                x0 += swatch + pad
+            draw.text((x0, y - 1), text, fill=(20, 20, 20), font=font)
+    return np.concatenate([np.asarray(rgb, dtype=np.uint8), np.asarray(strip, dtype=np.uint8)], axis=0)
+
+
+def _save_png(rgb: np.ndarray, path: Path, min_size: int = 256, legend: Sequence[LegendEntry] | None = None) -> Path:
     pic = PILImage.fromarray(rgb)
     scale = max(1, int(np.ceil(min_size / max(1, min(rgb.shape[:2])))))
     if scale > 1:
         pic = pic.resize((rgb.shape[1] * scale, rgb.shape[0] * scale), PILImage.Resampling.NEAREST)
+    if legend:
+        pic = PILImage.fromarray(add_legend(np.asarray(pic.convert("RGB")), legend))
     with atomic_path(path) as tmp:
         pic.save(tmp, format="PNG")
     return path
@@ -74,6 +137,11 @@ def _canonical(image: Image, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray
     lab = nib.orientations.apply_orientation(labels, ornt)
     spacing = tuple(float(image.spacing[int(ax)]) for ax in ornt[:, 0])
     return grey, lab, spacing
+
+
+#: Where the patient is in each 3D view (radiological convention): left | right of the picture, top / bottom.
+VIEW_SIDES = {"axial": "patient right | left, anterior up", "coronal": "patient right | left, superior up",
+              "sagittal": "anterior | posterior, superior up"}
 
 
 def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -108,15 +176,17 @@ def write_overlays(
     """Write ``overlay.png`` (2D) or ``overlay_axial/coronal/sagittal.png`` (3D) into ``folder``.
 
     The 3D planes pass through the centre of the labelled region (the volume centre if nothing is labelled).
-    2D overlays outline each instance when ``instances`` is given.
+    2D overlays outline each instance when ``instances`` is given. Each picture has a legend strip below it
+    (label colours and names; for 3D planes also which side of the patient is where).
 
     Returns:
         Paths written.
     """
     folder = Path(folder)
+    legend = label_legend(label_map, [int(v) for v in np.unique(labels)])
     if image.ndim == 2:
         rgb = blend(_rgb_from_image_2d(image), labels, label_map, alpha, instances)
-        return [_save_png(rgb, folder / "overlay.png", min_size=512)]
+        return [_save_png(rgb, folder / "overlay.png", min_size=512, legend=legend)]
     grey, lab, spacing = _canonical(image, labels)
     fg = np.argwhere(lab > 0)
     centre = fg.mean(axis=0).round().astype(int) if len(fg) else np.array(lab.shape) // 2
@@ -128,5 +198,5 @@ def write_overlays(
         lb = _plane(lab, axis, int(centre[axis]))
         rgb = blend(g, lb, label_map, alpha)
         rgb = _stretch(rgb, spacing[other[1]], spacing[other[0]])
-        written.append(_save_png(rgb, folder / f"overlay_{name}.png"))
+        written.append(_save_png(rgb, folder / f"overlay_{name}.png", legend=[*legend, (VIEW_SIDES[name], None)]))
     return written

@@ -6,20 +6,32 @@ coronal,axial}.png``, three planes (radiological display, as :mod:`medannot.anno
 through the centre of the highest-scoring box, each box crossing a plane outlined where it crosses.
 Boxes scoring below ``threshold`` are not drawn (they stay in the JSON files). Empty rule: no box
 to draw still writes the plain grey picture, so a reviewer sees that nothing was found.
+A legend strip below each picture names the box colours (labels) and says which boxes were left out.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
 from medannot.annotations.labelmap import LabelMap, default_color
-from medannot.annotations.overlay import _canonical, _plane, _rgb_from_image_2d, _save_png, _stretch, blend, display_grey
+from medannot.annotations.overlay import (
+    VIEW_SIDES,
+    LegendEntry,
+    _canonical,
+    _plane,
+    _rgb_from_image_2d,
+    _save_png,
+    _stretch,
+    blend,
+    display_grey,
+    legend_font,
+)
 from medannot.annotations.schema import Box
 from medannot.data import Image
 
@@ -32,13 +44,22 @@ def _color(label_map: LabelMap, value: int) -> tuple[int, int, int]:
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
+    return legend_font(size)
 
 
-def _draw_2d(image: Image, boxes: Sequence[Box], label_map: LabelMap, path: Path, min_size: int = 512) -> Path:
+def _legend(boxes: Sequence[Box], label_map: LabelMap, hidden: int, threshold: float) -> list[LegendEntry]:
+    """Colour and name of each label with a drawn box; how many boxes scored below ``threshold`` (not drawn)."""
+    names = {b.label: b.label_name or (label_map[b.label].name if b.label in label_map else f"label_{b.label}") for b in boxes}
+    out: list[LegendEntry] = [(names[v], _color(label_map, v)) for v in sorted(names)]
+    if not boxes:
+        out.append(("no box found", None))
+    if hidden:
+        out.append((f"{hidden} box{'es' if hidden > 1 else ''} scoring below {threshold:.2f} not drawn", None))
+    return out
+
+
+def _draw_2d(image: Image, boxes: Sequence[Box], label_map: LabelMap, path: Path, min_size: int = 512,
+             legend: Sequence[LegendEntry] = ()) -> Path:
     grey = _rgb_from_image_2d(image)
     rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey
     scale = max(1, math.ceil(min_size / max(1, min(rgb.shape[:2]))))
@@ -53,7 +74,7 @@ def _draw_2d(image: Image, boxes: Sequence[Box], label_map: LabelMap, path: Path
         draw.rectangle((x0, y0, x1, y1), outline=color, width=2)
         if box.score is not None:
             draw.text((x0 + 1, max(0, y0 - font.size - 1) if hasattr(font, "size") else y0), f"{box.score:.2f}", fill=color, font=font)
-    return _save_png(np.asarray(pic), path, min_size=1)
+    return _save_png(np.asarray(pic), path, min_size=1, legend=legend)
 
 
 def _box_volumes(shape: tuple[int, ...], boxes: Sequence[Box]) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +91,7 @@ def _box_volumes(shape: tuple[int, ...], boxes: Sequence[Box]) -> tuple[np.ndarr
     return ids, labs
 
 
-def _draw_3d(image: Image, boxes: Sequence[Box], label_map: LabelMap, folder: Path) -> list[Path]:
+def _draw_3d(image: Image, boxes: Sequence[Box], label_map: LabelMap, folder: Path, legend: Sequence[LegendEntry] = ()) -> list[Path]:
     ids, labs = _box_volumes(image.spatial_shape, boxes)
     grey, lab_c, spacing = _canonical(image, labs)
     _, ids_c, _ = _canonical(image, ids)
@@ -95,7 +116,7 @@ def _draw_3d(image: Image, boxes: Sequence[Box], label_map: LabelMap, folder: Pa
         ib = _plane(ids_c, axis, int(centre[axis]))
         rgb = blend(g, lb, label_map, alpha=0.0, instances=ib)
         rgb = _stretch(rgb, spacing[other[1]], spacing[other[0]])
-        written.append(_save_png(rgb, folder / f"overlay_boxes_{name}.png"))
+        written.append(_save_png(rgb, folder / f"overlay_boxes_{name}.png", legend=[*legend, (VIEW_SIDES[name], None)]))
     return written
 
 
@@ -113,7 +134,8 @@ def write_box_overlays(image: Image, boxes: Sequence[Box], label_map: LabelMap, 
         Paths written.
     """
     shown = [b for b in boxes if b.score is None or b.score >= threshold]
+    legend = _legend(shown, label_map, len(boxes) - len(shown), threshold)
     folder = Path(folder)
     if image.ndim == 2:
-        return [_draw_2d(image, shown, label_map, folder / "overlay_boxes.png")]
-    return _draw_3d(image, shown, label_map, folder)
+        return [_draw_2d(image, shown, label_map, folder / "overlay_boxes.png", legend=legend)]
+    return _draw_3d(image, shown, label_map, folder, legend=legend)
