@@ -2,7 +2,8 @@
 
 The steps (named, in this order; the same in training and inference):
 
-1. channels: an RGB(A) image becomes grey (mean of the first three channels) when the model has one input channel;
+1. channels: an RGB(A) image becomes grey with :func:`medannot.io.to_grey` (mean of R, G, B: the step training uses)
+   when the model has one input channel;
 2. dimensionality: a 2D model given a 3D volume sees its middle slice along the last array axis (a volume with
    one slice is that slice); a 3D model refuses 2D images;
 3. intensity: clipped to the ``percentiles`` (default 1st and 99th) of the image and scaled to [0, 1]
@@ -17,32 +18,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from medannot.data.image import Image
 from medannot.errors import InputError, ModelError
+from medannot.io.colour import to_grey
+from medannot.models.classification_spec import ClassifierInput
 
-__all__ = ["ClassifierInput", "prepare_array", "prepare_image"]
-
-
-class ClassifierInput(BaseModel):
-    """The input rules stored in a classification bundle (``bundle.json`` ``classification.input``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    input_size: list[int]
-    percentiles: tuple[float, float] = (1.0, 99.0)
-    grey: bool = True
-
-
-class CalibrationSpec(BaseModel):
-    """Temperature scaling fitted on validation data: ``softmax(logits / temperature)``."""
-
-    model_config = ConfigDict(extra="forbid")
-    temperature: float = Field(1.0, gt=0)
-    calibrated: bool = False
-    ece_before: float | None = None
-    ece_after: float | None = None
-    fitted_on: str = ""
+__all__ = ["prepare_array", "prepare_image"]
 
 
 def _to_channels(array: np.ndarray, in_channels: int, grey: bool, name: str) -> np.ndarray:
@@ -50,7 +32,7 @@ def _to_channels(array: np.ndarray, in_channels: int, grey: bool, name: str) -> 
     if c == in_channels:
         return array
     if in_channels == 1 and grey and c in (3, 4):
-        return array[:3].mean(axis=0, keepdims=True)
+        return to_grey(array)  # the named step training uses too (medannot.io.colour: mean of R, G, B)
     raise InputError(f"{name}: the classifier expects {in_channels} channel(s), got {c}; convert the image first")
 
 
