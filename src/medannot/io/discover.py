@@ -34,37 +34,6 @@ def safe_name(text: str, fallback: str = "case") -> str:
     return name or fallback
 
 
-class _ItemMeta(dict):
-    """An input item's plain metadata (split, dataset name, modality...): only values that serialise.
-
-    Transition for callers that read a DICOMweb item's location and settings from ``meta`` (``workflows.annotate``):
-    ``meta["dicomweb"]`` and ``meta.get("pacs_settings")`` still answer, from the item's typed ``remote`` field,
-    without being stored here (``dict(meta)``, ``**meta`` and JSON see plain values only). Read ``item.remote``.
-    """
-
-    _LEGACY = ("dicomweb", "pacs_settings")
-
-    def __init__(self, values: dict[str, Any] | None = None, remote: RemoteSeries | None = None) -> None:
-        super().__init__(values or {})
-        self._remote = remote
-
-    def _legacy(self, key: str) -> Any:
-        if self._remote is None or key not in self._LEGACY:
-            raise KeyError(key)
-        return self._remote.location if key == "dicomweb" else self._remote.settings
-
-    def __missing__(self, key: str) -> Any:
-        return self._legacy(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        if key in self:
-            return super().get(key)
-        try:
-            return self._legacy(key)
-        except KeyError:
-            return default
-
-
 @dataclass
 class InputItem:
     """One input case, not yet read.
@@ -88,9 +57,6 @@ class InputItem:
     series_uid: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     remote: RemoteSeries | None = None
-
-    def __post_init__(self) -> None:
-        self.meta = _ItemMeta(dict(self.meta), self.remote)
 
     def load(self) -> Case:
         """Read the images into a :class:`Case` (``"image"``, plus ``"label"`` for labelled dataset cases).
