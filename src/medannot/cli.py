@@ -108,7 +108,9 @@ def annotate(
     uncertainty: bool = typer.Option(False, "--uncertainty", help="Also write uncertainty.nii.gz (softmax entropy), its overlay and a summary in annotation.json."),
     mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Monte-Carlo dropout passes for --uncertainty (networks with dropout only)."),
     output_format: list[str] = typer.Option(
-        [], "--format", help="Also write nifti (always), dicom-seg (seg.dcm), rtstruct (rtstruct.dcm); repeatable or comma list; DICOM inputs only."
+        [], "--format", help="Also write dicom-seg (seg.dcm), rtstruct (rtstruct.dcm), dicom-sr (sr.dcm: TID 1500 volumes and lesion "
+        "diameters, with seg.dcm; stored beside the SEG on a PACS), report (report.html: key slices, measurements, provenance); "
+        "nifti always; repeatable or comma list; the DICOM ones for DICOM inputs only."
     ),
 ) -> None:
     """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
@@ -150,7 +152,9 @@ def annotate(
         if not result.ok:
             typer.echo(f"medannot: skipped {result.reason}", err=True)
         elif not quiet:
-            kept = ([str(result.folder)] if result.folder else []) + [f"DICOM SEG {uid} stored in the PACS" for uid in result.stored]
+            kinds = ("DICOM SEG", "DICOM SR")  # store_segmentation stores the SEG, then its SR when asked
+            kept = ([str(result.folder)] if result.folder else []) + [f"{kinds[min(i, 1)]} {uid} stored in the PACS"
+                                                                       for i, uid in enumerate(result.stored)]
             c = result.annotation.classification if result.annotation is not None else None
             what = f": {c.label} (p = {c.probability:.3f}{', calibrated' if c.calibrated else ''})" if c is not None else ""
             typer.echo(f"annotated {result.name}{what} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)")

@@ -72,11 +72,11 @@ def target_format(path: str | Path, to: str | None = None) -> OutputFormat:
         ConfigError: Unknown ``to``, or a destination name that says nothing.
     """
     if to:
-        try:
-            return OutputFormat(to.strip().lower())
-        except ValueError:
-            valid = ", ".join(f.value for f in OutputFormat)
-            raise ConfigError(f"unknown target format {to!r}; expected one of: {valid}") from None
+        fmt = next((f for f in OutputFormat if f.value == to.strip().lower() and f.is_label_map), None)
+        if fmt is None:
+            valid = ", ".join(f.value for f in OutputFormat if f.is_label_map)
+            raise ConfigError(f"unknown target format {to!r}; expected one of: {valid}")
+        return fmt
     name = Path(path).name.lower()
     if name.endswith(_NIFTI):
         return OutputFormat.NIFTI

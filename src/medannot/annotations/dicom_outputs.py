@@ -8,36 +8,50 @@ study), since they reference the source instances.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medannot.annotations.labelmap import LabelMap
+from medannot.annotations.measurements import Measurements
 from medannot.annotations.schema import Provenance
 from medannot.data.image import Image
 from medannot.errors import ConfigError
 
-__all__ = ["OutputFormat", "dicom_writers", "parse_formats"]
+__all__ = ["OutputFormat", "case_writers", "dicom_writers", "parse_formats"]
 
 SEG_FILE = "seg.dcm"
 RTSTRUCT_FILE = "rtstruct.dcm"
+SR_FILE = "sr.dcm"
+REPORT_FILE = "report.html"
 
 
 class OutputFormat(enum.StrEnum):
-    """Label formats of a case folder."""
+    """Formats of a case folder (``annotate --format``)."""
 
     NIFTI = "nifti"
     DICOM_SEG = "dicom-seg"
     RTSTRUCT = "rtstruct"
+    DICOM_SR = "dicom-sr"
+    REPORT = "report"
 
     @property
     def needs_dicom(self) -> bool:
         """True for formats that reference DICOM source instances."""
-        return self is not OutputFormat.NIFTI
+        return self in (OutputFormat.DICOM_SEG, OutputFormat.RTSTRUCT, OutputFormat.DICOM_SR)
+
+    @property
+    def is_label_map(self) -> bool:
+        """True for the formats that hold the label map itself (``medannot convert`` converts between them)."""
+        return self in (OutputFormat.NIFTI, OutputFormat.DICOM_SEG, OutputFormat.RTSTRUCT)
 
 
 def parse_formats(values: Iterable[str] | str | None) -> tuple[OutputFormat, ...]:
     """Parse ``--format`` values (repeatable, each may be a comma list) once; ``nifti`` is always included.
+
+    ``dicom-sr`` brings ``dicom-seg`` with it (the report measures and references that SEG).
 
     Raises:
         ConfigError: On an unknown name (the message lists the valid ones).
@@ -57,8 +71,9 @@ def parse_formats(values: Iterable[str] | str | None) -> tuple[OutputFormat, ...
             except ValueError:
                 valid = ", ".join(f.value for f in OutputFormat)
                 raise ConfigError(f"unknown output format {name!r}; expected one of: {valid}") from None
-            if fmt not in out:
-                out.append(fmt)
+            for wanted in ((OutputFormat.DICOM_SEG, fmt) if fmt is OutputFormat.DICOM_SR else (fmt,)):
+                if wanted not in out:
+                    out.append(wanted)
     return tuple(out)
 
 
@@ -69,16 +84,51 @@ def dicom_writers(
     label_map: LabelMap,
     provenance: Provenance,
 ) -> list[Callable[[Path], dict[str, str]]]:
-    """Writers for the DICOM formats among ``formats``; each writes into a folder and returns ``{key: file name}``.
+    """Writers of the DICOM label formats among ``formats`` (SEG, RTSTRUCT, SR); see :func:`case_writers`."""
+    return case_writers(formats, None, labels, source_datasets, label_map, provenance)
 
-    The algorithm is named after the provenance: the bundle name and version (a classical method:
-    its name and the medannot version).
+
+def case_writers(
+    formats: Sequence[OutputFormat],
+    image: Image | None,
+    labels: Image,
+    source_datasets: Sequence[Any],
+    label_map: LabelMap,
+    provenance: Provenance,
+    instance_maps: Mapping[int, np.ndarray] | None = None,
+    case_name: str = "",
+) -> list[Callable[[Path], dict[str, str]]]:
+    """Writers for the formats among ``formats`` beyond NIfTI; each writes into a folder and returns ``{key: file name}``.
+
+    In this order: ``seg.dcm``, ``rtstruct.dcm``, ``sr.dcm`` (the SR of the ``seg.dcm`` just written), ``report.html``.
+    The algorithm is named after the provenance: the bundle name and version (a classical method: its name and
+    the medannot version). Measurements (SR and report) are made once, on first use; lesions are the labels with
+    ``instance_maps`` and those named as abnormal structures (:func:`medannot.annotations.measurements.lesion_labels`).
+
+    Args:
+        formats: Parsed formats.
+        image: The input image (needed for ``report``).
+        labels: The label image on the input's grid.
+        source_datasets: Headers of the DICOM source series (needed for the DICOM formats; else empty).
+        label_map: Names, colours (and codes, by name) of the labels.
+        provenance: What made the labels.
+        instance_maps: A model's instance ids per label value (lesions), on the labels' grid.
+        case_name: The case's name (the report's title).
     """
     from medannot import __version__
 
     name = provenance.name or "medannot"
     version = provenance.version or __version__
     writers: list[Callable[[Path], dict[str, str]]] = []
+    measured: list[Measurements] = []
+
+    def measurements() -> Measurements:
+        from medannot.annotations.measurements import lesion_labels, measure
+
+        if not measured:
+            measured.append(measure(labels, label_map, lesion_labels(label_map, instance_maps), instance_maps))
+        return measured[0]
+
     if OutputFormat.DICOM_SEG in formats:
 
         def write_seg(folder: Path) -> dict[str, str]:
@@ -97,4 +147,25 @@ def dicom_writers(
             return {"rtstruct": RTSTRUCT_FILE}
 
         writers.append(write_rt)
+    if OutputFormat.DICOM_SR in formats:
+
+        def write_sr(folder: Path) -> dict[str, str]:
+            from medannot.annotations.dicom_sr import write_dicom_sr
+
+            write_dicom_sr(folder / SEG_FILE, source_datasets, measurements(), name, version, folder / SR_FILE)
+            return {"dicom_sr": SR_FILE}
+
+        writers.append(write_sr)
+    if OutputFormat.REPORT in formats:
+        if image is None:
+            raise ConfigError("--format report needs the input image")
+        shown = image
+
+        def write_report(folder: Path) -> dict[str, str]:
+            from medannot.annotations.case_report import write_case_report
+
+            write_case_report(folder / REPORT_FILE, case_name or "case", shown, labels.scalar(), label_map, measurements(), provenance)
+            return {"report": REPORT_FILE}
+
+        writers.append(write_report)
     return writers

@@ -140,8 +140,8 @@ def _canonical(image: Image, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 #: Where the patient is in each 3D view (radiological convention): left | right of the picture, top / bottom.
-VIEW_SIDES = {"axial": "patient right | left, anterior up", "coronal": "patient right | left, superior up",
-              "sagittal": "anterior | posterior, superior up"}
+VIEW_SIDES = {"axial": "view: patient right | left, anterior up", "coronal": "view: patient right | left, superior up",
+              "sagittal": "view: anterior | posterior, superior up"}
 
 
 def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medannot.annotations.dicom_grid import load_source_datasets
-from medannot.annotations.dicom_outputs import dicom_writers, parse_formats
+from medannot.annotations.dicom_outputs import OutputFormat, case_writers, parse_formats
 from medannot.annotations.pacs_store import store_segmentation
 from medannot.annotations.results import SegmentationResult
 from medannot.annotations.schema import Annotation
@@ -73,9 +73,10 @@ def annotate_inputs(
         out_dir: Output root; None keeps nothing locally (for PACS inputs, whose result goes back to the PACS).
         on_case: Called after each case (for progress display).
         pacs_settings: :class:`medannot.io.dicomweb.PacsSettings` (timeout, retries) for DICOMweb addresses.
-        formats: Label formats of each case folder: ``nifti`` (always), ``dicom-seg`` (``seg.dcm``),
-            ``rtstruct`` (``rtstruct.dcm``); the DICOM ones only for DICOM inputs and label-map tasks (other inputs
-            fail with a one-line reason).
+        formats: Formats of each case folder: ``nifti`` (always), ``dicom-seg`` (``seg.dcm``),
+            ``rtstruct`` (``rtstruct.dcm``), ``dicom-sr`` (``sr.dcm``, with ``seg.dcm``), ``report`` (``report.html``);
+            the DICOM ones only for DICOM inputs (other inputs fail with a one-line reason), all of them only for
+            label-map tasks. For a PACS study, ``dicom-sr`` also stores the SR in the study beside the SEG.
         on_batch_files: Called with the batch-level files written after the last case (e.g. ``classifications.csv``).
         dataset_hook: For DICOMweb addresses: applied to every retrieved instance before it touches the disk. With
             ``pacs_settings.deidentify`` and no hook, one :class:`medannot.privacy.Deidentifier` (PS3.15 Basic
@@ -88,9 +89,9 @@ def annotate_inputs(
         InputError: If ``input_path`` does not exist or holds no readable input at all.
         ConfigError: DICOM output formats asked of a task without label maps (before anything is read).
     """
-    dicom_formats = [f for f in parse_formats(formats) if f.needs_dicom]
-    if dicom_formats and not get_task(predictor.task).writes_label_maps:
-        wanted = ", ".join(f.value for f in dicom_formats)
+    extra_formats = [f for f in parse_formats(formats) if f is not OutputFormat.NIFTI]
+    if extra_formats and not get_task(predictor.task).writes_label_maps:
+        wanted = ", ".join(f.value for f in extra_formats)
         raise ConfigError(f"--format {wanted} needs a label map; a {predictor.task.value} model gives none (run without that --format)")
     if dataset_hook is None and pacs_settings is not None and getattr(pacs_settings, "deidentify", False):
         dataset_hook = Deidentifier().deidentify
@@ -101,7 +102,7 @@ def annotate_inputs(
     for item in items:
         start = time.perf_counter()
         try:
-            result = _annotate_one(item, predictor, out_dir, dicom_formats)
+            result = _annotate_one(item, predictor, out_dir, extra_formats)
         except MedannotError as exc:
             result = CaseResult(item.name, False, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch
@@ -117,8 +118,9 @@ def annotate_inputs(
     return results
 
 
-def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | None, dicom_formats: list[Any]) -> CaseResult:
-    """Load, predict and write one discovered input (DICOM SEG stored back for PACS inputs)."""
+def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | None, formats: Sequence[OutputFormat]) -> CaseResult:
+    """Load, predict and write one discovered input (DICOM SEG, and SR when asked, stored back for PACS inputs)."""
+    dicom_formats = [f for f in formats if f.needs_dicom]
     if dicom_formats and item.source not in ("dicom-series", "dicomweb"):
         wanted = ", ".join(f.value for f in dicom_formats)
         raise InputError(f"--format {wanted} needs a DICOM series input; this input is a {item.source} (NIfTI, picture or "
@@ -126,15 +128,16 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
     case = item.load()
     image = case.image
     result = predictor.predict(image)
-    where = case.meta["sources"][0] if not item.paths else item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
+    where = case.files[0] if not item.paths else item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
     info: dict[str, Any] = {"path": str(where), "source": item.source}
     info.update({k: str(v) for k, v in case.identifiers.items()})
     provenance = predictor.provenance(info)
     labels = result.labels if isinstance(result, SegmentationResult) else None
     extra = []
-    if dicom_formats and labels is not None:
-        sources = case.meta.get("dicom_headers") or load_source_datasets(list(item.paths), item.series_uid)
-        extra = dicom_writers(dicom_formats, labels, sources, result.label_map, provenance)
+    instance_maps = result.instance_maps if isinstance(result, SegmentationResult) else None
+    if formats and labels is not None:
+        sources = (list(case.dicom_headers) or load_source_datasets(list(item.paths), item.series_uid)) if dicom_formats else []
+        extra = case_writers(formats, image, labels, sources, result.label_map, provenance, instance_maps, case_name=item.name)
     root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="medannot-annotate-"))
     try:
         annotation = predictor.write_case(root, item.name, image, result, provenance, extra)
@@ -143,6 +146,6 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
             shutil.rmtree(root, ignore_errors=True)
     done = CaseResult(item.name, True, folder=None if out_dir is None else root / item.name, annotation=annotation)
     if item.remote is not None and labels is not None:
-        done.stored = store_segmentation(item.remote.location, labels, case.meta["dicom_headers"], result.label_map, provenance,
-                                         item.remote.settings)
+        done.stored = store_segmentation(item.remote.location, labels, list(case.dicom_headers), result.label_map, provenance,
+                                         item.remote.settings, measurements=OutputFormat.DICOM_SR in formats, instance_maps=instance_maps)
     return done
