@@ -12,10 +12,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicomout_helpers import dciodvfy, mni_tissue_block, write_clinical_series
-from iohelpers import MNI_T1
 from typer.testing import CliRunner
 
+from dicomout_helpers import dciodvfy, mni_tissue_block, write_clinical_series
+from iohelpers import MNI_T1
 from medannot.annotations import LabelMap
 from medannot.annotations.results import SegmentationResult
 from medannot.cli import app
