@@ -190,21 +190,10 @@ class Predictor:
         dtype = np.uint8 if probs.shape[0] <= 256 else np.uint16
         if work.spatial_shape == image.spatial_shape and work.geometry.isclose(image.geometry, atol=1e-5):
             return np.argmax(probs, axis=0).astype(dtype)
-        from medannot.transforms.spatial import resample_to_grid
+        from medannot.transforms.spatial import resampled_argmax
 
-        # Per channel keeps the peak memory at one extra channel on the input grid.
-        best = np.zeros(image.spatial_shape, dtype=np.float32)
-        labels = np.zeros(image.spatial_shape, dtype=dtype)
-        for k in range(probs.shape[0]):
-            ch = Image(probs[k : k + 1], work.geometry, ImageKind.INTENSITY)
-            pk = resample_to_grid(ch, image.geometry, image.spatial_shape, order=1).array[0]
-            if k == 0:
-                best[...] = pk
-                continue
-            better = pk > best
-            labels[better] = k
-            best[better] = pk[better]
-        return labels
+        # One pass: interpolated only where neighbouring working voxels disagree (equal to resampling each channel).
+        return resampled_argmax(probs, work.geometry, image.geometry, image.spatial_shape).astype(dtype, copy=False)
 
     def _postprocess(self, labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
         spec = self.bundle.spec.postprocessing

@@ -9,7 +9,7 @@ full connectivity (8 in 2D, 26 in 3D). Sizes are physical: mm^2 in 2D, mm^3 in 3
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import cc3d
 import numpy as np
@@ -30,12 +30,12 @@ def _check_array(labels: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
-def _connectivity(ndim: int, connectivity: int | None) -> int:
+def _connectivity(ndim: int, connectivity: int | None) -> Literal[4, 6, 8, 18, 26]:
     if connectivity is None:
         return 8 if ndim == 2 else 26
     if int(connectivity) not in _VALID_CONN[ndim]:
         raise ConfigError(f"connectivity for {ndim}D must be one of {_VALID_CONN[ndim]}, got {connectivity}")
-    return int(connectivity)
+    return cast(Literal[4, 6, 8, 18, 26], int(connectivity))
 
 
 def _spacing(spacing: Sequence[float], ndim: int) -> tuple[float, ...]:

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from medannot.errors import ConfigError
-from medannot.postprocess.components import _check_array, keep_largest_component, remove_small_objects
-from medannot.postprocess.morphology import binary_close, binary_open, fill_holes
+from medannot.postprocess.components import _check_array, _spacing, keep_largest_component, remove_small_objects
+from medannot.postprocess.morphology import _box, binary_close, binary_open, fill_holes, structuring_element
 
 __all__ = ["PostprocessStep", "apply_postprocessing", "validate_postprocessing"]
 
@@ -160,11 +160,38 @@ def apply_postprocessing(labels: np.ndarray, spacing: Sequence[float], spec: Map
         ConfigError: If the spec is invalid (checked before any work).
     """
     parsed = validate_postprocessing(spec)
-    out = _check_array(labels, "apply_postprocessing").copy()
+    full = _check_array(labels, "apply_postprocessing").copy()
     if not parsed:
-        return out
+        return full
+    box = _work_box(full, spacing, parsed)
+    if box is None:
+        return full
+    full[box] = _apply_parsed(full[box], spacing, parsed)
+    return full
+
+
+def _work_box(labels: np.ndarray, spacing: Sequence[float], parsed: Mapping[str, list[tuple[Callable[..., np.ndarray], dict[str, Any]]]]
+              ) -> tuple[slice, ...] | None:
+    """Bounding box of the non-zero voxels, one voxel wider (hole filling sees the outside) and twice the element of
+    the widest closing wider (closing adds voxels up to its radius); None when every voxel is 0.
+
+    Every step gives inside this box what it gives on the whole image: components and holes do not cross its
+    background border, and an erosion near its edge still meets background within its radius.
+    """
+    pad = np.ones(labels.ndim, dtype=int)
+    for steps in parsed.values():
+        for fn, params in steps:
+            if fn is _close:
+                half = np.array(structuring_element(float(params["radius_mm"]), _spacing(spacing, labels.ndim)).shape) // 2
+                pad = np.maximum(pad, 2 * half + 1)
+    return _box(labels != 0, [int(p) for p in pad])
+
+
+def _apply_parsed(labels: np.ndarray, spacing: Sequence[float],
+                  parsed: Mapping[str, list[tuple[Callable[..., np.ndarray], dict[str, Any]]]]) -> np.ndarray:
+    out = labels.copy()
     for key in (k for k in parsed if "+" in k):
-        sel = np.isin(out, _group_values(key))
+        sel = np.isin(out, _group_values(key) or ())
         fg = sel.astype(np.uint8)
         for fn, params in parsed[key]:
             if not fg.any():

@@ -19,11 +19,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from medannot.data.geometry import Geometry
-from medannot.data.image import Image
+from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError, GeometryError
 from medannot.transforms.registry import TransformKind, register_transform
 
-__all__ = ["crop_or_pad", "crop_to_foreground", "reorient", "resample_to_grid", "resample_to_spacing"]
+__all__ = ["crop_or_pad", "crop_to_foreground", "reorient", "resample_to_grid", "resample_to_spacing", "resampled_argmax"]
 
 
 @register_transform("reorient", TransformKind.SPATIAL)
@@ -173,12 +173,7 @@ def resample_to_grid(
     if shape == image.spatial_shape and geometry.isclose(image.geometry):
         out = image.array if (order == 0 or image.array.dtype == np.float32) else image.array.astype(np.float32)
         return Image(out, geometry, image.kind, dict(image.meta))
-    n = image.ndim
-    m = np.linalg.inv(image.affine) @ geometry.affine
-    matrix, offset = m[:n, :n], m[:n, n]
-    # Snap float noise so exact grid relations (permutations, integer shifts) stay exact.
-    matrix = np.where(np.abs(matrix - np.round(matrix)) < 1e-9, np.round(matrix), matrix)
-    offset = np.where(np.abs(offset - np.round(offset)) < 1e-6, np.round(offset), offset)
+    matrix, offset = _index_map(image.geometry, geometry)
     out_dtype = None
     if image.is_label and order > 0:
         out_dtype = np.float32
@@ -290,3 +285,90 @@ def crop_to_foreground(image: Image, threshold: float = 0.0, margin: int = 0) ->
         stop.append(min(int(idx[-1]) + 1 + margin, image.spatial_shape[ax]))
     sl = (slice(None), *(slice(a, b) for a, b in zip(start, stop)))
     return _shifted(image, start, np.ascontiguousarray(image.array[sl]))
+
+
+def _index_map(source: Geometry, target: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Index-to-index ``(matrix, offset)`` from the target grid into the source grid, float noise snapped."""
+    n = source.ndim
+    m = np.linalg.inv(source.affine) @ target.affine
+    matrix, offset = m[:n, :n], m[:n, n]
+    # Snap float noise so exact grid relations (permutations, integer shifts) stay exact.
+    matrix = np.where(np.abs(matrix - np.round(matrix)) < 1e-9, np.round(matrix), matrix)
+    offset = np.where(np.abs(offset - np.round(offset)) < 1e-6, np.round(offset), offset)
+    return matrix, offset
+
+
+ARGMAX_MARGIN = 1e-5
+"""A source voxel whose largest probability beats every other by this much decides its neighbours' argmax
+(linear interpolation and float32 rounding move values by far less)."""
+
+
+def resampled_argmax(probs: np.ndarray, source: Geometry, target: Geometry, shape: Sequence[int]) -> np.ndarray:
+    """Label map on a target grid: the arg-max over channels of the linearly resampled probabilities.
+
+    Equal, voxel for voxel, to resampling every channel with :func:`resample_to_grid` (``order=1``, outside the
+    source's field of view 0) and taking the first channel of largest value, but it interpolates only where the
+    answer is in doubt: a target voxel whose interpolation corners (the 3-voxel neighbourhood of its nearest
+    source voxel) all have the same arg-max, each ahead of the other channels by :data:`ARGMAX_MARGIN`, takes
+    that label (a convex combination keeps the order of channels that are ordered at every corner). The others
+    are interpolated with scipy's ``map_coordinates`` at the very coordinates ``affine_transform`` computes. Grids
+    that are not axis-aligned to each other (oblique) are resampled channel by channel.
+
+    Args:
+        probs: ``(K, *source_shape)`` float32 probabilities (K <= 65536).
+        source: Geometry of ``probs``.
+        target: Target geometry (same dimensionality).
+        shape: Target spatial shape (voxels).
+
+    Returns:
+        uint8 labels (uint16 past 256 channels) of ``shape``; zero channels give all 0.
+    """
+    shape = tuple(int(s) for s in shape)
+    k = probs.shape[0]
+    dtype = np.uint8 if k <= 256 else np.uint16
+    if k == 0:
+        return np.zeros(shape, dtype)
+    matrix, offset = _index_map(source, target)
+    nz = matrix != 0
+    if not (np.all(nz.sum(axis=0) == 1) and np.all(nz.sum(axis=1) == 1)) or k == 1:
+        return _argmax_by_channel(probs, source, target, shape).astype(dtype, copy=False)
+    n = len(shape)
+    src_shape = probs.shape[1:]
+    top = np.argmax(probs, axis=0).astype(dtype)
+    second = np.partition(probs, k - 2, axis=0)[k - 2] if k > 1 else np.zeros(src_shape, np.float32)
+    sure = (probs.max(axis=0) - second) >= ARGMAX_MARGIN
+    sure = ndi.minimum_filter(sure, size=3, mode="nearest")
+    sure &= ndi.minimum_filter(top, size=3, mode="nearest") == ndi.maximum_filter(top, size=3, mode="nearest")
+    # Source index of every target index, axis by axis (one non-zero per row: source axis d reads target axis ax[d]).
+    ax = [int(np.flatnonzero(nz[d])[0]) for d in range(n)]
+    near = [np.clip(np.rint(matrix[d, ax[d]] * np.arange(shape[ax[d]]) + offset[d]), 0, src_shape[d] - 1).astype(np.intp)
+            for d in range(n)]
+    order = np.argsort(ax)  # target axis a is source axis order[a]
+    labels = np.transpose(top[np.ix_(*near)], order)
+    doubt = ~np.transpose(sure[np.ix_(*near)], order)
+    if doubt.any():
+        pts = np.nonzero(doubt)
+        coords = np.stack([pts[ax[d]] * matrix[d, ax[d]] + offset[d] for d in range(n)])
+        vals = np.empty((k, coords.shape[1]), np.float32)
+        for c in range(k):
+            ndi.map_coordinates(probs[c], coords, output=vals[c], order=1, mode="nearest", prefilter=False)
+        labels[pts] = np.argmax(vals, axis=0)
+    outside = _outside_mask(matrix, offset, src_shape, shape)
+    if outside is not None:
+        labels[outside] = 0
+    return labels
+
+
+def _argmax_by_channel(probs: np.ndarray, source: Geometry, target: Geometry, shape: tuple[int, ...]) -> np.ndarray:
+    """Channel by channel resampling with a running maximum (peak memory: one extra channel on the target grid)."""
+    best = np.zeros(shape, dtype=np.float32)
+    labels = np.zeros(shape, dtype=np.uint16)
+    for c in range(probs.shape[0]):
+        pc = resample_to_grid(Image(probs[c : c + 1], source, ImageKind.INTENSITY), target, shape, order=1).array[0]
+        if c == 0:
+            best[...] = pc
+            continue
+        better = pc > best
+        labels[better] = c
+        best[better] = pc[better]
+    return labels
