@@ -308,8 +308,8 @@ def resampled_argmax(probs: np.ndarray, source: Geometry, target: Geometry, shap
 
     Equal, voxel for voxel, to resampling every channel with :func:`resample_to_grid` (``order=1``, outside the
     source's field of view 0) and taking the first channel of largest value, but it interpolates only where the
-    answer is in doubt: a target voxel whose interpolation corners (the 3-voxel neighbourhood of its nearest
-    source voxel) all have the same arg-max, each ahead of the other channels by :data:`ARGMAX_MARGIN`, takes
+    answer is in doubt: a target voxel whose interpolation corners (source voxels floor(c) and floor(c) + 1 along
+    each axis, as scipy reads them) all have the same arg-max, each ahead of the other channels by :data:`ARGMAX_MARGIN`, takes
     that label (a convex combination keeps the order of channels that are ordered at every corner). The others
     are interpolated with scipy's ``map_coordinates`` at the very coordinates ``affine_transform`` computes. Grids
     that are not axis-aligned to each other (oblique) are resampled channel by channel.
@@ -335,20 +335,29 @@ def resampled_argmax(probs: np.ndarray, source: Geometry, target: Geometry, shap
     n = len(shape)
     src_shape = probs.shape[1:]
     top = np.argmax(probs, axis=0).astype(dtype)
-    second = np.partition(probs, k - 2, axis=0)[k - 2] if k > 1 else np.zeros(src_shape, np.float32)
+    second = np.partition(probs, k - 2, axis=0)[k - 2]
     sure = (probs.max(axis=0) - second) >= ARGMAX_MARGIN
-    sure = ndi.minimum_filter(sure, size=3, mode="nearest")
-    sure &= ndi.minimum_filter(top, size=3, mode="nearest") == ndi.maximum_filter(top, size=3, mode="nearest")
-    # Source index of every target index, axis by axis (one non-zero per row: source axis d reads target axis ax[d]).
+    # scipy's linear interpolation reads source voxels floor(c) and floor(c) + 1 (clamped): a 2-voxel window.
+    lo, hi = top.copy(), top.copy()
+    for d in range(n):
+        nxt = [slice(None)] * n
+        nxt[d] = np.r_[1 : src_shape[d], src_shape[d] - 1]
+        sure &= sure[tuple(nxt)]
+        lo = np.minimum(lo, lo[tuple(nxt)])
+        hi = np.maximum(hi, hi[tuple(nxt)])
+    sure &= lo == hi
+    del lo, hi, second
+    # Source index of every target index, axis by axis (one non-zero per row: source axis d reads target axis ax[d]);
+    # the coordinate is computed as scipy's affine_transform computes it (product, then the offset).
     ax = [int(np.flatnonzero(nz[d])[0]) for d in range(n)]
-    near = [np.clip(np.rint(matrix[d, ax[d]] * np.arange(shape[ax[d]]) + offset[d]), 0, src_shape[d] - 1).astype(np.intp)
+    near = [np.clip(np.floor(np.arange(shape[ax[d]]) * matrix[d, ax[d]] + offset[d]), 0, src_shape[d] - 1).astype(np.intp)
             for d in range(n)]
     order = np.argsort(ax)  # target axis a is source axis order[a]
     labels = np.transpose(top[np.ix_(*near)], order)
     doubt = ~np.transpose(sure[np.ix_(*near)], order)
     if doubt.any():
         pts = np.nonzero(doubt)
-        coords = np.stack([pts[ax[d]] * matrix[d, ax[d]] + offset[d] for d in range(n)])
+        coords = np.stack([pts[ax[d]] * matrix[d, ax[d]] + offset[d] for d in range(n)])  # as scipy computes them
         vals = np.empty((k, coords.shape[1]), np.float32)
         for c in range(k):
             ndi.map_coordinates(probs[c], coords, output=vals[c], order=1, mode="nearest", prefilter=False)
