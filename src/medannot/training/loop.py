@@ -35,7 +35,7 @@ from medannot.models.bundle import Bundle
 from medannot.training.callbacks import EarlyStopping, TensorBoardLogger
 from medannot.training.config import FreezeMode, InitConfig, LoopConfig, lr_at
 
-__all__ = ["Shipped", "TrainingHooks", "Validation", "checkpoint_path", "load_parent_weights", "run_training"]
+__all__ = ["LocalTraining", "Shipped", "TrainingHooks", "Validation", "checkpoint_path", "load_parent_weights", "run_training", "ship_bundle", "train_weights"]
 
 
 @dataclass
@@ -181,6 +181,102 @@ def set_frozen(network: torch.nn.Module, init: InitConfig, loaded: set[str], fro
     return int(sum(params[n].numel() for n in chosen))
 
 
+@dataclass
+class LocalTraining:
+    """What :func:`train_weights` did.
+
+    Attributes:
+        weights: A detached copy of the network's weights after the last epoch (None with ``keep_weights=False``).
+        train_loss: Mean training loss of each epoch, in order.
+        validation: The task's validation after the last epoch (None unless asked, or without validation cases).
+        lr: Learning rate of the last step.
+        steps: Optimiser steps taken (iterations whose loss had a gradient).
+    """
+
+    weights: dict[str, torch.Tensor] | None
+    train_loss: list[float]
+    validation: Validation | None = None
+    lr: float = 0.0
+    steps: int = 0
+
+
+def train_weights(hooks: TrainingHooks, cfg: LoopConfig, rng: np.random.Generator, epochs: int, *,
+                  weights: dict[str, torch.Tensor] | None = None, optimizer: torch.optim.Optimizer | None = None,
+                  first_epoch: int = 0, total_epochs: int | None = None,
+                  penalty: Callable[[torch.nn.Module], torch.Tensor] | None = None,
+                  before_epoch: Callable[[int], None] | None = None, validate: bool = False,
+                  progress: bool | None = None, keep_weights: bool = True) -> LocalTraining:
+    """Train ``hooks.network`` for ``epochs`` epochs of ``cfg.iterations_per_epoch`` batches: the one loop's inner part.
+
+    :func:`run_training` calls it once per epoch (with its own optimiser, so a resumed run continues it); a
+    federated client calls it once per round with the weights the server sent
+    (:mod:`medannot.training.federated`).
+
+    Args:
+        hooks: The task's training hooks (network, loss on one batch, validation).
+        cfg: The run's config (optimiser, learning-rate schedule, iterations per epoch).
+        rng: The generator every batch is drawn with (advanced in place).
+        epochs: Epochs to train (0 trains nothing and returns the weights as they are).
+        weights: Loaded into the network first (all tensors, strict); None trains the weights it has.
+        optimizer: None makes a fresh AdamW with ``cfg.optimizer``'s settings over the network's parameters.
+        first_epoch: Index of the first epoch on the run's learning-rate schedule (0-based).
+        total_epochs: Length of the schedule in epochs (None: ``cfg.epochs``).
+        penalty: Added to every batch's loss, e.g. FedProx's proximal term; called with the network.
+        before_epoch: Called with each epoch's index before it starts (e.g. freezing and releasing weights).
+        validate: Run the task's validation after the last epoch.
+        progress: Show a progress bar per epoch (None = only on a terminal).
+        keep_weights: Return a copy of the weights after training.
+
+    Returns:
+        The weights, per-epoch mean losses, the validation and the last learning rate.
+
+    Raises:
+        ConfigError: ``epochs`` below 0, or weights that do not fit the network.
+    """
+    if epochs < 0:
+        raise ConfigError(f"epochs must be 0 or more, got {epochs}")
+    model = hooks.network
+    if weights is not None:
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as exc:
+            raise ConfigError(f"the weights do not fit this network ({str(exc).splitlines()[0]}); send weights of the config's network") from None
+    if optimizer is None:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
+    total = cfg.epochs if total_epochs is None else total_epochs
+    steps = max(total, first_epoch + epochs) * cfg.iterations_per_epoch
+    history: list[float] = []
+    lr, stepped = cfg.optimizer.lr, 0
+    for epoch in range(first_epoch, first_epoch + epochs):
+        if before_epoch is not None:
+            before_epoch(epoch)
+        hooks.train_mode()
+        losses: list[float] = []
+        bar = tqdm(range(cfg.iterations_per_epoch), desc=f"epoch {epoch + 1}/{total}",
+                   disable=None if progress is None else not progress, leave=False)
+        for it in bar:
+            lr = lr_at(cfg.optimizer, epoch * cfg.iterations_per_epoch + it, steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            loss = hooks.loss(rng)
+            if penalty is not None:
+                loss = loss + penalty(model)
+            if loss.requires_grad:  # every weight frozen until init.unfreeze_epoch: nothing to step
+                loss.backward()
+                optimizer.step()
+                stepped += 1
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        bar.close()
+        history.append(float(np.mean(losses)))
+    found = None
+    if validate:
+        found = hooks.validate()
+        hooks.train_mode()
+    return LocalTraining(state_copy(model) if keep_weights else None, history, found, lr, stepped)
+
+
 def _write_config(cfg: LoopConfig) -> None:
     if cfg.log_dir is not None:
         atomic_write_text(Path(cfg.log_dir) / "config.json", json.dumps(cfg.resolved(), indent=2) + "\n")
@@ -212,7 +308,7 @@ def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHo
     if cfg.init is not None and cfg.init.unfreeze_epoch is None and not any(p.requires_grad for p in model.parameters()):
         raise ConfigError("init.freeze freezes every weight and init.unfreeze_epoch never releases them: nothing would train; "
                           "give unfreeze_epoch, or freeze fewer weights (a new head trains only when the labels differ)")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
+    optimizer: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
     stopper = EarlyStopping(cfg.early_stopping_patience)
     best_state: dict[str, torch.Tensor] | None = None
     best_metrics: dict[str, Any] = {}
@@ -236,35 +332,23 @@ def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHo
         history = list(state.get("train_loss", []))
     _write_config(cfg)
     logger = TensorBoardLogger(cfg.log_dir)
-    steps = cfg.epochs * cfg.iterations_per_epoch
     epoch = start_epoch - 1
     if stopper.should_stop:  # a resumed run that had already stopped early: only write the bundle
         start_epoch = cfg.epochs
+
+    def release(e: int) -> None:  # transfer learning: frozen weights are released from init.unfreeze_epoch on
+        if cfg.init is not None:
+            released = cfg.init.unfreeze_epoch is not None and e + 1 >= cfg.init.unfreeze_epoch
+            set_frozen(model, cfg.init, copied, frozen=not released)
+
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            if cfg.init is not None:
-                released = cfg.init.unfreeze_epoch is not None and epoch + 1 >= cfg.init.unfreeze_epoch
-                set_frozen(model, cfg.init, copied, frozen=not released)
-            hooks.train_mode()
-            losses: list[float] = []
-            lr = cfg.optimizer.lr
-            bar = tqdm(range(cfg.iterations_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=None if progress is None else not progress, leave=False)
-            for it in bar:
-                lr = lr_at(cfg.optimizer, epoch * cfg.iterations_per_epoch + it, steps)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                optimizer.zero_grad(set_to_none=True)
-                loss = hooks.loss(rng)
-                if loss.requires_grad:  # every weight frozen until init.unfreeze_epoch: nothing to step
-                    loss.backward()
-                    optimizer.step()
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            bar.close()
+            done = train_weights(hooks, cfg, rng, 1, optimizer=optimizer, first_epoch=epoch, before_epoch=release,
+                                 progress=progress, keep_weights=False)
+            lr = done.lr
             step = (epoch + 1) * cfg.iterations_per_epoch
-            mean_loss = float(np.mean(losses))
+            mean_loss = done.train_loss[0]
             history.append(round(mean_loss, 5))
             logger.scalar("train/loss", mean_loss, step)
             logger.scalar("train/lr", lr, step)
@@ -304,18 +388,34 @@ def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHo
         run["config_path"] = Path(config_path).as_posix()
     if parent is not None:
         run["parent"] = parent
-    return _ship(cfg, hooks, final_state, best_metrics if selected else last_metrics, run)
+    return ship_bundle(cfg, hooks, final_state, best_metrics if selected else last_metrics, run)
 
 
-def _ship(cfg: LoopConfig, hooks: TrainingHooks, state: dict[str, torch.Tensor], selected: dict[str, Any], run: dict[str, Any]) -> Path:
-    """Save, load back, measure, and rename the bundle into place (see the module docstring)."""
+def ship_bundle(cfg: LoopConfig, hooks: TrainingHooks, state: dict[str, torch.Tensor], selected: dict[str, Any], run: dict[str, Any],
+                card_extra: str = "") -> Path:
+    """Save, load back, measure, and rename the bundle into place (see the module docstring).
+
+    Args:
+        cfg: The run's config (``out``, ``weights_half``; its resolved form is the bundle's ``training``).
+        hooks: The task's hooks (bundle, measurement, card).
+        state: The weights to ship.
+        selected: The metrics seen during training for those weights.
+        run: The run record (``training.run`` of ``bundle.json``; the card reads it).
+        card_extra: Markdown appended to the model card (e.g. a federated run's rounds and sites).
+
+    Returns:
+        The bundle folder ``cfg.out``.
+
+    Raises:
+        OutputError: The bundle cannot be written (the previous one is left in place).
+    """
     training = dict(cfg.resolved(), run=run)
     with atomic_folder(Path(cfg.out), "bundle folder") as staging:
         hooks.bundle(state, selected, training).save(staging, half=cfg.weights_half)
         shipped = Bundle.load(staging)
         measured = hooks.measure_shipped(shipped, selected)
         shipped.spec = shipped.spec.model_copy(update={"metrics": measured.metrics, **measured.spec_updates})
-        card = hooks.card(measured.metrics, run) + measured.card_notes + parent_card_section(run.get("parent"))
+        card = hooks.card(measured.metrics, run) + measured.card_notes + parent_card_section(run.get("parent")) + card_extra
         shipped.save(staging, card=card, half=cfg.weights_half)
     return Path(cfg.out)
 
