@@ -10,7 +10,7 @@ import functools
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, NoReturn, Optional, TypeVar
 
 import typer
 
@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_INPUT = 2
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print a one-line error and exit with code 2."""
     typer.echo(f"medannot: error: {message}".splitlines()[0], err=True)
     raise typer.Exit(EXIT_INPUT)
@@ -97,7 +97,10 @@ def annotate(
     ),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundled model name or bundle folder."),
     method: Optional[str] = typer.Option(None, "--method", help="Classical method instead of a model (see `medannot methods`)."),
-    param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable), e.g. seed=[120,80]."),
+    param: list[str] = typer.Option(
+        [], "--param", "-p", help="A --method parameter NAME=VALUE (repeatable), e.g. -p seed=25,69,9 -p tolerance=40; "
+        "`medannot methods NAME` lists every parameter with type, default, unit and meaning."
+    ),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Flip test-time augmentation (default: the bundle's)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary table."),
     pacs: Optional[str] = typer.Option(None, "--pacs", help="DICOMweb root of a PACS, e.g. http://127.0.0.1:8042/dicom-web (with --study)."),
@@ -143,9 +146,15 @@ def annotate(
     from medannot.annotations.dicom_outputs import parse_formats
 
     formats = parse_formats(output_format)
+    if model is not None and param:
+        fail(f"-p/--param sets a --method's parameters; a --model takes none (got {', '.join(param)}); drop -p or use --method")
+    if method is not None:
+        from medannot import classical
+
+        method_params = classical.parse_params(classical.ClassicalMethod.parse(method).value, param)  # typos fail before reading
     predictor = (
         load_predictor(model, PredictOptions(tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout))
-        if model is not None else ClassicalSegmenter(method, parse_params(param))
+        if model is not None else ClassicalSegmenter(str(method), method_params, progress=not quiet)
     )
 
     def show(result: Any) -> None:
@@ -260,12 +269,24 @@ def models(name: Optional[str] = typer.Argument(None, help="Show this model's ca
 
 @app.command()
 @friendly_errors
-def methods() -> None:
-    """List the classical (training-free) annotation methods."""
+def methods(
+    name: Optional[str] = typer.Argument(None, help="A method: print every parameter with type, default, unit and meaning."),
+) -> None:
+    """List the classical (training-free) annotation methods; `medannot methods NAME` shows one method's parameters."""
     from medannot import classical
 
-    for name in classical.list_methods():
-        typer.echo(f"{name:16s} {classical.describe_method(name)}")
+    import textwrap
+
+    if name is None:
+        for method in classical.list_methods():
+            typer.echo(textwrap.fill(f"{method:16s} {classical.describe_method(method)}", 80, subsequent_indent=" " * 17))
+        typer.echo("\nmedannot methods NAME prints a method's parameters; set them with\nannotate --method NAME -p KEY=VALUE.")
+        return
+    method = classical.ClassicalMethod.parse(name).value
+    typer.echo(textwrap.fill(f"{method}: {classical.describe_method(method)}", 80, subsequent_indent="  "))
+    typer.echo("parameters (annotate --method " + method + " -p NAME=VALUE):")
+    for line in classical.describe_parameters(method):
+        typer.echo(line)
 
 
 @app.command()

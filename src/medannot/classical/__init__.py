@@ -11,6 +11,10 @@ uint16) on the input's grid. Methods (:class:`ClassicalMethod`) and their labels
 - ``region-growing``: 1 for the region grown from ``seed`` (:func:`~medannot.classical.region_growing.region_grow`).
 
 Edge maps (2D Canny, 3D gradient magnitude) are in :func:`~medannot.classical.edges.edges`.
+
+Every parameter of every method, with type, default, unit and meaning, is in :mod:`medannot.classical.params`
+(``medannot methods NAME`` prints it); :func:`parse_params` reads ``-p key=value`` texts into typed values and
+refuses unknown names. Long steps show a status line on a terminal (:class:`~medannot.classical.progress.Progress`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from collections.abc import Callable
 from typing import Any
 
 from medannot.classical.edges import edges, gradient_magnitude, watershed
+from medannot.classical.params import PARAMETERS, Parameter, check_params, describe_parameters, parse_params
+from medannot.classical.progress import Progress
 from medannot.classical.region_growing import SeedSpace, region_grow
 from medannot.classical.threshold import fixed_threshold, multiotsu, otsu
 from medannot.data.image import Image
@@ -28,12 +34,17 @@ from medannot.errors import ConfigError
 
 __all__ = [
     "ClassicalMethod",
+    "Parameter",
+    "Progress",
     "SeedSpace",
+    "describe_method",
+    "describe_parameters",
     "edges",
     "fixed_threshold",
     "gradient_magnitude",
-    "describe_method",
     "list_methods",
+    "method_parameters",
+    "parse_params",
     "multiotsu",
     "otsu",
     "region_grow",
@@ -52,7 +63,7 @@ class ClassicalMethod(enum.StrEnum):
     REGION_GROWING = "region-growing"
 
     @classmethod
-    def parse(cls, value: str) -> "ClassicalMethod":
+    def parse(cls, value: str) -> ClassicalMethod:
         """Convert a string once; a typo lists the valid names."""
         try:
             return cls(value)
@@ -77,16 +88,22 @@ def list_methods() -> list[str]:
 def describe_method(name: str) -> str:
     """First line of the method's docstring (what it does and which labels it writes)."""
     doc = _METHODS[ClassicalMethod.parse(name)].__doc__ or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    return doc.strip().splitlines()[0].replace("``", "") if doc.strip() else ""
 
 
-def run_method(name: str, image: Image, **params: Any) -> Image:
+def method_parameters(name: str) -> tuple[Parameter, ...]:
+    """Every parameter of a method: name, type, default, unit, meaning (what ``medannot methods NAME`` prints)."""
+    return PARAMETERS[ClassicalMethod.parse(name).value]
+
+
+def run_method(name: str, image: Image, progress: bool = False, **params: Any) -> Image:
     """Run a classical method by name.
 
     Args:
         name: One of :func:`list_methods`.
         image: Single-channel intensity image (2D or 3D).
-        **params: The method's parameters (see its function).
+        progress: Show the method's steps on a terminal (stderr); nothing is shown elsewhere.
+        **params: The method's parameters (:func:`method_parameters`; ``-p`` texts go through :func:`parse_params`).
 
     Returns:
         Label image on the same grid (uint8 or uint16), ``kind=label``.
@@ -97,11 +114,12 @@ def run_method(name: str, image: Image, **params: Any) -> Image:
     """
     method = ClassicalMethod.parse(name)
     fn = _METHODS[method]
+    check_params(method.value, params)
     try:
         inspect.signature(fn).bind(image, **params)
-    except TypeError as exc:
-        accepted = [p for p in inspect.signature(fn).parameters if p != "image"]
-        raise ConfigError(f"classical method {method.value!r}: bad params {sorted(params)} ({exc}); accepted: {accepted}") from None
-    out = fn(image, **params)
+    except TypeError as exc:  # the table of parameters and the function disagree: a bug, said plainly
+        raise ConfigError(f"classical method {method.value!r}: {exc}") from None
+    with Progress(method.value, show=progress) as shown:
+        out = fn(image, progress=shown, **params)
     out.meta.setdefault("algorithm", f"medannot.classical.{method.value}")
     return out

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import feature, filters, segmentation
 
+from medannot.classical.progress import Progress, step_of
 from medannot.classical.threshold import label_image, scalar_array
 from medannot.data.image import Image
 from medannot.errors import ConfigError, InputError
@@ -21,13 +22,14 @@ from medannot.postprocess.components import instances
 __all__ = ["edges", "gradient_magnitude", "watershed"]
 
 
-def gradient_magnitude(image: Image, sigma_mm: float = 1.0) -> np.ndarray:
+def gradient_magnitude(image: Image, sigma_mm: float = 1.0, progress: Progress | None = None) -> np.ndarray:
     """Sobel gradient magnitude (per voxel, image units per voxel) of the smoothed single channel; float32.
 
     The Sobel kernels work in voxels; on anisotropic grids the gradient along each axis is
     divided by its spacing first so the magnitude is in image units per mm.
     """
-    arr = scalar_array(image, "gradient", sigma_mm)
+    arr = scalar_array(image, "gradient", sigma_mm, progress)
+    step_of(progress)("gradient magnitude")
     sq = np.zeros(arr.shape, np.float32)
     for ax, sp in enumerate(image.spacing):
         g = filters.sobel(arr, axis=ax).astype(np.float32, copy=False) / np.float32(sp)
@@ -65,6 +67,7 @@ def watershed(
     instances_out: bool = True,
     compactness: float = 0.0,
     marker_distance_mm: float = 2.0,
+    progress: Progress | None = None,
 ) -> Image:
     """Marker-based watershed of the gradient magnitude (2D or 3D).
 
@@ -78,18 +81,21 @@ def watershed(
         instances_out: True: one label per object (1..n, uint8/uint16); False: all objects = 1.
         compactness: skimage compact-watershed parameter (0 = classic watershed).
         marker_distance_mm: Depth in mm of the automatic markers (see ``markers``).
+        progress: Shows the steps on a terminal.
 
     Returns:
         Label image: 0 background (the region flooded from marker 1), objects as above.
         An image with no object marker gives all 0.
     """
-    grad = gradient_magnitude(image, sigma_mm)
+    step = step_of(progress)
+    grad = gradient_magnitude(image, sigma_mm, progress)
     if markers is None:
         if marker_distance_mm <= 0:
             raise ConfigError(f"watershed: marker_distance_mm must be > 0 mm, got {marker_distance_mm}")
-        arr = scalar_array(image, "watershed", sigma_mm)
+        arr = scalar_array(image, "watershed", sigma_mm, progress)
         if arr.min() == arr.max():
             return label_image(image, np.zeros(arr.shape, np.uint8))
+        step("Otsu mask and distances for the automatic markers")
         fg = arr > filters.threshold_otsu(arr)
         # distances in mm (float32 output buffers to avoid float64 volumes)
         inner = ndi.distance_transform_edt(fg, sampling=image.spacing).astype(np.float32)
@@ -109,6 +115,7 @@ def watershed(
         raise ConfigError(f"watershed: compactness must be >= 0, got {compactness}")
     if not np.any(mk > 1):
         return label_image(image, np.zeros(image.spatial_shape, np.uint8))
+    step(f"flooding from {len(np.unique(mk)) - 1} markers")
     flooded = segmentation.watershed(grad, mk, compactness=compactness)
     out = np.where(flooded > 1, flooded - 1, 0)
     if not instances_out:

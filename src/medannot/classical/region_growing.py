@@ -16,6 +16,7 @@ import cc3d
 import numpy as np
 from scipy import ndimage as ndi
 
+from medannot.classical.progress import Progress, step_of
 from medannot.classical.threshold import label_image, scalar_array
 from medannot.data.image import Image
 from medannot.errors import ConfigError, InputError
@@ -34,7 +35,7 @@ class SeedSpace(enum.StrEnum):
 def _seed_index(image: Image, seed: Sequence[float], space: SeedSpace) -> tuple[int, ...]:
     if len(seed) != image.ndim:
         raise InputError(f"region growing: the seed needs {image.ndim} coordinates, got {list(seed)}")
-    idx = np.asarray(seed, dtype=float) if space is SeedSpace.VOXEL else image.geometry.world_to_index(seed)
+    idx = np.asarray(seed, dtype=float) if space is SeedSpace.VOXEL else image.geometry.world_to_index(np.asarray(seed, dtype=float))
     out = tuple(int(round(float(v))) for v in idx)
     if any(not 0 <= v < s for v, s in zip(out, image.spatial_shape)):
         raise InputError(
@@ -48,7 +49,7 @@ def _component(mask: np.ndarray, seed: tuple[int, ...], connectivity: int) -> np
     if not mask[seed]:
         out = np.zeros(mask.shape, bool)
         return out
-    lab = cc3d.connected_components(mask, connectivity=connectivity)
+    lab = cc3d.connected_components(mask, connectivity=connectivity)  # type: ignore[call-overload]  # cc3d's stub wants a Literal
     return lab == lab[seed]
 
 
@@ -77,6 +78,7 @@ def region_grow(
     connectivity: int | None = None,
     max_size_mm: float | None = None,
     sigma_mm: float = 0.0,
+    progress: Progress | None = None,
 ) -> Image:
     """Grow a region from a seed.
 
@@ -89,7 +91,8 @@ def region_grow(
 
     Args:
         image: Single-channel intensity image (2D or 3D).
-        seed: Seed position: voxel indices (``seed_space="voxel"``) or world RAS mm (``"world"``).
+        seed: Seed position: voxel indices in array order (``seed_space="voxel"``) or world RAS mm (``"world"``);
+            see :data:`medannot.classical.params.POINT_AXES` for the axis order of each format.
         seed_space: ``"voxel"`` or ``"world"``.
         tolerance: Intensity tolerance (image units).
         k_std: Multiplier of the standard deviation.
@@ -98,6 +101,7 @@ def region_grow(
         connectivity: 4/8 (2D) or 6/18/26 (3D); None = face connectivity (4 / 6), as skimage's flood default.
         max_size_mm: Size cap in mm^3 (3D) / mm^2 (2D): only the voxels geodesically nearest the seed are kept.
         sigma_mm: Gaussian pre-smoothing in mm (0 = none); criteria then apply to the smoothed values.
+        progress: Shows the steps on a terminal.
 
     Returns:
         uint8 labels {0, 1}; ``meta`` holds the final ``lower``/``upper`` bounds and ``seed_voxel``.
@@ -109,20 +113,24 @@ def region_grow(
         raise ConfigError("region growing: give exactly one of tolerance (image units) or k_std")
     if (tolerance is not None and tolerance < 0) or (k_std is not None and k_std <= 0):
         raise ConfigError("region growing: tolerance must be >= 0 and k_std > 0")
-    arr = scalar_array(image, "region growing", sigma_mm)
+    step = step_of(progress)
+    arr = scalar_array(image, "region growing", sigma_mm, progress)
     seed_idx = _seed_index(image, seed, space)
     conn = _connectivity(image.ndim, connectivity) if connectivity is not None else (4 if image.ndim == 2 else 6)
     value = float(arr[seed_idx])
     if tolerance is not None:
         lo, hi = value - tolerance, value + tolerance
+        step("growing")
         region = _component((arr >= lo) & (arr <= hi), seed_idx, conn)
     else:
+        k = float(k_std) if k_std is not None else 0.0  # exactly one criterion was given (checked above)
         box = tuple(slice(max(i - initial_radius, 0), i + initial_radius + 1) for i in seed_idx)
         vals = arr[box]
         region = np.zeros(arr.shape, bool)
-        for _ in range(max(1, iterations)):
+        for i in range(max(1, iterations)):
+            step(f"growing, iteration {i + 1} of {max(1, iterations)}")
             mean, std = float(vals.mean(dtype=np.float64)), float(vals.std(dtype=np.float64))
-            lo, hi = mean - k_std * std, mean + k_std * std
+            lo, hi = mean - k * std, mean + k * std
             if not lo <= value <= hi:  # keep the seed inside the interval
                 lo, hi = min(lo, value), max(hi, value)
             new = _component((arr >= lo) & (arr <= hi), seed_idx, conn)
@@ -133,5 +141,6 @@ def region_grow(
     if max_size_mm is not None:
         if max_size_mm <= 0:
             raise ConfigError(f"region growing: max_size_mm must be > 0, got {max_size_mm}")
+        step("size cap")
         region = _cap(region, seed_idx, max(1, int(max_size_mm / image.geometry.voxel_volume)), conn)
     return label_image(image, region.astype(np.uint8), {"lower": lo, "upper": hi, "seed_voxel": list(seed_idx)})

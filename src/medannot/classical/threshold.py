@@ -10,13 +10,14 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters
 
+from medannot.classical.progress import Progress, step_of
 from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError, InputError
 
 __all__ = ["fixed_threshold", "multiotsu", "otsu"]
 
 
-def scalar_array(image: Image, what: str, sigma_mm: float = 0.0) -> np.ndarray:
+def scalar_array(image: Image, what: str, sigma_mm: float = 0.0, progress: Progress | None = None) -> np.ndarray:
     """The single channel as float32, optionally Gaussian-smoothed with ``sigma_mm`` (mm)."""
     if image.channels != 1:
         raise InputError(f"{what} needs a single-channel image, got {image.channels} channels; select or average channels first")
@@ -24,6 +25,7 @@ def scalar_array(image: Image, what: str, sigma_mm: float = 0.0) -> np.ndarray:
         raise ConfigError(f"{what}: sigma_mm must be >= 0 mm, got {sigma_mm}")
     arr = image.array[0].astype(np.float32, copy=False)
     if sigma_mm > 0:
+        step_of(progress)(f"smoothing (sigma {sigma_mm:g} mm)")
         arr = ndi.gaussian_filter(arr, [sigma_mm / s for s in image.spacing], mode="nearest", output=np.float32)
     return arr
 
@@ -37,26 +39,28 @@ def label_image(image: Image, labels: np.ndarray, meta: dict | None = None) -> I
     return Image(labels.astype(dtype, copy=False)[None], image.geometry, ImageKind.LABEL, dict(meta or {}))
 
 
-def otsu(image: Image, sigma_mm: float = 0.0, nbins: int = 256) -> Image:
+def otsu(image: Image, sigma_mm: float = 0.0, nbins: int = 256, progress: Progress | None = None) -> Image:
     """Otsu threshold: label 1 for voxels above the threshold, 0 below.
 
     Args:
         image: Single-channel intensity image.
         sigma_mm: Gaussian pre-smoothing in mm (0 = none).
         nbins: Histogram bins.
+        progress: Shows the steps on a terminal.
 
     Returns:
         uint8 labels {0, 1}; ``meta["threshold"]`` holds the threshold (image units).
         A constant image gives all 0.
     """
-    arr = scalar_array(image, "otsu", sigma_mm)
+    arr = scalar_array(image, "otsu", sigma_mm, progress)
+    step_of(progress)("thresholding")
     if arr.min() == arr.max():
         return label_image(image, np.zeros(arr.shape, np.uint8), {"threshold": float(arr.min())})
     t = float(filters.threshold_otsu(arr, nbins=nbins))
     return label_image(image, (arr > t).astype(np.uint8), {"threshold": t})
 
 
-def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int = 256) -> Image:
+def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int = 256, progress: Progress | None = None) -> Image:
     """Multi-level Otsu (skimage ``threshold_multiotsu``) into ``classes`` intensity classes.
 
     Args:
@@ -64,6 +68,7 @@ def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int 
         classes: Number of classes k (2..10).
         sigma_mm: Gaussian pre-smoothing in mm.
         nbins: Histogram bins.
+        progress: Shows the steps on a terminal.
 
     Returns:
         uint8 labels: 0 for the darkest class (background), 1..k-1 for the brighter classes in
@@ -74,7 +79,8 @@ def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int 
     """
     if not 2 <= classes <= 10:
         raise ConfigError(f"multiotsu: classes must be 2..10, got {classes}")
-    arr = scalar_array(image, "multiotsu", sigma_mm)
+    arr = scalar_array(image, "multiotsu", sigma_mm, progress)
+    step_of(progress)(f"finding {classes - 1} thresholds")
     try:
         ts = filters.threshold_multiotsu(arr, classes=classes, nbins=nbins)
     except ValueError as exc:
@@ -82,7 +88,8 @@ def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int 
     return label_image(image, np.digitize(arr, ts).astype(np.uint8), {"thresholds": [float(t) for t in ts]})
 
 
-def fixed_threshold(image: Image, lower: float | None = None, upper: float | None = None, sigma_mm: float = 0.0) -> Image:
+def fixed_threshold(image: Image, lower: float | None = None, upper: float | None = None, sigma_mm: float = 0.0,
+                    progress: Progress | None = None) -> Image:
     """Label 1 where ``lower <= value <= upper`` (image units, e.g. HU for CT: bone 300..3000).
 
     Args:
@@ -90,6 +97,7 @@ def fixed_threshold(image: Image, lower: float | None = None, upper: float | Non
         lower: Inclusive lower bound (None = no bound).
         upper: Inclusive upper bound (None = no bound).
         sigma_mm: Gaussian pre-smoothing in mm.
+        progress: Shows the steps on a terminal.
 
     Returns:
         uint8 labels {0, 1}.
@@ -98,7 +106,8 @@ def fixed_threshold(image: Image, lower: float | None = None, upper: float | Non
         raise ConfigError("threshold: give lower and/or upper (image units, e.g. HU)")
     if lower is not None and upper is not None and lower > upper:
         raise ConfigError(f"threshold: lower ({lower}) must be <= upper ({upper})")
-    arr = scalar_array(image, "threshold", sigma_mm)
+    arr = scalar_array(image, "threshold", sigma_mm, progress)
+    step_of(progress)("thresholding")
     sel = np.ones(arr.shape, bool)
     if lower is not None:
         sel &= arr >= lower

@@ -127,6 +127,7 @@ class ClassicalSegmenter(CaseFolderWriter):
     Args:
         method: Method name (``medannot methods`` lists them).
         params: Keyword parameters of the method (e.g. ``seed``, ``classes``).
+        progress: Show the method's long steps on a terminal.
 
     Raises:
         InputError: Unknown method (the valid names are listed).
@@ -134,9 +135,10 @@ class ClassicalSegmenter(CaseFolderWriter):
 
     task = Task.SEGMENTATION
 
-    def __init__(self, method: str, params: dict[str, Any] | None = None) -> None:
+    def __init__(self, method: str, params: dict[str, Any] | None = None, progress: bool = False) -> None:
         self.method = classical.ClassicalMethod.parse(method).value
         self.params = dict(params or {})
+        self.progress = progress
         self.label_map = LabelMap()
 
     def provenance(self, input_info: dict[str, Any]) -> Provenance:
@@ -146,7 +148,7 @@ class ClassicalSegmenter(CaseFolderWriter):
     def predict(self, image: Image) -> SegmentationResult:
         """The method's labels, named ``<method>_<value>``."""
         start = time.perf_counter()
-        labels = classical.run_method(self.method, image, **self.params)
+        labels = classical.run_method(self.method, image, progress=self.progress, **self.params)
         values = [int(v) for v in np.unique(labels.array) if v != 0]
         return SegmentationResult(labels=labels, label_map=LabelMap.parse({v: f"{self.method}_{v}" for v in values}),
                                   timings_s={"method": time.perf_counter() - start})

@@ -42,7 +42,7 @@ class ClassicalEngineName(enum.StrEnum):
     GROWCUT = "growcut"
 
     @classmethod
-    def parse(cls, value: str) -> "ClassicalEngineName":
+    def parse(cls, value: str) -> ClassicalEngineName:
         """Convert a string once; a typo lists the valid names."""
         try:
             return cls(value)
