@@ -65,6 +65,7 @@ def _load_plugins() -> None:
     except ImportError:
         pass
     import medannot.training.synth_lesions  # noqa: F401  (SYNTHETIC 3D lesion phantoms, detection tests)
+    import medannot.training.federated_data  # noqa: F401  (folder: a federated site's own dataset folder)
 
 
 def list_sources() -> list[str]:
