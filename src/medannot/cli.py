@@ -198,6 +198,12 @@ def evaluate(
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV with a 'case' column and columns to break results down by."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, help="Worker processes (default: all cores)."),
     print_format: str = typer.Option("table", "--print", help="What to print: table (for people) or json (for machines; only JSON on stdout)."),
+    missing_as_empty: bool = typer.Option(
+        False, "--missing-as-empty", help="Score truth cases that have no prediction as empty predictions (default: list them, score the cases on both sides)."
+    ),
+    include_absent: bool = typer.Option(
+        False, "--include-absent", help="Count a label absent from both prediction and truth as Dice 1 in the means (default: flag it, leave it out, as nnU-Net)."
+    ),
 ) -> None:
     """Compare predicted labels with ground truth: Dice, IoU, HD95, ASSD, surface Dice (and lesions); CSV, JSON and HTML report.
 
@@ -213,7 +219,8 @@ def evaluate(
         fail(f"--match must be 'iou' or 'overlap', got {match!r}")
     task = Task.DETECTION if boxes else task_of_predictions(pred)  # the task the predictions record, not a guess
     options = EvaluateOptions(labels=parse_label_names(labels), resample=resample, tolerance_mm=tolerance, lesions=lesions, match=match,
-                              match_threshold=match_threshold, manifest=manifest, workers=workers)
+                              match_threshold=match_threshold, manifest=manifest, workers=workers,
+                              missing_as_empty=missing_as_empty, include_absent=include_absent)
     result = get_task(task).evaluate(pred, truth, out, options)
     print_evaluation(result, out, fmt)
 

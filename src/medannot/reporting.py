@@ -156,8 +156,12 @@ def print_evaluation_summary(result: EvaluationResult, out_dir: Path) -> None:
         table.add_row(*row)
     console = _console()
     console.print(table)
-    console.print("empty = cases missed entirely / false alarms / absent in both (all included in the means)")
-    for names, text in ((result.missing_predictions, "no prediction (scored as empty)"),
+    settings = result.settings
+    absent = "counted as Dice 1" if settings.include_absent else "left out of the means; --include-absent counts them"
+    console.print(f"empty = cases missed entirely / false alarms / absent in both ({absent})")
+    missing = ("no prediction (scored as empty)" if settings.missing_as_empty else
+               "truth case(s) without a prediction, not scored (--missing-as-empty scores them as empty)")
+    for names, text in ((result.missing_predictions, missing),
                         (result.unmatched_predictions, "prediction without a reference (not scored)")):
         if names:
             console.print(f"[yellow]{len(names)} {text}[/yellow]: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}")

@@ -42,10 +42,17 @@ def test_accumulator_summary_statistics():
     assert s["mean"] == pytest.approx(np.mean(organ))
     assert s["std"] == pytest.approx(np.std(organ, ddof=1))
     assert s["median"] == pytest.approx(np.median(organ))
-    # Empty cases are listed and counted, and included in the averages (never dropped).
+    # Empty cases are listed and counted; a miss is in the averages (never dropped), a label absent from both is not
+    # (nnU-Net's rule) unless asked.
     assert summary["empty_counts"]["lesion"] == {"truth": 0, "prediction": 1, "both": 1}
     assert {(e["case"], e["empty"]) for e in summary["empty_cases"]} == {("missed", "prediction"), ("absent", "both")}
-    assert summary["labels"]["lesion"]["dice"]["n"] == 5
+    lesion = [r["dice"] for r in acc.rows if r["label"] == "lesion" and r["case"] != "absent"]
+    assert summary["labels"]["lesion"]["dice"]["n"] == 4 and 0.0 in lesion
+    assert summary["labels"]["lesion"]["dice"]["mean"] == pytest.approx(np.mean(lesion))
+    counted = SegmentationAccumulator(include_absent=True)
+    for row in acc.rows:
+        counted.add_row(row)
+    assert counted.compute()["labels"]["lesion"]["dice"]["mean"] == pytest.approx(np.mean(lesion + [1.0]))
     assert summary["n_cases"] == 5
     acc.reset()
     assert len(acc) == 0 and acc.compute()["labels"] == {}

@@ -54,9 +54,9 @@ def test_folders_match_by_case_name_and_report(tmp_path):
     _nifti(pred_dir / "case_a" / "labels.nii.gz", pairs["case_a"][0])  # medannot annotate layout
     _nifti(pred_dir / "case_b.nii.gz", pairs["case_b"][0])
     _nifti(pred_dir / "extra.nii.gz", pairs["case_b"][0])  # no truth: listed, not scored
-    # case_c has no prediction: scored as an empty prediction and listed.
+    # case_c has no prediction: with missing_as_empty, scored as an empty prediction and listed.
 
-    result = evaluate_paths(pred_dir, truth_dir, tmp_path / "out", labels={1: "liver", 2: "tumour"})
+    result = evaluate_paths(pred_dir, truth_dir, tmp_path / "out", labels={1: "liver", 2: "tumour"}, missing_as_empty=True)
     assert result.missing_predictions == ["case_c"]
     assert result.unmatched_predictions == ["extra"]
     assert [(r["case"], r["label"]) for r in result.rows] == [
@@ -89,7 +89,7 @@ def test_grid_mismatch_error_and_resample(tmp_path):
     shifted_geom = Geometry(spacing=SPACING, origin=(0.0, 0.8, 0.0))
     _nifti(tmp_path / "p.nii.gz", pred[:, 1:, :], shifted_geom)
 
-    with pytest.raises(GeometryError, match=r"p\.nii\.gz.*t\.nii\.gz.*resample=True") as info:
+    with pytest.raises(GeometryError, match=r"p\.nii\.gz.*t\.nii\.gz.*with --resample") as info:
         evaluate_paths(tmp_path / "p.nii.gz", tmp_path / "t.nii.gz", tmp_path / "out")
     assert "\n" not in str(info.value)
 

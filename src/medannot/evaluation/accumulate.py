@@ -56,20 +56,25 @@ def _stats(values: list[float]) -> Stats:
     )
 
 
-def summarise(rows: Sequence[MetricRow]) -> SegmentationSummary:
+def summarise(rows: Sequence[MetricRow], include_absent: bool = False) -> SegmentationSummary:
     """Summary of metric rows: per label and metric mean, sample std, median, min, max, n.
 
-    Rows with an empty mask are *included* in every statistic with their documented finite values
-    (see :mod:`medannot.evaluation.metrics`) and also listed explicitly under ``empty_cases`` with
-    counts per kind. Non-finite values (none by the empty rule) would be left out of the statistics.
+    A missed structure or a false alarm (one mask empty) is *included* in every statistic with its documented
+    finite values (Dice 0, the image diagonal as distance; see :mod:`medannot.evaluation.metrics`). A label absent
+    from *both* masks of a case says nothing about the method: as nnU-Net does, that row is left out of the
+    statistics (it stays in the rows and is flagged ``empty="both"``), unless ``include_absent`` counts it with
+    Dice 1 and distance 0. Every row with an empty mask is listed under ``empty_cases`` and counted per kind.
+    Non-finite values (none by the empty rule) would be left out of the statistics.
 
     Args:
         rows: One row per case and label.
+        include_absent: Count labels absent from both masks in the statistics (as perfect agreement).
 
     Returns:
         :class:`~medannot.evaluation.results.SegmentationSummary` with ``labels`` ({label: {metric:
         Stats}}), ``n_cases``, ``n_rows``, ``empty_counts`` and ``empty_cases``. ``std`` is None when a
-        label has a single case. Empty input gives empty sections and zero counts.
+        label has a single scored case; a label absent from both masks in every case has no statistics (``{}``).
+        Empty input gives empty sections and zero counts.
     """
     labels: dict[str, dict[str, list[float]]] = {}
     empty_cases: list[EmptyCase] = []
@@ -78,16 +83,18 @@ def summarise(rows: Sequence[MetricRow]) -> SegmentationSummary:
         label = str(row.label)
         per_metric = labels.setdefault(label, {})
         label_counts = counts.setdefault(label, {"truth": 0, "prediction": 0, "both": 0})
-        for metric in SUMMARY_METRICS:
+        kind = Empty(row.empty)
+        if kind is Empty.BOTH and not include_absent:
+            per_metric.setdefault("dice", [])  # the label stays listed; its statistics come from the scored cases only
+        for metric in SUMMARY_METRICS if kind is not Empty.BOTH or include_absent else ():
             value = row.metrics[metric]
             if isinstance(value, (int, float)) and math.isfinite(value):
                 per_metric.setdefault(metric, []).append(float(value))
-        kind = Empty(row.empty)
         if kind is not Empty.NONE:
             label_counts[kind.value] += 1
             empty_cases.append(EmptyCase(case=str(row.case), label=label, empty=kind))
     return SegmentationSummary(
-        labels={label: {m: _stats(v) for m, v in per_metric.items()} for label, per_metric in labels.items()},
+        labels={label: {m: _stats(v) for m, v in per_metric.items() if v} for label, per_metric in labels.items()},
         n_cases=len({str(r.case) for r in rows}),
         n_rows=len(rows),
         empty_counts={label: EmptyCounts(**c) for label, c in counts.items()},
@@ -95,17 +102,21 @@ def summarise(rows: Sequence[MetricRow]) -> SegmentationSummary:
     )
 
 
-def lesion_summary(rows: Sequence[MetricRow]) -> dict[str, LesionSummary]:
+def lesion_summary(rows: Sequence[MetricRow], include_absent: bool = False) -> dict[str, LesionSummary]:
     """Per label lesion totals over cases: counts, pooled sensitivity/precision/F1, FP per case, mean lesion F1 and PQ.
 
     Pooled ratios are None when their denominator is 0 (no lesion anywhere); rows without lesion columns
-    are ignored and a label without any is left out. Empty input gives ``{}``.
+    are ignored and a label without any is left out. As in :func:`summarise`, cases where the label is absent
+    from both masks are left out of the mean lesion F1 and PQ unless ``include_absent`` (they add no count);
+    those means are None when no case is left. Empty input gives ``{}``.
     """
     out: dict[str, LesionSummary] = {}
     for label in dict.fromkeys(str(r.label) for r in rows):
         sel = [r.lesions for r in rows if str(r.label) == label and r.lesions is not None]
         if not sel:
             continue
+        scored = [c for r, c in ((r, r.lesions) for r in rows if str(r.label) == label and r.lesions is not None)
+                  if include_absent or Empty(r.empty) is not Empty.BOTH]
         tp = sum(int(c.lesion_tp) for c in sel)
         fp = sum(int(c.false_positives) for c in sel)
         fn = sum(int(c.lesion_fn) for c in sel)
@@ -120,8 +131,8 @@ def lesion_summary(rows: Sequence[MetricRow]) -> dict[str, LesionSummary]:
             precision=tp / (tp + fp) if tp + fp else None,
             f1=2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
             fp_per_case=fp / len(sel),
-            mean_lesion_f1=sum(float(c.lesion_f1) for c in sel) / len(sel),
-            mean_pq=sum(float(c.pq) for c in sel) / len(sel),
+            mean_lesion_f1=sum(float(c.lesion_f1) for c in scored) / len(scored) if scored else None,
+            mean_pq=sum(float(c.pq) for c in scored) / len(scored) if scored else None,
         )
     return out
 
@@ -131,6 +142,7 @@ class SegmentationAccumulator:
 
     Args:
         tolerance_mm: Surface Dice tolerance in mm used by :meth:`update`.
+        include_absent: Count labels absent from both masks in the statistics (see :func:`summarise`).
 
     Example:
         >>> acc = SegmentationAccumulator()
@@ -138,8 +150,9 @@ class SegmentationAccumulator:
         >>> acc.compute().labels["liver"]["dice"].mean  # doctest: +SKIP
     """
 
-    def __init__(self, tolerance_mm: float = 1.0) -> None:
+    def __init__(self, tolerance_mm: float = 1.0, include_absent: bool = False) -> None:
         self.tolerance_mm = float(tolerance_mm)
+        self.include_absent = bool(include_absent)
         self.rows: list[MetricRow] = []
 
     def update(self, case: str, label_name: str, pred_mask: Any, truth_mask: Any, spacing: Sequence[float]) -> MetricRow:
@@ -158,7 +171,7 @@ class SegmentationAccumulator:
 
     def compute(self) -> SegmentationSummary:
         """Summary of all rows so far (see :func:`summarise`)."""
-        return summarise(self.rows)
+        return summarise(self.rows, self.include_absent)
 
     def reset(self) -> None:
         """Forget all rows."""

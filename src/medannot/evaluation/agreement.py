@@ -141,7 +141,7 @@ def pairwise_agreement(
         label_map = {int(k): str(v) for k, v in labels.items() if int(k) != 0}
         unknown = sorted(set(int(v) for v in present) - set(label_map))
         if unknown:
-            raise InputError(f"label values {unknown} occur in the readers' masks but not in the label map {sorted(label_map)}; add them to labels")
+            raise InputError(f"label values {unknown} occur in the readers' masks but not in the label map {sorted(label_map)}; add them to --labels")
     rows: list[AgreementPair] = []
     for (na, a), (nb, b) in itertools.combinations(zip(names, arrays, strict=True), 2):
         for value, name in label_map.items():

@@ -76,7 +76,7 @@ def _on_truth_grid(img: Any, truth_img: Any, path: Path, truth_path: Path, resam
         raise GeometryError(
             f"prediction {path} (shape {img.spatial_shape}, {img.geometry!r}) and truth {truth_path} "
             f"(shape {truth_img.spatial_shape}, {truth_img.geometry!r}) are on different grids; "
-            "resample the prediction onto the truth grid or pass resample=True"
+            "run medannot evaluate with --resample (or resample the prediction onto the truth grid)"
         )
     from medannot.transforms.spatial import resample_to_grid
 
@@ -200,7 +200,7 @@ def evaluate_case(case: str, pred_path: Path | None, truth_path: Path, options: 
             unknown = sorted(values - set(labels))
             if unknown:
                 raise InputError(
-                    f"label values {unknown} are not in the label map {dict(sorted(labels.items()))}; add them to labels or fix the file",
+                    f"label values {unknown} are not in the label map {dict(sorted(labels.items()))}; add them to --labels or fix the file",
                     path,
                 )
         wanted = sorted(labels)

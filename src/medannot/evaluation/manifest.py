@@ -136,13 +136,16 @@ def _group_stats(values: list[float]) -> MeanMedian:
     return MeanMedian(mean=float(arr.mean()), median=float(np.median(arr)))
 
 
-def breakdown(rows: Sequence[Mapping[str, Any]], manifest: Manifest, evaluated_cases: Sequence[str]) -> ManifestBreakdown:
+def breakdown(rows: Sequence[Mapping[str, Any]], manifest: Manifest, evaluated_cases: Sequence[str],
+              include_absent: bool = False) -> ManifestBreakdown:
     """Per manifest column, value and label: n and mean/median of :data:`BREAKDOWN_METRICS`.
 
     Args:
         rows: Evaluation rows already carrying the manifest columns (see :meth:`Manifest.values`).
         manifest: The manifest.
         evaluated_cases: Every case the evaluation scored.
+        include_absent: Count rows whose label is absent from both masks in the means (as the summary does;
+            by default they count in ``n`` but not in the means, see :func:`medannot.evaluation.accumulate.summarise`).
 
     Returns:
         :class:`ManifestBreakdown`: ``path``, ``columns``, ``groups`` ({column: {value:
@@ -161,6 +164,8 @@ def breakdown(rows: Sequence[Mapping[str, Any]], manifest: Manifest, evaluated_c
             entry["cases"].add(str(row["case"]))
             label = entry["labels"].setdefault(str(row["label"]), {"n": 0, **{m: [] for m in BREAKDOWN_METRICS}})
             label["n"] += 1
+            if row.get("empty") == "both" and not include_absent:
+                continue
             for metric in BREAKDOWN_METRICS:
                 v = row.get(metric)
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):

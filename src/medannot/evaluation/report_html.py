@@ -51,7 +51,9 @@ HOW_TO_READ = {
     "empty cases": "'prediction' = the algorithm marked nothing where the reference has the structure (a miss); "
     "'truth' = the reference has no such structure but the algorithm marked some (a false alarm); 'both' = correctly "
     "absent. A one-sided empty mask scores Dice 0 and the worst possible distance (the diagonal of the image in mm); "
-    "'both' scores Dice 1 and distance 0. Every empty case is included in every average and listed, never dropped.",
+    "a label absent from both ('both') says nothing about the method: as nnU-Net does, it is listed but left out of the "
+    "averages (medannot evaluate --include-absent counts it as Dice 1 and distance 0). Missed structures and false alarms "
+    "are included in every average and listed, never dropped.",
     "lesions": "With lesion evaluation on, each connected component of a label (or each instance of instances.nii.gz) "
     "is one lesion. A predicted and a true lesion match when their IoU (or, with --match overlap, the fraction of the "
     "true lesion covered) is strictly above the match threshold; matching is one-to-one.",
@@ -67,7 +69,8 @@ HOW_TO_READ = {
     "confidence threshold for keeping a predicted lesion is lowered. The FROC score is the mean sensitivity at "
     "1/8, 1/4, 1/2, 1, 2, 4 and 8 false positives per case (LUNA16). It needs a confidence score per predicted "
     "lesion, which classical methods do not give.",
-    "thumbnails": "One slice per case and structure: in 3D the axial slice where prediction and reference disagree most, "
+    "thumbnails": "One slice per case and structure: in 3D the axial slice holding most of the structure (reference or "
+    "prediction, whichever has more there), "
     "anterior up and the patient's right on the image left; green = both agree, orange = false positive (predicted, "
     "not in the reference), blue = false negative (in the reference, missed). Drawn on the original image when it could "
     "be found, else on grey. Only the worst cases get a thumbnail.",
@@ -152,21 +155,28 @@ def verdict(rows: Sequence[MetricRow], summary: SegmentationSummary) -> list[_Ve
     return items
 
 
-def attention(summary: SegmentationSummary) -> list[str]:
-    """Things needing attention, in words: missing/unmatched predictions, empty masks, manifest mismatches."""
+def attention(summary: SegmentationSummary, settings: Mapping[str, Any] | None = None) -> list[str]:
+    """Things needing attention, in words: missing/unmatched predictions, empty masks, manifest mismatches.
+
+    ``settings`` (``missing_as_empty``, ``include_absent``) say how missing cases and absent labels were scored.
+    """
+    settings = settings or {}
     missing = summary.missing_predictions or []
     unmatched = summary.unmatched_predictions or []
     man = summary.manifest
     items = []
     if missing:
-        items.append(f"No prediction file for {len(missing)} case(s), scored as empty predictions: {', '.join(missing)}")
+        how = ("scored as empty predictions" if settings.get("missing_as_empty") else
+               "not scored (medannot evaluate --missing-as-empty scores them as empty predictions)")
+        items.append(f"No prediction file for {len(missing)} case(s), {how}: {', '.join(missing)}")
     if unmatched:
         items.append(f"{len(unmatched)} prediction(s) without a reference, not scored: {', '.join(unmatched)}")
     what = {Empty.TRUTH: "reference is empty, prediction is not", Empty.PREDICTION: "prediction is empty, reference is not"}
     items += [f"{e.case} / {e.label}: {what[e.empty]}" for e in summary.empty_cases if e.empty != Empty.BOTH]
     both = [e for e in summary.empty_cases if e.empty == Empty.BOTH]
     if both:
-        items.append("absent in both (scored as perfect): " + ", ".join(f"{e.case} / {e.label}" for e in both))
+        how = "counted as perfect" if settings.get("include_absent") else "left out of the averages"
+        items.append(f"absent in both ({how}): " + ", ".join(f"{e.case} / {e.label}" for e in both))
     if man is not None and man.not_evaluated:
         items.append(f"in the manifest but not evaluated: {', '.join(man.not_evaluated)}")
     if man is not None and man.not_in_manifest:
@@ -258,7 +268,7 @@ def render_html(
         created=created,
         verdict=verdict(rows, summary),
         short_list=short_list,
-        attention=attention(summary),
+        attention=attention(summary, settings),
         explanations=explanations,
         summary_head=head,
         summary_rows=summary_rows,

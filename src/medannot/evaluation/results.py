@@ -226,7 +226,8 @@ class EmptyCase(Record):
 
 @dataclass(frozen=True, eq=False, repr=False)
 class LesionSummary(Record):
-    """Lesion totals of one label over cases: counts, pooled sensitivity/precision/F1 (None for 0/0), FP per case, means."""
+    """Lesion totals of one label over cases: counts, pooled sensitivity/precision/F1 (None for 0/0), FP per case, means
+    (None when the label is absent from both masks of every case)."""
 
     n_cases: int
     n_truth: int
@@ -238,8 +239,8 @@ class LesionSummary(Record):
     precision: float | None
     f1: float | None
     fp_per_case: float
-    mean_lesion_f1: float
-    mean_pq: float
+    mean_lesion_f1: float | None
+    mean_pq: float | None
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -256,12 +257,13 @@ class SegmentationSummary(Record):
     """Summary of a segmentation evaluation (``metrics.json``'s ``summary``).
 
     Attributes:
-        labels: Label -> metric -> :class:`Stats` over cases (empty cases included with their finite values).
+        labels: Label -> metric -> :class:`Stats` over cases (a missed structure or false alarm included with its
+            finite values; a label absent from both masks left out unless ``include_absent``).
         n_cases: Distinct cases.
         n_rows: Case/label rows.
         empty_counts: Label -> :class:`EmptyCounts`.
         empty_cases: Every row with an empty mask.
-        missing_predictions: Truth cases without a prediction (scored as empty predictions).
+        missing_predictions: Truth cases without a prediction (not scored unless ``missing_as_empty``).
         unmatched_predictions: Predictions without a truth (not scored).
         lesions: Label -> :class:`LesionSummary` (lesion evaluation only).
         froc: :class:`FrocSummary` (lesion evaluation only).
@@ -304,6 +306,11 @@ class SegmentationSettings(Record):
     match_threshold: float | None = field(default=None, metadata=OPTIONAL)
     lesion_definition: str | None = field(default=None, metadata=OPTIONAL)
     manifest: str | None = field(default=None, metadata=OPTIONAL)
+    missing_as_empty: bool = False
+    include_absent: bool = False
+    missing_rule: str = "truth cases without a prediction are listed and not scored (with missing_as_empty: scored as empty)"
+    absent_rule: str = ("a label absent from both masks of a case: row flagged empty='both', left out of the summary statistics "
+                        "(with include_absent: counted as Dice 1, distance 0)")
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -314,7 +321,7 @@ class EvaluationResult(Record):
         summary: Per-label statistics, empty cases, missing/unmatched cases and the optional sections.
         settings: The settings the evaluation ran with.
         paths: ``{"csv", "json", "html"}`` files written.
-        missing_predictions: Truth cases without a prediction (scored as empty predictions).
+        missing_predictions: Truth cases without a prediction (not scored unless ``missing_as_empty``).
         unmatched_predictions: Predictions without a truth (not scored).
         rows: One :class:`MetricRow` per case and label.
         thumbnails: ``{(case, label): Thumbnail}`` overlay thumbnails shown in the HTML (not serialised).

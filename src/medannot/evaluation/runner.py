@@ -150,6 +150,8 @@ def evaluate_paths(
     match_threshold: float = 0.5,
     manifest: str | Path | None = None,
     max_thumbnails: int = MAX_THUMBNAILS,
+    missing_as_empty: bool = False,
+    include_absent: bool = False,
 ) -> EvaluationResult:
     """Evaluate predicted label maps against reference label maps and write the report.
 
@@ -160,9 +162,10 @@ def evaluate_paths(
         out_dir: Folder for ``metrics.csv``, ``metrics.json`` and ``report.html``.
         labels: Label value -> name to evaluate. Values present in a file but not listed raise
             :class:`InputError`. Default: every non-zero value present in any prediction or truth,
-            named by its value; a label absent from both masks of a case scores as "both empty".
+            named by its value; a label absent from both masks of a case gets a row flagged "both"
+            that the summary leaves out of its statistics (see ``include_absent``).
         resample: Resample a prediction on a different grid onto the truth grid (nearest neighbour)
-            instead of raising :class:`GeometryError`.
+            instead of raising :class:`GeometryError` (``medannot evaluate --resample``).
         tolerance_mm: Surface Dice tolerance in mm.
         max_workers: Worker processes (default ``os.cpu_count()``); a single case runs in-process.
         lesions: Add lesion-wise columns per case and label (see
@@ -177,10 +180,14 @@ def evaluate_paths(
             the columns, ``summary["manifest"]`` breaks Dice/HD95 down per value, and cases on one side
             only are listed (see :mod:`medannot.evaluation.manifest`).
         max_thumbnails: Most overlay thumbnails (worst rows first) in the HTML report; 0 for none.
+        missing_as_empty: Score truth cases without a prediction as empty predictions (Dice 0 for every
+            label they hold; ``--missing-as-empty``); by default only the cases present on both sides are scored.
+        include_absent: Count labels absent from both masks of a case in the summary statistics as perfect
+            agreement (Dice 1, distance 0; ``--include-absent``); by default they are flagged and left out, as nnU-Net does.
 
     Returns:
-        :class:`~medannot.evaluation.results.EvaluationResult`. Truth cases without a prediction are
-        scored as empty predictions and listed in ``missing_predictions``; predictions without a truth
+        :class:`~medannot.evaluation.results.EvaluationResult`. Truth cases without a prediction are listed
+        in ``missing_predictions`` (and scored only with ``missing_as_empty``); predictions without a truth
         are listed in ``unmatched_predictions`` and not scored.
 
     Raises:
@@ -198,9 +205,9 @@ def evaluate_paths(
         try:
             match = str(Criterion(str(match).lower()))
         except ValueError:
-            raise ConfigError(f"match must be one of {', '.join(c.value for c in Criterion)}, got {match!r}") from None
+            raise ConfigError(f"--match must be one of {', '.join(c.value for c in Criterion)}, got {match!r}") from None
         if not 0.0 <= float(match_threshold) < 1.0:
-            raise ConfigError(f"match threshold must be in [0, 1) (pairs need a value strictly above it), got {match_threshold}")
+            raise ConfigError(f"--match-threshold must be in [0, 1) (pairs need a value strictly above it), got {match_threshold}")
     man = None
     if manifest is not None:
         from medannot.evaluation.manifest import read_manifest
@@ -209,7 +216,7 @@ def evaluate_paths(
         reserved = set(FIRST_COLUMNS) | set(SUMMARY_METRICS) | set(LESION_COLUMNS) | {"empty", "label_value"}
         clash = sorted(set(man.columns) & reserved)
         if clash:
-            raise InputError(f"manifest columns {clash} have the names of result columns; rename them", man.path)
+            raise InputError(f"--manifest columns {clash} have the names of result columns; rename them", man.path)
     truths = find_label_files(truth_p, "truth")
     preds = find_label_files(pred_p, "prediction")
     if pred_p.is_file() and truth_p.is_file():
@@ -223,10 +230,10 @@ def evaluate_paths(
     if labels is not None:
         labels = {int(k): str(v) for k, v in labels.items()}
         if 0 in labels:
-            raise InputError("label 0 is the background and is not evaluated; remove it from labels")
+            raise InputError("label 0 is the background and is not evaluated; remove it from --labels")
     missing = sorted(set(truths) - set(preds))
     unmatched = sorted(set(preds) - set(truths))
-    cases = sorted(truths)
+    cases = sorted(truths) if missing_as_empty else sorted(set(truths) & set(preds))
     options = CaseOptions(labels, resample, float(tolerance_mm), bool(lesions), str(match), float(match_threshold))
     jobs = [(c, preds.get(c), truths[c], options) for c in cases]
 
@@ -234,7 +241,7 @@ def evaluate_paths(
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
     try:
         outcomes: list[CaseOutcome] = _run(pool, evaluate_case, jobs)
-        acc = SegmentationAccumulator(tolerance_mm=tolerance_mm)
+        acc = SegmentationAccumulator(tolerance_mm=tolerance_mm, include_absent=include_absent)
         all_values: set[int] = set().union(*(o.present for o in outcomes)) if labels is None else set()
         for case, o in zip(cases, outcomes, strict=True):
             extra = all_values - {r.label_value for r in o.rows}
@@ -261,12 +268,12 @@ def evaluate_paths(
     if man is not None:
         from medannot.evaluation.manifest import breakdown as manifest_breakdown
 
-        breakdown = manifest_breakdown(acc.rows, man, cases)
+        breakdown = manifest_breakdown(acc.rows, man, cases, include_absent=include_absent)
     summary = dataclasses.replace(
         acc.compute(),
         missing_predictions=missing,
         unmatched_predictions=unmatched,
-        lesions=lesion_summary(acc.rows) if lesions else None,
+        lesions=lesion_summary(acc.rows, include_absent) if lesions else None,
         froc=_froc_summary(outcomes, acc.rows) if lesions else None,
         manifest=breakdown,
     )
@@ -283,6 +290,8 @@ def evaluate_paths(
         lesion_definition="connected components of each label (full connectivity), or <case>/instances.nii.gz ids where present"
         if lesions else None,
         manifest=str(man.path) if man is not None else None,
+        missing_as_empty=bool(missing_as_empty),
+        include_absent=bool(include_absent),
     )
     paths = write_report(out_dir, acc.rows, summary, settings, thumbnails=thumbnails)
     return EvaluationResult(

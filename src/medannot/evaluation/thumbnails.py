@@ -1,8 +1,8 @@
-"""Overlay thumbnails for the evaluation report: where prediction and reference disagree.
+"""Overlay thumbnails for the evaluation report ("cards"): where prediction and reference agree and disagree.
 
-One small PNG per (case, label): in 3D the axial slice with the most voxels where
-prediction and reference differ (the slice with the most reference voxels when they
-agree everywhere), shown as radiologists read it (anterior up, the patient's right on
+One small PNG per (case, label): in 3D the axial slice holding the most of the structure (voxels in
+the reference or the prediction; among equals, the one where they differ most), so a reader sees the
+structure itself rather than a stray voxel at its edge, shown as radiologists read it (anterior up, the patient's right on
 the image left); in 2D the image itself. Colours (Okabe-Ito, colour-blind safe):
 agreement green, false positive (predicted, not in the reference) orange-red,
 false negative (in the reference, missed) blue, drawn half-transparent over the grey
@@ -22,7 +22,7 @@ import numpy as np
 
 from medannot.evaluation.record import Record
 
-__all__ = ["COLORS", "Thumbnail", "disagreement_slice", "find_input_image", "overlay_png", "thumbnail"]
+__all__ = ["COLORS", "Thumbnail", "find_input_image", "key_slice", "overlay_png", "thumbnail"]
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -74,8 +74,8 @@ def _world_axis(direction: np.ndarray, axis: int) -> int:
     return int(np.argmax(np.abs(direction[:, axis])))
 
 
-def disagreement_slice(pred: np.ndarray, truth: np.ndarray, direction: np.ndarray) -> tuple[int, int]:
-    """Array axis closest to world superior-inferior, and the index along it with the most disagreement.
+def key_slice(pred: np.ndarray, truth: np.ndarray, direction: np.ndarray) -> tuple[int, int]:
+    """Array axis closest to world superior-inferior, and the index along it with the most truth or prediction.
 
     Args:
         pred: Boolean 3D prediction mask.
@@ -83,16 +83,18 @@ def disagreement_slice(pred: np.ndarray, truth: np.ndarray, direction: np.ndarra
         direction: 3x3 direction cosines (columns = array axes in world RAS).
 
     Returns:
-        ``(axis, index)``. With no disagreement the slice with the most reference voxels
-        (then prediction voxels) is chosen; with both masks empty, the middle slice.
+        ``(axis, index)``: the slice with the most voxels in the reference or the prediction (their union); among
+        slices with equally many, the one where they differ most, then the first. With both masks empty, the
+        middle slice.
     """
     axis = int(np.argmax(np.abs(np.asarray(direction)[2, :])))
     others = tuple(a for a in range(3) if a != axis)
-    for mask in (pred ^ truth, truth, pred):
-        counts = mask.sum(axis=others)
-        if counts.any():
-            return axis, int(np.argmax(counts))
-    return axis, pred.shape[axis] // 2
+    either = (pred | truth).sum(axis=others)
+    if not either.any():
+        return axis, pred.shape[axis] // 2
+    differ = (pred ^ truth).sum(axis=others)
+    best = np.flatnonzero(either == either.max())
+    return axis, int(best[np.argmax(differ[best])])
 
 
 def _orient_axial(arrays: list[np.ndarray], axes: tuple[int, int], direction: np.ndarray, spacing: tuple[float, float]):
@@ -189,7 +191,7 @@ def thumbnail(
     spacing = tuple(float(s) for s in geometry.spacing)
     if pred.ndim == 3:
         direction = np.asarray(geometry.direction, dtype=np.float64)
-        axis, index = disagreement_slice(pred, truth, direction)
+        axis, index = key_slice(pred, truth, direction)
         take = [slice(None)] * 3
         take[axis] = index  # type: ignore[call-overload]
         arrays = [pred[tuple(take)], truth[tuple(take)]] + ([] if image is None else [image[tuple(take)]])

@@ -65,6 +65,8 @@ class EvaluateOptions:
         match: Lesion matching rule (``iou`` or ``overlap``) and its threshold (``match_threshold``).
         manifest: CSV with a ``case`` column and columns to break results down by.
         workers: Worker processes (None: all cores).
+        missing_as_empty: Score truth cases without a prediction as empty predictions (segmentation; else not scored).
+        include_absent: Count labels absent from both masks in the means as perfect (segmentation; else left out).
     """
 
     labels: dict[int, str] | None = None
@@ -75,6 +77,8 @@ class EvaluateOptions:
     match_threshold: float = 0.5
     manifest: Path | None = None
     workers: int | None = None
+    missing_as_empty: bool = False
+    include_absent: bool = False
 
 
 class CasePredictor(Protocol):

@@ -178,4 +178,5 @@ class SegmentationTask:
         """Overlap, distance and lesion metrics of label maps (:func:`medannot.evaluation.evaluate_paths`)."""
         return evaluate_paths(pred, truth, out, labels=options.labels, resample=options.resample, tolerance_mm=options.tolerance_mm,
                               max_workers=options.workers, lesions=options.lesions, match=options.match,
-                              match_threshold=options.match_threshold, manifest=options.manifest)
+                              match_threshold=options.match_threshold, manifest=options.manifest,
+                              missing_as_empty=options.missing_as_empty, include_absent=options.include_absent)
