@@ -115,6 +115,9 @@ def annotate(
         "diameters, with seg.dcm; stored beside the SEG on a PACS), report (report.html: key slices, measurements, provenance); "
         "nifti always; repeatable or comma list; the DICOM ones for DICOM inputs only."
     ),
+    record_machine: bool = typer.Option(
+        False, "--record-machine", help="Also record this computer's name and your user name in annotation.json (not recorded by default)."
+    ),
 ) -> None:
     """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
 
@@ -173,7 +176,7 @@ def annotate(
             typer.echo("batch files: " + ", ".join(str(f) for f in files))
 
     results = annotate_inputs(input if remote else Path(input), predictor, out, on_case=show, pacs_settings=pacs_settings, formats=formats,
-                              on_batch_files=show_files)
+                              on_batch_files=show_files, record_machine=record_machine)
     if not quiet:
         print_annotation_summary(results)
     failed = [r for r in results if not r.ok]

@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import getpass
+import os
 import platform
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from medannot import __version__
@@ -52,7 +55,11 @@ class Provenance:
         version: Bundle version (empty for classical methods).
         sha256: SHA-256 of the bundle weights (empty for classical methods).
         parameters: Every setting that changes the output (TTA, thresholds, seeds...).
-        input: Path of the input and identifiers (DICOM UIDs) if any.
+        input: Path of the input and identifiers (DICOM UIDs) if any. ``medannot annotate`` writes the path relative
+            to the INPUT it was given (``root``, kept only when given as a relative path), never an absolute path of
+            the machine (:func:`portable_provenance`).
+        host: The computer's name, recorded only when asked (``annotate --record-machine``); "" otherwise.
+        user: The user's login name, likewise.
     """
 
     source: str
@@ -62,17 +69,79 @@ class Provenance:
     parameters: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)
     task: Task = Task.SEGMENTATION
-    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     medannot_version: str = __version__
-    host: str = field(default_factory=platform.node)
-    user: str = field(default_factory=lambda: _safe_user())
+    host: str = ""
+    user: str = ""
 
 
-def _safe_user() -> str:
+def machine_identity() -> tuple[str, str]:
+    """``(host name, user name)`` of this process ("" where the system does not say)."""
     try:
-        return getpass.getuser()
+        user = getpass.getuser()
     except (KeyError, OSError):
-        return ""
+        user = ""
+    return platform.node(), user
+
+
+_URL_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
+
+
+def portable_path(path: str | Path, root: str | Path | None = None) -> str:
+    """A path as ``annotation.json`` records it: relative to ``root`` (the input given), else just its name.
+
+    A URL keeps its form without any ``user:password@``. Empty text stays empty.
+
+    Args:
+        path: A file or folder path, or a URL.
+        root: The INPUT the run was given (a file or a folder).
+
+    Returns:
+        ``"ct_01.nii.gz"``, ``"patient7/series3"`` (POSIX separators), or the URL.
+    """
+    text = str(path)
+    if not text or "://" in text:
+        return _URL_USERINFO.sub(r"\1", text)
+    p = Path(text)
+    if root is not None:
+        base = Path(root)
+        base = base.parent if base.is_file() else base
+        try:
+            rel = p.resolve().relative_to(base.resolve())
+        except (ValueError, OSError):
+            rel = None
+        if rel is not None and rel.parts:
+            return rel.as_posix()
+    return p.name
+
+
+def _portable(value: Any, root: str | Path | None) -> Any:
+    if isinstance(value, dict):
+        return {k: _portable(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_portable(v, root) for v in value)
+    if isinstance(value, str) and (os.path.isabs(value) or "://" in value):
+        return portable_path(value, root)
+    return value
+
+
+def portable_provenance(provenance: Provenance, root: str | Path | None = None, record_machine: bool = False) -> Provenance:
+    """``provenance`` without absolute paths of this machine, and with host and user only when ``record_machine``.
+
+    The input path becomes relative to ``root`` (the INPUT given; its own name for a single file), any other
+    absolute path among the parameters and input (e.g. a bundle folder) its last component, URLs lose their
+    credentials. ``input["root"]`` keeps ``root`` when it was given as a relative path (so tools run from the same
+    folder find the input again), never an absolute one.
+    """
+    info = dict(provenance.input)
+    if "path" in info:
+        info["path"] = portable_path(info["path"], root)
+    info = {k: v if k == "path" else _portable(v, root) for k, v in info.items()}
+    if root is not None and "://" not in str(root) and not os.path.isabs(str(root)):
+        base = Path(root).parent if Path(root).is_file() else Path(root)
+        info["root"] = base.as_posix()
+    host, user = machine_identity() if record_machine else ("", "")
+    return replace(provenance, input=info, parameters=_portable(dict(provenance.parameters), root), host=host, user=user)
 
 
 @dataclass
@@ -260,11 +329,11 @@ def _id_problems(ann: Annotation) -> list[str]:
         if box.source not in ("detector", "instance"):
             out.append(f"box {box.id} has source {box.source!r}; expected 'detector' or 'instance'")
         if box.instance_id is not None:
-            inst = by_id.get(box.instance_id)
-            if inst is None:
+            bounded = by_id.get(box.instance_id)
+            if bounded is None:
                 out.append(f"box {box.id} refers to instance {box.instance_id}, which does not exist")
-            elif inst.label != box.label:
-                out.append(f"box {box.id} has label {box.label} but its instance {inst.id} has label {inst.label}")
+            elif bounded.label != box.label:
+                out.append(f"box {box.id} has label {box.label} but its instance {bounded.id} has label {bounded.label}")
         elif box.source == "instance":
             out.append(f"box {box.id} comes from an instance but names none")
         if box.score is not None and not 0.0 <= box.score <= 1.0:

@@ -51,8 +51,10 @@ _ALPHA = 0.55
 def find_input_image(*label_paths: Path | None) -> Path | None:
     """The input image a ``medannot annotate`` output folder was made from, if it still exists.
 
-    Looks for ``annotation.json`` beside each label file (``<case>/labels.nii.gz``) and returns
-    ``provenance.input.path`` when it names an existing file or folder; None otherwise.
+    Looks for ``annotation.json`` beside each label file (``<case>/labels.nii.gz``) and returns the input it
+    records when that exists: ``provenance.input.path``, which ``medannot annotate`` writes relative to the INPUT
+    it was given (``input.root``, recorded when given as a relative path, so found from the folder annotate ran
+    in); older files hold an absolute path. None otherwise.
     """
     for label_path in label_paths:
         if label_path is None:
@@ -61,12 +63,17 @@ def find_input_image(*label_paths: Path | None) -> Path | None:
         if not meta.is_file():
             continue
         try:
-            doc = json.loads(meta.read_text())
-            where = Path(str(doc["provenance"]["input"]["path"]))
-        except (OSError, ValueError, KeyError, TypeError):
+            info = json.loads(meta.read_text())["provenance"]["input"]
+            path = Path(str(info["path"]))
+            root = info.get("root")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
-        if where.exists():
-            return where
+        if not str(info["path"]):
+            continue
+        candidates = [path] if path.is_absolute() else [*([Path(str(root)) / path] if root else []), path]
+        for where in candidates:
+            if where.exists():
+                return where
     return None
 
 

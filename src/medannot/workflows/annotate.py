@@ -20,7 +20,7 @@ from medannot.annotations.dicom_grid import load_source_datasets
 from medannot.annotations.dicom_outputs import OutputFormat, case_writers, parse_formats
 from medannot.annotations.pacs_store import store_segmentation
 from medannot.annotations.results import SegmentationResult
-from medannot.annotations.schema import Annotation
+from medannot.annotations.schema import Annotation, portable_provenance
 from medannot.errors import ConfigError, InputError, MedannotError
 from medannot.io import discover_inputs
 from medannot.privacy import Deidentifier
@@ -61,6 +61,7 @@ def annotate_inputs(
     formats: Sequence[str] = ("nifti",),
     on_batch_files: Callable[[list[Path]], None] | None = None,
     dataset_hook: Callable[[Any], Any] | None = None,
+    record_machine: bool = False,
 ) -> list[CaseResult]:
     """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
 
@@ -81,6 +82,9 @@ def annotate_inputs(
         dataset_hook: For DICOMweb addresses: applied to every retrieved instance before it touches the disk. With
             ``pacs_settings.deidentify`` and no hook, one :class:`medannot.privacy.Deidentifier` (PS3.15 Basic
             Profile) serves the whole run, so UIDs stay consistent across the study's series.
+        record_machine: Record the computer's and the user's name in each ``annotation.json`` (``--record-machine``).
+            Paths are never absolute: the input's is relative to ``input_path`` (see
+            :func:`medannot.annotations.schema.portable_provenance`).
 
     Returns:
         One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
@@ -102,7 +106,7 @@ def annotate_inputs(
     for item in items:
         start = time.perf_counter()
         try:
-            result = _annotate_one(item, predictor, out_dir, extra_formats)
+            result = _annotate_one(item, predictor, out_dir, extra_formats, input_path, record_machine)
         except MedannotError as exc:
             result = CaseResult(item.name, False, reason=str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch
@@ -118,7 +122,8 @@ def annotate_inputs(
     return results
 
 
-def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | None, formats: Sequence[OutputFormat]) -> CaseResult:
+def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | None, formats: Sequence[OutputFormat],
+                  input_root: str | Path, record_machine: bool) -> CaseResult:
     """Load, predict and write one discovered input (DICOM SEG, and SR when asked, stored back for PACS inputs)."""
     dicom_formats = [f for f in formats if f.needs_dicom]
     if dicom_formats and item.source not in ("dicom-series", "dicomweb"):
@@ -131,7 +136,7 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
     where = case.files[0] if not item.paths else item.paths[0].parent if item.source == "dicom-series" else item.paths[0]
     info: dict[str, Any] = {"path": str(where), "source": item.source}
     info.update({k: str(v) for k, v in case.identifiers.items()})
-    provenance = predictor.provenance(info)
+    provenance = portable_provenance(predictor.provenance(info), input_root, record_machine)
     labels = result.labels if isinstance(result, SegmentationResult) else None
     extra = []
     instance_maps = result.instance_maps if isinstance(result, SegmentationResult) else None
