@@ -267,12 +267,10 @@ def train(
 def models(name: Optional[str] = typer.Argument(None, help="Show this model's card.")) -> None:
     """List the bundled models, or print one model's card."""
     from medannot.models.bundle import Bundle, list_bundles
-    from medannot.reporting import print_models
+    from medannot.reporting import print_model, print_models
 
     if name is not None:
-        bundle = Bundle.load(name)
-        card = Path(bundle.path) / "MODEL_CARD.md"
-        typer.echo(card.read_text() if card.exists() else f"{bundle.name} {bundle.version}: no model card")
+        print_model(Bundle.load(name))
         return
     print_models(list_bundles())
 

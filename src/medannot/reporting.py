@@ -101,16 +101,50 @@ def metric_summary(metrics: dict[str, Any], limit: int = 6) -> str:
     return ", ".join(shown[:limit]) + (f", +{more} more" if more > 0 else "")
 
 
+#: The one metric ``medannot models`` shows per model: the first of these a bundle has (key, words).
+HEADLINE_METRICS = (("mean_dice", "Dice"), ("accuracy", "accuracy"), ("ap50", "AP@0.5"), ("ap", "AP@[.5:.95]"), ("mae", "MAE"))
+
+
+def headline_metric(metrics: dict[str, Any]) -> str:
+    """The model's one headline held-out number (``"Dice 0.794"``, ``"accuracy 0.577"``, ``"AP@0.5 0.907"``).
+
+    The first of :data:`HEADLINE_METRICS` the metrics hold as a number, else the first value of
+    :func:`metric_summary`; "" when there is none.
+    """
+    for key, words in HEADLINE_METRICS:
+        value = (metrics or {}).get(key)
+        if isinstance(value, float):
+            return f"{words} {value:.3f}"
+    return metric_summary(metrics, limit=1).split(", +")[0]
+
+
 def print_models(bundles: Iterable[Any]) -> None:
-    """Bundled models with task, labels (classes) and held-out validation metrics of any task (:func:`metric_summary`)."""
-    table = Table(title="bundled models (medannot models NAME shows the card)")
-    for col in ("name", "version", "task", "dims", "labels", "held-out metrics"):
-        wraps = col in ("labels", "held-out metrics")  # on a narrow terminal these wrap; the rest never shorten
-        table.add_column(col, no_wrap=not wraps, overflow="fold" if wraps else "ignore", min_width=None if wraps else len(col))
+    """Bundled models, one line each on an 80-column terminal: name, version, task and dims, labels (classes) and one
+    held-out metric (:func:`headline_metric`); ``medannot models NAME`` shows every metric and the card."""
+    from rich import box
+
+    table = Table(title="bundled models", caption="one held-out metric each; `medannot models NAME` shows all and the card",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("name", "version", "task", "labels", "held-out"):
+        wraps = col == "labels"  # on a narrow terminal the labels wrap; the rest never shorten
+        table.add_column(col, no_wrap=not wraps, overflow="fold" if wraps else "ignore")
     for b in bundles:
         labels = ", ".join(name for value, name in b.labels.items() if value != 0 or not get_task(b.task).has_background)
-        table.add_row(b.name, str(b.version), str(b.task), f"{b.spatial_dims}D", labels, metric_summary(b.spec.metrics))
+        table.add_row(b.name, str(b.version), f"{b.task} {b.spatial_dims}D", labels, headline_metric(b.spec.metrics))
     _console().print(table)
+
+
+def print_model(bundle: Any) -> None:
+    """One model: name, version, task, labels, every held-out metric (one per line), then its model card."""
+    import typer
+
+    labels = ", ".join(f"{value} {name}" for value, name in bundle.labels.items())
+    lines = [f"{bundle.name} {bundle.version}: {bundle.task}, {bundle.spatial_dims}D; labels {labels}", "held-out metrics:"]
+    lines += [f"  {item}" for item in metric_summary(bundle.spec.metrics, limit=1000).split(", ") if item] or ["  none recorded"]
+    typer.echo("\n".join(lines))
+    card = Path(bundle.path) / "MODEL_CARD.md" if bundle.path else None
+    typer.echo("")
+    typer.echo(card.read_text() if card is not None and card.exists() else f"{bundle.name} {bundle.version}: no model card")
 
 
 def print_evaluation(result: TaskEvaluation, out_dir: Path, fmt: str = PrintFormat.TABLE) -> None:
