@@ -71,13 +71,20 @@ def test_seed_as_people_write_it_and_false_as_false(cells_png, tmp_path):
     assert set(np.unique(labels).tolist()) == {0, 1}  # one label for every object, as asked
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--method", "region-growing", "-p", "seeds=64,75"], "has no parameter 'seeds'; valid: seed, seed_space"),
-    (["--method", "otsu", "-p", "sigma=2"], "valid: sigma_mm, nbins (see `medannot methods otsu`)"),
-    (["--method", "watershed", "-p", "instances_out=nope"], "-p instances_out (method watershed) expects true or false"),
-    (["--model", "nuclei", "-p", "threshold=0.3"], "-p/--param sets a --method's parameters; a --model takes none"),
+@pytest.mark.parametrize("args, message, before_reading", [
+    (["--method", "region-growing", "-p", "seeds=64,75"], "has no parameter 'seeds'; valid: seed, seed_space", True),
+    (["--method", "otsu", "-p", "sigma=2"], "valid: sigma_mm, nbins (see `medannot methods otsu`)", True),
+    (["--method", "watershed", "-p", "instances_out=nope"], "-p instances_out (method watershed) expects true or false", True),
+    (["--model", "nuclei", "-p", "threshold=0.3"], "-p/--param sets a --method's parameters; a --model takes none", True),
+    (["--method", "threshold"], "give -p lower=... and/or -p upper=...", False),
+    (["--method", "region-growing", "-p", "seed=1,2,3", "-p", "tolerance=4"], "-p seed needs 2 coordinates (one per axis", False),
+    (["--method", "region-growing", "-p", "seed=500,3", "-p", "tolerance=4"], "axis order: `medannot methods region-growing`", False),
 ])
-def test_a_value_that_would_be_ignored_is_a_one_line_error(args, message, cells_png, tmp_path):
-    line = _one_error_line(runner.invoke(app, ["annotate", str(cells_png), *args, "--out", str(tmp_path / "o")]))
-    assert message in line
-    assert not (tmp_path / "o").exists()  # refused before anything was read or written
+def test_a_value_that_would_be_ignored_or_misread_is_a_one_line_error(args, message, before_reading, cells_png, tmp_path):
+    result = runner.invoke(app, ["annotate", str(cells_png), *args, "--out", str(tmp_path / "o")])
+    if before_reading:
+        assert message in _one_error_line(result)
+        assert not (tmp_path / "o").exists()  # refused before anything was read or written
+    else:  # found once the image is read: the case is skipped with the reason, which names the -p parameter
+        assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "o" / "cells").exists()

@@ -91,7 +91,7 @@ def watershed(
     grad = gradient_magnitude(image, sigma_mm, progress)
     if markers is None:
         if marker_distance_mm <= 0:
-            raise ConfigError(f"watershed: marker_distance_mm must be > 0 mm, got {marker_distance_mm}")
+            raise ConfigError(f"watershed: -p marker_distance_mm must be > 0 (mm), got {marker_distance_mm}")
         arr = scalar_array(image, "watershed", sigma_mm, progress)
         if arr.min() == arr.max():
             return label_image(image, np.zeros(arr.shape, np.uint8))
@@ -112,7 +112,7 @@ def watershed(
             raise InputError(f"watershed markers must be integers (1 = background, 2.. = objects), got {mk.dtype}")
         mk = mk.astype(np.int32)
     if compactness < 0:
-        raise ConfigError(f"watershed: compactness must be >= 0, got {compactness}")
+        raise ConfigError(f"watershed: -p compactness must be >= 0, got {compactness}")
     if not np.any(mk > 1):
         return label_image(image, np.zeros(image.spatial_shape, np.uint8))
     step(f"flooding from {len(np.unique(mk)) - 1} markers")

@@ -34,13 +34,13 @@ class SeedSpace(enum.StrEnum):
 
 def _seed_index(image: Image, seed: Sequence[float], space: SeedSpace) -> tuple[int, ...]:
     if len(seed) != image.ndim:
-        raise InputError(f"region growing: the seed needs {image.ndim} coordinates, got {list(seed)}")
+        raise InputError(f"region growing: -p seed needs {image.ndim} coordinates (one per axis, e.g. seed={','.join(['10'] * image.ndim)}), got {list(seed)}")
     idx = np.asarray(seed, dtype=float) if space is SeedSpace.VOXEL else image.geometry.world_to_index(np.asarray(seed, dtype=float))
     out = tuple(int(round(float(v))) for v in idx)
     if any(not 0 <= v < s for v, s in zip(out, image.spatial_shape)):
         raise InputError(
             f"region growing: seed {list(seed)} ({space.value}) -> voxel {out} lies outside the image of shape "
-            f"{image.spatial_shape}; give a seed inside the image"
+            f"{image.spatial_shape}; give a seed inside the image (axis order: `medannot methods region-growing`)"
         )
     return out
 
@@ -108,11 +108,11 @@ def region_grow(
     """
     space = SeedSpace(seed_space) if seed_space in {s.value for s in SeedSpace} else None
     if space is None:
-        raise ConfigError(f"region growing: seed_space must be 'voxel' or 'world', got {seed_space!r}")
+        raise ConfigError(f"region growing: -p seed_space must be voxel or world, got {seed_space!r}")
     if (tolerance is None) == (k_std is None):
-        raise ConfigError("region growing: give exactly one of tolerance (image units) or k_std")
+        raise ConfigError("region growing: give exactly one of -p tolerance=... (image units) or -p k_std=... (see `medannot methods region-growing`)")
     if (tolerance is not None and tolerance < 0) or (k_std is not None and k_std <= 0):
-        raise ConfigError("region growing: tolerance must be >= 0 and k_std > 0")
+        raise ConfigError("region growing: -p tolerance must be >= 0 and -p k_std > 0")
     step = step_of(progress)
     arr = scalar_array(image, "region growing", sigma_mm, progress)
     seed_idx = _seed_index(image, seed, space)
@@ -140,7 +140,7 @@ def region_grow(
             vals = arr[region]
     if max_size_mm is not None:
         if max_size_mm <= 0:
-            raise ConfigError(f"region growing: max_size_mm must be > 0, got {max_size_mm}")
+            raise ConfigError(f"region growing: -p max_size_mm must be > 0, got {max_size_mm}")
         step("size cap")
         region = _cap(region, seed_idx, max(1, int(max_size_mm / image.geometry.voxel_volume)), conn)
     return label_image(image, region.astype(np.uint8), {"lower": lo, "upper": hi, "seed_voxel": list(seed_idx)})

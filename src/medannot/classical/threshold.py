@@ -22,7 +22,7 @@ def scalar_array(image: Image, what: str, sigma_mm: float = 0.0, progress: Progr
     if image.channels != 1:
         raise InputError(f"{what} needs a single-channel image, got {image.channels} channels; select or average channels first")
     if sigma_mm < 0:
-        raise ConfigError(f"{what}: sigma_mm must be >= 0 mm, got {sigma_mm}")
+        raise ConfigError(f"{what}: -p sigma_mm must be >= 0 (mm), got {sigma_mm}")
     arr = image.array[0].astype(np.float32, copy=False)
     if sigma_mm > 0:
         step_of(progress)(f"smoothing (sigma {sigma_mm:g} mm)")
@@ -78,7 +78,7 @@ def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int 
         InputError: If the image has fewer distinct values than classes.
     """
     if not 2 <= classes <= 10:
-        raise ConfigError(f"multiotsu: classes must be 2..10, got {classes}")
+        raise ConfigError(f"multiotsu: -p classes must be 2..10, got {classes}")
     arr = scalar_array(image, "multiotsu", sigma_mm, progress)
     step_of(progress)(f"finding {classes - 1} thresholds")
     try:
@@ -103,9 +103,9 @@ def fixed_threshold(image: Image, lower: float | None = None, upper: float | Non
         uint8 labels {0, 1}.
     """
     if lower is None and upper is None:
-        raise ConfigError("threshold: give lower and/or upper (image units, e.g. HU)")
+        raise ConfigError("threshold: give -p lower=... and/or -p upper=... (image units, e.g. HU; see `medannot methods threshold`)")
     if lower is not None and upper is not None and lower > upper:
-        raise ConfigError(f"threshold: lower ({lower}) must be <= upper ({upper})")
+        raise ConfigError(f"threshold: -p lower ({lower}) must be <= -p upper ({upper})")
     arr = scalar_array(image, "threshold", sigma_mm, progress)
     step_of(progress)("thresholding")
     sel = np.ones(arr.shape, bool)
