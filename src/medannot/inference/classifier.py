@@ -20,8 +20,9 @@ import torch
 from medannot.data.image import Image
 from medannot.errors import ModelError
 from medannot.inference.classifier_input import prepare_image
-from medannot.models.classification_spec import CalibrationSpec, ClassifierInput
+from medannot.inference.engines import Engine, onnx_network
 from medannot.models.bundle import Bundle
+from medannot.models.classification_spec import CalibrationSpec, ClassifierInput
 
 __all__ = ["ClassPrediction", "Classifier", "classification_section"]
 
@@ -81,11 +82,19 @@ class Classifier:
         bundle: The bundle (task ``classification``).
         network: An already built network (e.g. the one being trained); its weights are used as they are.
         calibrated: Apply the bundle's temperature (None: when the bundle has one).
+        engine: ``pytorch``, or ``onnxruntime`` / ``onnxruntime-int8`` for the class and embedding (the bundle's ONNX
+            export returns both); ``network`` (PyTorch) still serves the explanation maps, which need gradients.
+
+    Raises:
+        ModelError: Not a classifier, or the engine's ONNX export is missing or stale.
     """
 
-    def __init__(self, bundle: Bundle, network: torch.nn.Module | None = None, calibrated: bool | None = None) -> None:
+    def __init__(self, bundle: Bundle, network: torch.nn.Module | None = None, calibrated: bool | None = None,
+                 engine: Engine | str = Engine.PYTORCH) -> None:
         self.bundle = bundle
         self.input_spec, self.calibration = classification_section(bundle)
+        self.engine = Engine.PYTORCH if network is not None else Engine.parse(engine)
+        self.onnx = None if self.engine is Engine.PYTORCH else onnx_network(bundle, self.engine)
         self.network = network if network is not None else bundle.build_network()
         self.class_names = [bundle.labels[i] for i in range(len(bundle.labels))]
         use = self.calibration.calibrated if calibrated is None else bool(calibrated)
@@ -93,14 +102,14 @@ class Classifier:
         self.calibrated = use and self.calibration.calibrated
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle | str | Path, calibrated: bool | None = None) -> "Classifier":
+    def from_bundle(cls, bundle: Bundle | str | Path, calibrated: bool | None = None, engine: Engine | str = Engine.PYTORCH) -> Classifier:
         """Load a bundle (folder, bundled name or :class:`Bundle`).
 
         Raises:
             ModelError: Unknown/corrupt bundle or not a classifier.
         """
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        return cls(b, calibrated=calibrated)
+        return cls(b, calibrated=calibrated, engine=engine)
 
     def prepare(self, image: Image) -> np.ndarray:
         """The network input ``(C, *input_size)`` float32 for one image."""
@@ -110,6 +119,9 @@ class Classifier:
         """Uncalibrated logits ``(N, K)`` and embeddings ``(N, D)`` (float32) of prepared inputs ``(N, C, *input_size)``."""
         from medannot.models.classification import embed
 
+        if self.onnx is not None:
+            feats_np, logits_np = self.onnx.run(np.asarray(batch, dtype=np.float32))
+            return logits_np.astype(np.float32, copy=False), feats_np.astype(np.float32, copy=False)
         x = torch.as_tensor(np.asarray(batch, dtype=np.float32))
         self.network.eval()
         with torch.inference_mode():

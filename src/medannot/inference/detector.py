@@ -25,7 +25,9 @@ from medannot.data.boxes import clip_boxes, map_boxes, voxel_boxes_to_world
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image
 from medannot.errors import InputError, ModelError
+from medannot.inference.engines import Engine, OnnxRetinaNet, onnx_network
 from medannot.models.bundle import Bundle
+from medannot.models.registry import create_network
 
 __all__ = ["Detections", "Detector"]
 
@@ -60,7 +62,7 @@ class Detections:
         """``(N, ndim, 2)`` world RAS extent of each box in mm."""
         return voxel_boxes_to_world(self.boxes, self.geometry)
 
-    def above(self, threshold: float) -> "Detections":
+    def above(self, threshold: float) -> Detections:
         """The detections scoring at least ``threshold``."""
         keep = self.scores >= threshold
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.geometry, self.shape, dict(self.label_names), dict(self.timings))
@@ -74,13 +76,15 @@ class Detector:
         network: An already built network (e.g. the one being trained); put in eval mode.
         device: Torch device.
         progress: Show the sliding-window progress bar.
+        engine: ``pytorch``, or ``onnxruntime`` / ``onnxruntime-int8``: the RetinaNet's heads run from the bundle's
+            ONNX export and MONAI's detector (anchors, box decoding, selection, NMS) runs around them.
 
     Raises:
-        ModelError: If the bundle is not a detection bundle.
+        ModelError: If the bundle is not a detection bundle, or the engine's ONNX export is missing or stale.
     """
 
     def __init__(self, bundle: Bundle, network: torch.nn.Module | None = None, device: str | torch.device = "cpu",
-                 progress: bool = False) -> None:
+                 progress: bool = False, engine: Engine | str = Engine.PYTORCH) -> None:
         from medannot.models.detection import build_detector
         from medannot.transforms import build_transforms
 
@@ -88,7 +92,13 @@ class Detector:
             raise ModelError(f"model {bundle.name!r} is a {bundle.task} model, not a detection model; use Predictor for it", bundle.path)
         self.bundle = bundle
         self.device = torch.device(device)
-        self.network = (network if network is not None else bundle.build_network()).to(self.device)
+        self.engine = Engine.PYTORCH if network is not None else Engine.parse(engine)
+        if self.engine is Engine.PYTORCH:
+            self.network = (network if network is not None else bundle.build_network()).to(self.device)
+        else:
+            skeleton = create_network(bundle.network_spec.name, bundle.spatial_dims, bundle.in_channels, bundle.out_channels,
+                                      **bundle.spec.network.params)
+            self.network = OnnxRetinaNet(skeleton, onnx_network(bundle, self.engine).to(self.device))
         inf = bundle.spec.inference
         self.spec = bundle.spec.detection
         self.detector = build_detector(self.network, self.spec, bundle.spatial_dims, list(inf.patch_size), inf.overlap, inf.sw_batch_size)
@@ -98,14 +108,15 @@ class Detector:
         self.label_names = {k: v for k, v in bundle.labels.items() if k != 0}
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle | str | Path, device: str | torch.device = "cpu", progress: bool = False) -> "Detector":
+    def from_bundle(cls, bundle: Bundle | str | Path, device: str | torch.device = "cpu", progress: bool = False,
+                    engine: Engine | str = Engine.PYTORCH) -> Detector:
         """Load a bundle (folder, bundled name or :class:`Bundle`) and build its network.
 
         Raises:
             ModelError: Unknown or corrupt bundle, or not a detection bundle.
         """
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        return cls(b, device=device, progress=progress)
+        return cls(b, device=device, progress=progress, engine=engine)
 
     def check_input(self, image: Image) -> None:
         """Raise a clear error when ``image`` does not fit the bundle (dimensionality, channels, kind)."""

@@ -21,6 +21,7 @@ from monai.inferers import sliding_window_inference
 
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError, ModelError
+from medannot.inference.engines import Engine, OnnxNetwork, onnx_network
 from medannot.models.bundle import Bundle
 
 __all__ = ["Prediction", "Predictor"]
@@ -57,6 +58,11 @@ class Predictor:
         tta: Flip test-time augmentation; None = the bundle's ``inference.tta_flips``.
         sw_batch_size: Windows per forward pass; None = the bundle's value.
         progress: Show a tqdm progress bar over the windows.
+        engine: ``pytorch`` (``weights.pt``), ``onnxruntime`` (``model.onnx``) or ``onnxruntime-int8``
+            (``model.int8.onnx``); ignored when ``network`` is given.
+
+    Raises:
+        ModelError: The engine's ONNX export is missing, stale or corrupt.
     """
 
     def __init__(
@@ -67,12 +73,18 @@ class Predictor:
         tta: bool | None = None,
         sw_batch_size: int | None = None,
         progress: bool = False,
+        engine: Engine | str = Engine.PYTORCH,
     ) -> None:
         from medannot.transforms import build_transforms
 
         self.bundle = bundle
         self.device = torch.device(device)
-        self.network = (network if network is not None else bundle.build_network()).to(self.device)
+        self.engine = Engine.PYTORCH if network is not None else Engine.parse(engine)
+        self.network: torch.nn.Module | OnnxNetwork
+        if self.engine is Engine.PYTORCH:
+            self.network = (network if network is not None else bundle.build_network()).to(self.device)
+        else:
+            self.network = onnx_network(bundle, self.engine).to(self.device)
         self.tta = bundle.spec.inference.tta_flips if tta is None else bool(tta)
         self.sw_batch_size = int(sw_batch_size or bundle.spec.inference.sw_batch_size)
         self.progress = progress
@@ -86,14 +98,15 @@ class Predictor:
         tta: bool | None = None,
         sw_batch_size: int | None = None,
         progress: bool = False,
-    ) -> "Predictor":
+        engine: Engine | str = Engine.PYTORCH,
+    ) -> Predictor:
         """Load a bundle (folder, bundled name, or :class:`Bundle`) and build its network.
 
         Raises:
             ModelError: Unknown/corrupt bundle.
         """
         b = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
-        return cls(b, device=device, tta=tta, sw_batch_size=sw_batch_size, progress=progress)
+        return cls(b, device=device, tta=tta, sw_batch_size=sw_batch_size, progress=progress, engine=engine)
 
     # ------------------------------------------------------------------------------------------
     def check_input(self, image: Image) -> None:
