@@ -110,6 +110,7 @@ def annotate(
     deid: bool = typer.Option(False, "--deid", help="PACS input: de-identify each series on ingest, before it touches the disk (local outputs hold pseudonyms only)."),
     uncertainty: bool = typer.Option(False, "--uncertainty", help="Also write uncertainty.nii.gz (softmax entropy), its overlay and a summary in annotation.json."),
     mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Monte-Carlo dropout passes for --uncertainty (networks with dropout only)."),
+    engine: str = typer.Option("pytorch", "--engine", help="Network runtime: pytorch (default), onnxruntime (the bundle's model.onnx) or onnxruntime-int8 (model.int8.onnx)."),
     output_format: list[str] = typer.Option(
         [], "--format", help="Also write dicom-seg (seg.dcm), rtstruct (rtstruct.dcm), dicom-sr (sr.dcm: TID 1500 volumes and lesion "
         "diameters, with seg.dcm; stored beside the SEG on a PACS), report (report.html: key slices, measurements, provenance); "
@@ -124,6 +125,7 @@ def annotate(
     A PACS study (dicomweb+http://... or --pacs URL --study UID) is retrieved series by series over DICOMweb,
     and each series' labels are stored back into the study as a DICOM SEG.
     """
+    from medannot.inference.engines import Engine
     from medannot.reporting import print_annotation_summary
     from medannot.tasks import PredictOptions, load_predictor
     from medannot.tasks.segmentation import ClassicalSegmenter
@@ -156,7 +158,8 @@ def annotate(
 
         method_params = classical.parse_params(classical.ClassicalMethod.parse(method).value, param)  # typos fail before reading
     predictor = (
-        load_predictor(model, PredictOptions(tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout))
+        load_predictor(model, PredictOptions(tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout,
+                                             engine=Engine.parse(engine).value))
         if model is not None else ClassicalSegmenter(str(method), method_params, progress=not quiet)
     )
 
@@ -264,15 +267,52 @@ def train(
 
 @app.command()
 @friendly_errors
-def models(name: Optional[str] = typer.Argument(None, help="Show this model's card.")) -> None:
-    """List the bundled models, or print one model's card."""
+def models(
+    name: Optional[str] = typer.Argument(None, help="Show this model's card; or 'export' followed by MODEL."),
+    model: Optional[str] = typer.Argument(None, help="With 'export': the bundled model name or bundle folder to export."),
+    export_format: Optional[str] = typer.Option(None, "--format", help="With 'export': onnx (writes model.onnx and onnx.json into the bundle)."),
+    int8: bool = typer.Option(False, "--int8", help="With 'export': also model.int8.onnx (ONNX Runtime static int8, calibrated on the bundle's own data)."),
+    calibration: list[Path] = typer.Option([], "--calibration", help="With --int8: images of the bundle's own (validation) data; bundled models know theirs."),
+) -> None:
+    """List the bundled models, print one model's card, or `models export MODEL --format onnx [--int8]`."""
     from medannot.models.bundle import Bundle, list_bundles
     from medannot.reporting import print_model, print_models
 
+    if name == "export":
+        _export_model(model, export_format, int8, calibration)
+        return
+    if model is not None or export_format is not None or int8 or calibration:
+        fail("--format, --int8 and --calibration go with `medannot models export MODEL`")
     if name is not None:
         print_model(Bundle.load(name))
         return
     print_models(list_bundles())
+
+
+def _export_model(model: str | None, export_format: str | None, int8: bool, calibration: list[Path]) -> None:
+    """``medannot models export MODEL --format onnx [--int8] [--calibration IMAGE ...]``."""
+    from medannot.inference.onnx_bundle import export_bundle
+    from medannot.models.bundle import Bundle
+
+    if model is None:
+        fail("give the model to export: medannot models export MODEL --format onnx [--int8]")
+    if export_format != "onnx":
+        fail(f"--format must be onnx (the only export format), got {export_format!r}")
+    if calibration and not int8:
+        fail("--calibration is for --int8 (the images int8 quantisation is calibrated on)")
+    images = None
+    if calibration:
+        from medannot.io import read_image
+
+        missing = [str(p) for p in calibration if not p.is_file()]
+        if missing:
+            fail(f"{missing[0]}: no such calibration image file")
+        images = [read_image(p) for p in calibration]
+    bundle = Bundle.load(str(model))
+    record = export_bundle(bundle, int8=int8, calibration=images, calibration_note=", ".join(p.name for p in calibration))
+    for variant, entry in record.files.items():
+        typer.echo(f"wrote {Path(str(bundle.path)) / entry['file']} ({variant}, {entry['bytes'] / 1e3:.0f} kB, "
+                   f"max |ONNX Runtime - PyTorch| {record.max_abs_diff[variant]:.2g} on the export check)")
 
 
 @app.command()

@@ -43,6 +43,8 @@ class PredictOptions:
         mc_dropout: Monte-Carlo dropout passes for the uncertainty (0 = none).
         explain: Write saliency maps (classification).
         calibrated: Use the bundle's temperature (None: when it has one; classification).
+        engine: Runtime of the network: ``pytorch`` (default), ``onnxruntime`` (the bundle's ``model.onnx``) or
+            ``onnxruntime-int8`` (``model.int8.onnx``); see :mod:`medannot.inference.engines`.
     """
 
     tta: bool | None = None
@@ -51,6 +53,7 @@ class PredictOptions:
     mc_dropout: int = 0
     explain: bool = True
     calibrated: bool | None = None
+    engine: str = "pytorch"
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from medannot.models.bundle import Bundle
 from medannot.models.classification import gradcam_layer
 from medannot.tasks.base import EvaluateOptions, PredictOptions
 from medannot.tasks.registry import register_task
-from medannot.tasks.segmentation import bundle_label_map, model_provenance
+from medannot.tasks.segmentation import bundle_label_map, engine_parameters, model_provenance
 from medannot.training.classification_config import ClassificationConfig
 from medannot.training.classification_trainer import ClassificationTraining
 from medannot.training.config import LoopConfig
@@ -68,7 +68,7 @@ class ImageClassifier:
         if options.tta or options.uncertainty or options.mc_dropout:
             raise ConfigError("--tta, --uncertainty and --mc-dropout are for segmentation models; a classifier gives calibrated "
                               "probabilities and Grad-CAM / occlusion maps")
-        self.classifier = Classifier(bundle, calibrated=options.calibrated)
+        self.classifier = Classifier(bundle, calibrated=options.calibrated, engine=options.engine)
         self.bundle = bundle
         self.explain = options.explain
         self.label_map: LabelMap = bundle_label_map(bundle)
@@ -81,7 +81,8 @@ class ImageClassifier:
     def provenance(self, input_info: dict[str, Any]) -> Provenance:
         """Bundle and its classification section (input rules, calibration)."""
         section = self.bundle.spec.classification
-        return model_provenance(self.bundle, {"classification": section.model_dump(mode="json") if section else {}}, input_info)
+        return model_provenance(self.bundle, {"classification": section.model_dump(mode="json") if section else {},
+                                              **engine_parameters(self.classifier.engine)}, input_info)
 
     def explain_maps(self, image: Image, x: np.ndarray, class_index: int) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
         """Grad-CAM and occlusion maps of ``class_index`` on ``image``'s own grid (float32, [0, 1]).

@@ -24,7 +24,7 @@ from medannot.inference.detector import Detector
 from medannot.models.bundle import Bundle
 from medannot.tasks.base import EvaluateOptions, PredictOptions
 from medannot.tasks.registry import register_task
-from medannot.tasks.segmentation import CaseFolderWriter, bundle_label_map, model_provenance
+from medannot.tasks.segmentation import CaseFolderWriter, bundle_label_map, engine_parameters, model_provenance
 from medannot.training.config import LoopConfig, TrainConfig
 from medannot.training.detection_trainer import DetectionTraining
 
@@ -51,7 +51,7 @@ class BoxDetector(CaseFolderWriter):
             raise ConfigError("--uncertainty and --mc-dropout are for segmentation models; a detection model's boxes carry their scores")
         if options.calibrated is not None:
             raise ConfigError("calibration is a classifier's option; a detection model has none")
-        self.detector = Detector(bundle, progress=options.progress)
+        self.detector = Detector(bundle, progress=options.progress, engine=options.engine)
         self.bundle = bundle
         self.label_map = bundle_label_map(bundle)
 
@@ -62,6 +62,7 @@ class BoxDetector(CaseFolderWriter):
             "detection": spec.detection.model_dump(mode="json") if spec.detection else {},
             "inference": spec.inference.model_dump(),
             "preprocessing": spec.preprocessing,
+            **engine_parameters(self.detector.engine),
         }, input_info)
 
     def predict(self, image: Image) -> DetectionResult:

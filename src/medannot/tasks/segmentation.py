@@ -28,6 +28,7 @@ from medannot.errors import ConfigError, ModelError
 from medannot.evaluation.results import EvaluationResult
 from medannot.evaluation.runner import evaluate_paths
 from medannot.explain.segmentation import segmentation_uncertainty, uncertainty_writer
+from medannot.inference.engines import Engine, OnnxNetwork
 from medannot.inference.predictor import Predictor
 from medannot.models.bundle import Bundle
 from medannot.models.classification import has_dropout
@@ -49,6 +50,11 @@ def model_provenance(bundle: Bundle, parameters: dict[str, Any], input_info: dic
     spec = bundle.spec
     return Provenance(source="model", name=spec.name, version=spec.version, sha256=spec.sha256 or "", task=spec.task,
                       parameters={**parameters, "bundle_path": str(bundle.path) if bundle.path else ""}, input=input_info)
+
+
+def engine_parameters(engine: Engine) -> dict[str, str]:
+    """``{"engine": name}`` for provenance when the network ran outside PyTorch (nothing for the default)."""
+    return {} if engine is Engine.PYTORCH else {"engine": engine.value}
 
 
 class CaseFolderWriter:
@@ -83,14 +89,16 @@ class BundleSegmenter(CaseFolderWriter):
     def __init__(self, bundle: Bundle, options: PredictOptions) -> None:
         if options.calibrated is not None:
             raise ConfigError("calibration is a classifier's option; a segmentation model has none")
-        self.predictor = Predictor(bundle, tta=options.tta, progress=options.progress)
+        self.predictor = Predictor(bundle, tta=options.tta, progress=options.progress, engine=options.engine)
         self.bundle = bundle
         self.label_map = bundle_label_map(bundle)
         self.uncertainty, self.mc_dropout = options.uncertainty or options.mc_dropout > 0, int(options.mc_dropout)
         if self.mc_dropout:
+            if self.predictor.engine is not Engine.PYTORCH:
+                raise ModelError("--mc-dropout runs the network with dropout on, which an ONNX export has not; use --engine pytorch")
             if self.mc_dropout < 2:
                 raise ModelError(f"--mc-dropout needs at least 2 passes, got {self.mc_dropout}")
-            if not has_dropout(self.predictor.network):
+            if isinstance(self.predictor.network, OnnxNetwork) or not has_dropout(self.predictor.network):
                 raise ModelError(f"model {bundle.name!r} has no dropout layer, so Monte-Carlo dropout would repeat one answer; "
                                  "use --uncertainty alone (softmax entropy)")
 
@@ -103,6 +111,7 @@ class BundleSegmenter(CaseFolderWriter):
             "preprocessing": spec.preprocessing,
             "postprocessing": spec.postprocessing,
             "instances": spec.instances,
+            **engine_parameters(self.predictor.engine),
         }, input_info)
 
     def predict(self, image: Image) -> SegmentationResult:
