@@ -121,7 +121,8 @@ def test_image_split_training_pixels_are_those_annotate_reads(bundle):
     source = build_source("image-split", params, rng_seed=int(training["seed"]), patch_size=list(training["patch_size"]),
                           preprocessing=list(training["preprocessing"]))  # fmt: skip
     assert len(source._train) == len(source._val) == len(params["images"])
-    for entry, (train_arr, _, _), (_, val_image, _) in zip(params["images"], source._train, source._val):
+    for entry, (train_arr, _, _), val_case in zip(params["images"], source._train, source._val):
+        val_image = val_case.image
         from medannot.io import read_image
 
         annotated = _annotate_image(resolve_data_path(entry["image"]))

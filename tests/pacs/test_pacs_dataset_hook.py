@@ -33,7 +33,7 @@ def test_deidentifying_hook_runs_before_anything_touches_the_disk(mr_study):
     assert image.meta["PatientID"] != "PAT-001" and image.meta["StudyInstanceUID"] != mr_study.study_uid
     assert "de-identified" in image.meta["source"]
     assert not any(k in case.meta for k in ("pacs_settings", "deidentifier", "dicomweb"))
-    originals = case.meta["dicom_headers"]  # the SEG must reference the study on the PACS
+    originals = list(case.dicom_headers)  # the SEG must reference the study on the PACS
     assert {str(ds.StudyInstanceUID) for ds in originals} == {mr_study.study_uid}
 
 

@@ -49,10 +49,11 @@ def test_image_split_never_samples_validation_side(tmp_path):
         assert x.shape == (1, 16, 16) and x.dtype == np.float32 and y.dtype == np.int64
         assert x.max() < 2  # never saw the right half
         assert set(np.unique(y)) <= {0, 1}
-    (name, v_img, truth), = src.validation_cases()
+    (case,) = src.validation_cases()
+    v_img, truth = case.image, case.truth
     assert v_img.spatial_shape == (32, 32) and np.all(v_img.array == 1000)
     assert truth.geometry.origin == (0.0, 32.0)  # world position kept
-    assert set(np.unique(truth.array)) == {0, 1} and truth.meta["instances"].max() == 2
+    assert set(np.unique(truth.array)) == {0, 1} and case.instances is not None and case.instances.max() == 2
 
 
 def test_image_split_bad_params(tmp_path):

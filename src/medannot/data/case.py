@@ -17,13 +17,18 @@ class Case:
         name: Case name; output folders are named after it. Must be a plain file name.
         images: Images by role name. The main input is conventionally ``"image"``.
         identifiers: Identifiers such as patient ID or Study/Series Instance UID.
-        meta: Anything else (source paths, dataset split, ...).
+        meta: Notes for people (dataset split, channel names, ...); code reads the typed fields, never these keys.
+        files: Where the main image came from: its files, a series folder's slices, or a PACS address.
+        dicom_headers: The DICOM headers of the main image's instances (pixel data dropped), in slice order; empty
+            for other formats. Plain pydicom datasets (no open files or connections).
     """
 
     name: str
     images: dict[str, Image] = field(default_factory=dict)
     identifiers: dict[str, str] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    dicom_headers: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or "\\" in self.name or self.name in {".", ".."}:

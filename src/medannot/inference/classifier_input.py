@@ -70,9 +70,8 @@ def prepare_array(array: np.ndarray, spatial_dims: int, spec: ClassifierInput, i
     return t[0].numpy().astype(np.float32, copy=False)
 
 
-def prepare_image(image: Image, spatial_dims: int, spec: ClassifierInput, in_channels: int = 1) -> np.ndarray:
-    """:func:`prepare_array` for a :class:`~medannot.data.Image` (label maps are refused)."""
-    name = str(image.meta.get("path") or image.meta.get("source") or "image")
+def prepare_image(image: Image, spatial_dims: int, spec: ClassifierInput, in_channels: int = 1, name: str = "image") -> np.ndarray:
+    """:func:`prepare_array` for a :class:`~medannot.data.Image` (label maps are refused; ``name`` is named in errors)."""
     if image.is_label:
         raise InputError(f"{name}: a classifier needs an intensity image, got a label map")
     return prepare_array(image.array, spatial_dims, spec, in_channels, name)

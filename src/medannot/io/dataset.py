@@ -218,11 +218,11 @@ def load_dataset_case(case: DatasetCase, layout: DatasetLayout | None = None) ->
                 case.label,
             )
         images["label"] = label
-    meta: dict[str, Any] = {"split": case.split, "sources": [str(p) for p in case.images]}
+    meta: dict[str, Any] = {"split": case.split}
     if layout is not None:
         meta["dataset"] = layout.name
         meta["labels"] = dict(layout.labels)
         meta["channel_names"] = dict(layout.channel_names)
     if case.label is not None:
         meta["label_source"] = str(case.label)
-    return Case(case.name, images, {}, meta)
+    return Case(case.name, images, {}, meta, files=tuple(str(p) for p in case.images))

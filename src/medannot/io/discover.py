@@ -88,12 +88,11 @@ class InputItem:
                 raise InputError(f"DICOMweb case {self.name!r} has no remote series; make it with discover_inputs")
             image, headers = self.remote.load()
             ids = {k: str(image.meta[k]) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID") if k in image.meta}
-            return Case(self.name, {"image": image}, ids, {"sources": [image.meta["source"]], "dicom_headers": headers, **self.meta})
+            return Case(self.name, {"image": image}, ids, dict(self.meta), files=(str(image.meta["source"]),), dicom_headers=tuple(headers))
         else:
             image = read_image(self.paths[0], kind=ImageKind.INTENSITY)
         ids = {k: str(image.meta[k]) for k in ("PatientID", "StudyInstanceUID", "SeriesInstanceUID") if k in image.meta}
-        meta = {"sources": [str(p) for p in self.paths], **self.meta}
-        return Case(self.name, {"image": image}, ids, meta)
+        return Case(self.name, {"image": image}, ids, dict(self.meta), files=tuple(str(p) for p in self.paths))
 
 
 def _unique(items: list[InputItem]) -> list[InputItem]:

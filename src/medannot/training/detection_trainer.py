@@ -27,7 +27,7 @@ from medannot.models.registry import create_network
 from medannot.training.card import render_card
 from medannot.training.config import TrainConfig
 from medannot.training.loop import Shipped, Validation
-from medannot.training.sources import build_source
+from medannot.training.sources import ValidationCase, build_source
 from medannot.training.trainer import bundle_from_config, check_patch
 
 __all__ = ["DetectionTraining", "label_patch_boxes", "truth_boxes", "validate_detection"]
@@ -69,20 +69,20 @@ def _label_boxes(lab: np.ndarray, source: BoxSource) -> tuple[np.ndarray, np.nda
     return np.concatenate(all_boxes).astype(np.float32), np.concatenate(all_classes)
 
 
-def truth_boxes(truth: Image, source: BoxSource) -> tuple[np.ndarray, np.ndarray]:
-    """Truth boxes of a validation case: from ``meta["instances"]`` in ``instances`` mode when present.
+def truth_boxes(case: ValidationCase, source: BoxSource) -> tuple[np.ndarray, np.ndarray]:
+    """Truth boxes of a validation case: from its instance ids in ``instances`` mode when it has them.
 
     Every object counts, however thin its visible part (``source.min_extent`` applies to training patches only).
 
     Returns:
         ``(boxes (G, 2 * ndim), label values (G,))`` (label values are 1-based).
     """
-    arr = truth.meta.get("instances") if source.mode == "instances" else None
-    boxes, classes = label_patch_boxes(np.asarray(arr if arr is not None else truth.array[0]), source.model_copy(update={"min_extent": 1}))
+    arr = case.instances if source.mode == "instances" else None
+    boxes, classes = label_patch_boxes(np.asarray(arr if arr is not None else case.truth.array[0]), source.model_copy(update={"min_extent": 1}))
     return boxes.astype(np.float64), classes + 1
 
 
-def validate_detection(detector: Any, cases: Sequence[tuple[str, Image, Image]], source: BoxSource,
+def validate_detection(detector: Any, cases: Sequence[ValidationCase], source: BoxSource,
                        froc_iou: float = 0.1) -> dict[str, Any]:
     """Detect objects in each held-out case and score them against the truth boxes.
 
@@ -93,9 +93,10 @@ def validate_detection(detector: Any, cases: Sequence[tuple[str, Image, Image]],
         pycocotools when it is installed, as a cross-check; 2D only).
     """
     dets, gts, per_case = [], [], {}
-    for name, image, truth in cases:
-        found = detector.detect(image)
-        gb, gc = truth_boxes(truth, source)
+    for case in cases:
+        name = case.name
+        found = detector.detect(case.image)
+        gb, gc = truth_boxes(case, source)
         dets.append((found.boxes, found.scores, found.labels))
         gts.append((gb, gc))
         one = average_precision([dets[-1]], [gts[-1]])
@@ -112,7 +113,7 @@ def validate_detection(detector: Any, cases: Sequence[tuple[str, Image, Image]],
         "n_detections": int(sum(len(d[0]) for d in dets)),
         "cases": per_case,
     }
-    cross = _pycocotools_ap(dets, gts, [c[1].spatial_shape for c in cases])
+    cross = _pycocotools_ap(dets, gts, [c.image.spatial_shape for c in cases])
     if cross is not None:
         out["pycocotools"] = cross
     return out
@@ -226,7 +227,7 @@ class DetectionTraining:
 
     def data_record(self) -> dict[str, Any]:
         """The held-out validation cases by name."""
-        return {"val_cases": [name for name, _, _ in self.val_cases]}
+        return {"val_cases": [c.name for c in self.val_cases]}
 
 
 def _card_notes(metrics: dict[str, Any]) -> str:

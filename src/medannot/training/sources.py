@@ -7,9 +7,8 @@ accepts them. It provides:
 
 - ``sample(rng) -> (image float32 (C, *patch_size), label int64 (*patch_size))``: one
   preprocessed, augmented training example;
-- ``validation_cases() -> list[(name, raw image, truth label image)]``: held-out data that
-  the trainer segments through the real inference path. A truth image may carry an instance
-  array in ``meta["instances"]`` for instance metrics.
+- ``validation_cases() -> list[ValidationCase]``: held-out data (name, raw image, truth label image and,
+  for instance metrics, the truth's instance ids) that the trainer runs through the real inference path.
 
 Built-in sources: ``image-split`` (labelled images split into a train and a validation region)
 and ``dataset`` (an MSD / nnU-Net raw dataset folder, split by case).
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -28,7 +28,25 @@ from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError, InputError
 
-__all__ = ["DataSource", "Target", "register_source", "get_source", "list_sources", "build_source", "crop_image"]
+__all__ = ["DataSource", "Target", "ValidationCase", "register_source", "get_source", "list_sources", "build_source", "crop_image"]
+
+
+@dataclass(frozen=True)
+class ValidationCase:
+    """One held-out case: run through the real inference path and scored against its truth.
+
+    Attributes:
+        name: Case name (in metrics and model cards).
+        image: The raw input (not preprocessed).
+        truth: Its label image on the same grid.
+        instances: Instance ids of the truth objects on the same grid (instance F1, detection boxes); None when the
+            truth has no instances.
+    """
+
+    name: str
+    image: Image
+    truth: Image
+    instances: np.ndarray | None = None
 
 
 class DataSource(Protocol):
@@ -36,7 +54,7 @@ class DataSource(Protocol):
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def validation_cases(self) -> list[tuple[str, Image, Image]]: ...
+    def validation_cases(self) -> list[ValidationCase]: ...
 
 
 _SOURCES: dict[str, type] = {}
@@ -130,10 +148,7 @@ def crop_image(image: Image, start: Sequence[int], stop: Sequence[int]) -> Image
     sl = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
     origin = image.geometry.index_to_world(np.asarray(start, dtype=np.float64))
     geo = Geometry(spacing=image.geometry.spacing, origin=tuple(origin), direction=image.geometry.direction)
-    meta = dict(image.meta)
-    if "instances" in meta:
-        meta["instances"] = np.asarray(meta["instances"])[sl]
-    return Image(np.ascontiguousarray(image.array[(slice(None),) + sl]), geo, image.kind, meta)
+    return Image(np.ascontiguousarray(image.array[(slice(None),) + sl]), geo, image.kind, dict(image.meta))
 
 
 def foreground_coords(label: np.ndarray, max_points: int = 200_000) -> np.ndarray:
@@ -310,7 +325,7 @@ class ImageSplitSource:
         self.fg_ratio = float(fg_ratio)
         self.augment = augment
         self._train: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._val: list[tuple[str, Image, Image]] = []
+        self._val: list[ValidationCase] = []
         for i, entry in enumerate(images):
             image, label = _read_pair(entry)
             nd = image.ndim
@@ -332,9 +347,9 @@ class ImageSplitSource:
             v_img = crop_image(image, start, stop)
             v_lab = crop_image(label, start, stop)
             truth = v_lab.with_array(_to_target(v_lab.array, self.target).astype(np.uint16))
-            truth.meta["instances"] = v_lab.array[0].copy()
             name = Path(str(entry["image"])).name.split(".")[0]
-            self._val.append((f"{name}-{'right' if side is Split.LOW else 'left'}-{i}" if nd == 2 else f"{name}-val-{i}", v_img, truth))
+            case = f"{name}-{'right' if side is Split.LOW else 'left'}-{i}" if nd == 2 else f"{name}-val-{i}"
+            self._val.append(ValidationCase(case, v_img, truth, v_lab.array[0].copy()))
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One augmented training patch from the training region(s)."""
@@ -342,7 +357,7 @@ class ImageSplitSource:
         img, lbl = random_patch(arr, lab, self.patch_size, rng, self.fg_ratio, fg)
         return augment_patch(img, lbl, rng, self.augment)
 
-    def validation_cases(self) -> list[tuple[str, Image, Image]]:
+    def validation_cases(self) -> list[ValidationCase]:
         """The held-out regions, raw (not preprocessed), with their truth."""
         return list(self._val)
 
@@ -426,10 +441,10 @@ class DatasetSource:
         img, lbl = random_patch(arr, lab, self.patch_size, rng, self.fg_ratio, fg)
         return augment_patch(img, lbl, rng, self.augment)
 
-    def validation_cases(self) -> list[tuple[str, Image, Image]]:
+    def validation_cases(self) -> list[ValidationCase]:
         """The held-out cases, raw, with their truth."""
         out = []
         for item in self._val_items:
             image, label = self._load(item)
-            out.append((item.name, image, label.with_array(_to_target(label.array, self.target).astype(np.uint16))))
+            out.append(ValidationCase(item.name, image, label.with_array(_to_target(label.array, self.target).astype(np.uint16))))
         return out

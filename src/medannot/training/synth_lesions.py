@@ -25,7 +25,7 @@ from medannot.data.boxes import boxes_from_instances
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError
-from medannot.training.sources import augment_patch, random_patch, register_source
+from medannot.training.sources import ValidationCase, augment_patch, random_patch, register_source
 
 __all__ = ["SyntheticLesionCase", "SyntheticLesionSource", "synthetic_lesion_phantom"]
 
@@ -142,8 +142,7 @@ class SyntheticLesionSource:
         for i in range(int(n_validation)):
             case = synthetic_lesion_phantom(shape, geo, n_lesions, r, seed=vrng)
             truth = case.instances.with_array(case.instances.array.astype(np.uint16))
-            truth.meta["instances"] = case.instances.array[0].copy()
-            self._val.append((f"synthetic-lesions-val-{i}", case.image, truth))
+            self._val.append(ValidationCase(f"synthetic-lesions-val-{i}", case.image, truth, case.instances.array[0].copy()))
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One patch of a training phantom and its instance labels."""
@@ -151,7 +150,7 @@ class SyntheticLesionSource:
         img, lbl = random_patch(arr, lab, self.patch_size, rng, self.fg_ratio, fg)
         return augment_patch(img, lbl, rng, self.augment)
 
-    def validation_cases(self) -> list[tuple[str, Image, Image]]:
+    def validation_cases(self) -> list[ValidationCase]:
         """The fixed validation phantoms with their instance truth."""
         return list(self._val)
 

@@ -23,7 +23,7 @@ from scipy import ndimage as ndi
 from medannot.data.geometry import Geometry, axcodes_direction
 from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError
-from medannot.training.sources import register_source
+from medannot.training.sources import ValidationCase, register_source
 from medannot.training.synth import (
     SynthParams,
     brain_label_map,
@@ -155,7 +155,7 @@ class SynthBrainSource:
         self.texture = Image(tpl.t1[None], tpl.geometry)
         self.centre = tpl.centre
         self.label_maps = [brain_label_map(np.random.default_rng(np.random.SeedSequence([int(rng_seed), 7, i]))) for i in range(int(n_label_maps))]
-        self._val: list[tuple[str, Image, Image]] | None = None
+        self._val: list[ValidationCase] | None = None
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One synthetic example: image float32 ``(1, *patch)``, target int64 ``(*patch)`` in {0, 1, 2}."""
@@ -163,7 +163,7 @@ class SynthBrainSource:
         image, target = synthesize(lm, rng, self.params, texture=self.texture, centre=self.centre)
         return image[None], target
 
-    def validation_cases(self) -> list[tuple[str, Image, Image]]:
+    def validation_cases(self) -> list[ValidationCase]:
         """Held-out semi-synthetic subjects at native resolution and orientation (raw, with truth)."""
         if self._val is None:
             self._val = []
@@ -171,5 +171,5 @@ class SynthBrainSource:
                 image, truth = make_subject(
                     int(v["seed"]), v.get("spacing", (1.0, 1.0, 1.0)), v.get("axcodes", "RAS"), v.get("rotation_deg", (0.0, 0.0, 0.0))
                 )
-                self._val.append((str(v.get("name", f"subject-{v['seed']}")), image, truth))
+                self._val.append(ValidationCase(str(v.get("name", f"subject-{v['seed']}")), image, truth))
         return list(self._val)

@@ -143,4 +143,4 @@ class SegmentationTraining:
 
     def data_record(self) -> dict[str, Any]:
         """The held-out validation cases by name."""
-        return {"val_cases": [name for name, _, _ in self.val_cases]}
+        return {"val_cases": [c.name for c in self.val_cases]}

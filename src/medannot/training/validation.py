@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medannot.data.image import Image
+from medannot.training.sources import ValidationCase
 
 __all__ = ["dice_score", "instance_f1", "validate"]
 
@@ -57,7 +57,7 @@ def instance_f1(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5)
     return {"f1": f1, "precision": precision, "recall": recall, "tp": tp, "n_pred": n_p, "n_true": n_t}
 
 
-def validate(predictor: Any, cases: Sequence[tuple[str, Image, Image]], labels: dict[int, str]) -> dict[str, Any]:
+def validate(predictor: Any, cases: Sequence[ValidationCase], labels: dict[int, str]) -> dict[str, Any]:
     """Segment each case with ``predictor`` and compute Dice per label (and instance F1 where available).
 
     Returns:
@@ -67,8 +67,9 @@ def validate(predictor: Any, cases: Sequence[tuple[str, Image, Image]], labels: 
     per_case: dict[str, dict[str, Any]] = {}
     sums: dict[str, list[float]] = {labels[k]: [] for k in labels if k != 0}
     inst: dict[str, list[dict[str, float]]] = {}
-    for name, image, truth in cases:
-        pred = predictor.predict(image)
+    for case in cases:
+        name, truth = case.name, case.truth
+        pred = predictor.predict(case.image)
         lab = pred.labels.array[0]
         tru = truth.array[0]
         row: dict[str, Any] = {}
@@ -78,9 +79,9 @@ def validate(predictor: Any, cases: Sequence[tuple[str, Image, Image]], labels: 
             d = dice_score(lab == k, tru == k)
             row[f"dice_{lname}"] = d
             sums[lname].append(d)
-        if "instances" in truth.meta:
+        if case.instances is not None:
             for k, arr in pred.instances.items():
-                f = instance_f1(arr, truth.meta["instances"])
+                f = instance_f1(arr, case.instances)
                 row[f"instance_f1_{labels.get(k, k)}"] = f["f1"]
                 inst.setdefault(labels.get(k, str(k)), []).append(f)
         per_case[name] = row

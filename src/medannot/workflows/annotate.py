@@ -8,6 +8,7 @@ Each case folder is written by the predictor's own case writer, atomically; batc
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -20,13 +21,13 @@ from medannot.annotations.dicom_grid import load_source_datasets
 from medannot.annotations.dicom_outputs import OutputFormat, case_writers, parse_formats
 from medannot.annotations.pacs_store import store_segmentation
 from medannot.annotations.results import SegmentationResult
-from medannot.annotations.schema import Annotation, portable_provenance
+from medannot.annotations.schema import Annotation, Provenance, portable_provenance, validate_annotation
 from medannot.errors import ConfigError, InputError, MedannotError
 from medannot.io import discover_inputs
 from medannot.privacy import Deidentifier
-from medannot.tasks import CasePredictor, get_task
+from medannot.tasks import CasePredictor, Task, get_task
 
-__all__ = ["CaseResult", "annotate_inputs"]
+__all__ = ["CaseResult", "CaseStep", "annotate_inputs", "completed_case", "plan_batch"]
 
 
 @dataclass
@@ -41,6 +42,7 @@ class CaseResult:
         annotation: What ``annotation.json`` holds.
         seconds: Time spent on the case.
         stored: SOPInstanceUIDs stored back to a PACS (DICOM SEG).
+        resumed: The case folder was complete from an earlier run of the same model and settings (not redone).
     """
 
     name: str
@@ -50,6 +52,7 @@ class CaseResult:
     annotation: Annotation | None = None
     seconds: float = 0.0
     stored: list[str] = field(default_factory=list)
+    resumed: bool = False
 
 
 def annotate_inputs(
@@ -62,6 +65,7 @@ def annotate_inputs(
     on_batch_files: Callable[[list[Path]], None] | None = None,
     dataset_hook: Callable[[Any], Any] | None = None,
     record_machine: bool = False,
+    skip_complete: bool = False,
 ) -> list[CaseResult]:
     """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
 
@@ -85,6 +89,7 @@ def annotate_inputs(
         record_machine: Record the computer's and the user's name in each ``annotation.json`` (``--record-machine``).
             Paths are never absolute: the input's is relative to ``input_path`` (see
             :func:`medannot.annotations.schema.portable_provenance`).
+        skip_complete: Resume: a case whose folder is complete (:func:`completed_case`) is not redone.
 
     Returns:
         One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
@@ -93,25 +98,13 @@ def annotate_inputs(
         InputError: If ``input_path`` does not exist or holds no readable input at all.
         ConfigError: DICOM output formats asked of a task without label maps (before anything is read).
     """
-    extra_formats = [f for f in parse_formats(formats) if f is not OutputFormat.NIFTI]
-    if extra_formats and not get_task(predictor.task).writes_label_maps:
-        wanted = ", ".join(f.value for f in extra_formats)
-        raise ConfigError(f"--format {wanted} needs a label map; a {predictor.task.value} model gives none (run without that --format)")
-    if dataset_hook is None and pacs_settings is not None and getattr(pacs_settings, "deidentify", False):
-        dataset_hook = Deidentifier().deidentify
-    items = discover_inputs(input_path, pacs_settings, dataset_hook=dataset_hook)
-    if not items:
-        raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
+    items, step = plan_batch(input_path, predictor, formats, pacs_settings, dataset_hook, out_dir=out_dir, record_machine=record_machine)
     results: list[CaseResult] = []
+    reference = step.reference(predictor.provenance({})) if skip_complete else None
     for item in items:
-        start = time.perf_counter()
-        try:
-            result = _annotate_one(item, predictor, out_dir, extra_formats, input_path, record_machine)
-        except MedannotError as exc:
-            result = CaseResult(item.name, False, reason=str(exc))
-        except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch
-            result = CaseResult(item.name, False, reason=f"{item.name}: {type(exc).__name__}: {exc}".splitlines()[0])
-        result.seconds = time.perf_counter() - start
+        result = completed_case(out_dir, item.name, reference) if reference is not None else None
+        if result is None:
+            result = step(item, predictor)
         results.append(result)
         if on_case is not None:
             on_case(result)
@@ -154,3 +147,100 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
         done.stored = store_segmentation(item.remote.location, labels, list(case.dicom_headers), result.label_map, provenance,
                                          item.remote.settings, measurements=OutputFormat.DICOM_SR in formats, instance_maps=instance_maps)
     return done
+
+
+@dataclass(frozen=True)
+class CaseStep:
+    """The per-case step of a batch: one discovered input annotated into ``out_dir/<case>/`` (atomically).
+
+    The one step of every batch: this module's loop and the Ray workers of :mod:`medannot.workflows.batch_ray`
+    (it is picklable). Made by :func:`plan_batch`.
+
+    Attributes:
+        out_dir: Output root (None: nothing kept locally, for PACS inputs).
+        formats: Formats each case writes besides NIfTI.
+        input_root: The INPUT given (case paths in ``annotation.json`` are relative to it).
+        record_machine: Record the computer's and user's names.
+    """
+
+    out_dir: Path | None
+    formats: tuple[OutputFormat, ...]
+    input_root: str | Path
+    record_machine: bool = False
+
+    def __call__(self, item: Any, predictor: CasePredictor) -> CaseResult:
+        """Annotate ``item``; never raises for a bad input (the result carries the one-line reason), timed."""
+        start = time.perf_counter()
+        try:
+            result = _annotate_one(item, predictor, self.out_dir, list(self.formats), self.input_root, self.record_machine)
+        except MedannotError as exc:  # a message without a file names the case, so a batch says which input failed
+            result = CaseResult(item.name, False, reason=str(exc) if exc.path is not None or str(exc).startswith(item.name)
+                                else f"{item.name}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bug or resource limit on one input must not lose the batch
+            result = CaseResult(item.name, False, reason=f"{item.name}: {type(exc).__name__}: {exc}".splitlines()[0])
+        result.seconds = time.perf_counter() - start
+        return result
+
+    def reference(self, provenance: Provenance) -> Provenance:
+        """A predictor's provenance as this batch writes it into ``annotation.json`` (for :func:`completed_case`)."""
+        return portable_provenance(provenance, self.input_root, self.record_machine)
+
+
+def plan_batch(input_path: str | Path, predictor: CasePredictor, formats: Sequence[str], pacs_settings: Any = None,
+               dataset_hook: Callable[[Any], Any] | None = None, *, out_dir: str | Path | None,
+               record_machine: bool = False) -> tuple[list[Any], CaseStep]:
+    """Check the output formats against the predictor's task, then discover the inputs (none is read yet).
+
+    Args:
+        input_path, predictor, formats, pacs_settings, dataset_hook, record_machine: As for :func:`annotate_inputs`
+            (``predictor`` is asked only for its ``task``).
+        out_dir: Output root.
+
+    Returns:
+        ``(items, step)``: the discovered :class:`medannot.io.InputItem` list and the :class:`CaseStep` for each.
+
+    Raises:
+        InputError: If ``input_path`` does not exist or holds no readable input at all.
+        ConfigError: Output formats asked of a task without label maps (before anything is read).
+    """
+    extra_formats = [f for f in parse_formats(formats) if f is not OutputFormat.NIFTI]
+    if extra_formats and not get_task(predictor.task).writes_label_maps:
+        wanted = ", ".join(f.value for f in extra_formats)
+        raise ConfigError(f"--format {wanted} needs a label map; a {predictor.task.value} model gives none (run without that --format)")
+    if dataset_hook is None and pacs_settings is not None and getattr(pacs_settings, "deidentify", False):
+        dataset_hook = Deidentifier().deidentify
+    items = discover_inputs(input_path, pacs_settings, dataset_hook=dataset_hook)
+    if not items:
+        raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
+    return items, CaseStep(None if out_dir is None else Path(out_dir), tuple(extra_formats), input_path, record_machine)
+
+
+def completed_case(out_dir: str | Path | None, name: str, reference: Provenance) -> CaseResult | None:
+    """The result of a case an earlier run finished with the same model and settings, or None (redo it).
+
+    A case folder is complete when its ``annotation.json`` follows the schema, every file it lists exists, and its
+    provenance names the same source, model, version, weights hash, task and parameters as ``reference``
+    (:meth:`CaseStep.reference`). Case folders are renamed into place whole, so a run killed mid-case leaves none.
+    """
+    if out_dir is None:
+        return None
+    folder = Path(out_dir) / name
+    path = folder / "annotation.json"
+    try:
+        annotation = validate_annotation(json.loads(path.read_text(encoding="utf-8")), str(path))
+    except (OSError, ValueError, MedannotError):
+        return None
+    mine, theirs = reference, annotation.provenance
+    if (mine.source, mine.name, mine.version, mine.sha256, Task.parse(mine.task)) != (
+            theirs.source, theirs.name, theirs.version, theirs.sha256, Task.parse(theirs.task)):
+        return None
+    if _plain(mine.parameters) != _plain(theirs.parameters):
+        return None
+    if not all((folder / f).is_file() for f in annotation.files.values() if isinstance(f, str)):
+        return None
+    return CaseResult(name, True, folder=folder, annotation=annotation, resumed=True)
+
+
+def _plain(value: Any) -> Any:
+    """JSON round trip, so parameters compare as ``annotation.json`` stores them."""
+    return json.loads(json.dumps(value, default=str))
