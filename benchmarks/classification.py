@@ -40,8 +40,8 @@ def main() -> int:
     from monai.visualize import GradCAM, OcclusionSensitivity
 
     from medannot import samples
-    from medannot.tasks import load_predictor
     from medannot.models.classification import gradcam_layer
+    from medannot.tasks import load_predictor
 
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
@@ -61,17 +61,17 @@ def main() -> int:
         return torch.as_tensor(pipe(a))[None].float()
 
     for name, image in images.items():
-        def ours() -> None:
+        def ours(image=image) -> None:
             clf.predict(image)
 
-        def bare() -> None:
+        def bare(image=image) -> None:
             with torch.inference_mode():
                 torch.softmax(net(monai_input(image)), 1)
 
-        def ours_explain() -> None:
+        def ours_explain(image=image) -> None:
             annotator.explain_maps(image, clf.prepare(image), 0)
 
-        def bare_explain() -> None:
+        def bare_explain(image=image) -> None:
             x = monai_input(image)
             GradCAM(nn_module=net, target_layers=gradcam_layer("densenet-small"))(x, class_idx=0)
             with torch.inference_mode():

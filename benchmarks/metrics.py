@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import psutil
@@ -102,7 +103,7 @@ class _PeakRSS:
             self.peak = max(self.peak, self.proc.memory_info().rss)
             time.sleep(self.interval)
 
-    def __enter__(self) -> "_PeakRSS":
+    def __enter__(self) -> _PeakRSS:
         self.start = self.peak = self.proc.memory_info().rss
         self._thread.start()
         return self
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{label}: truth {int(truth.sum())} voxels, prediction {int(pred.sum())} voxels")
         results = {}
         for name, fn in libs:
-            values, seconds, rss = _measure(lambda fn=fn: fn(pred, truth))
+            values, seconds, rss = _measure(lambda fn=fn, pred=pred, truth=truth: fn(pred, truth))
             results[name] = values
             totals[name] += seconds
             shown = ", ".join(f"{k}={v:.6f}" for k, v in values.items())

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import statistics
 import socket
+import statistics
 import tempfile
 import threading
 import time

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+
 from iohelpers import MNI_GM, MNI_T1, rotation, write_dicom_series
 
 OBLIQUE = rotation(20.0, -10.0, 35.0)

@@ -12,8 +12,7 @@ from medannot import samples
 from medannot.cli import app
 from medannot.errors import InputError
 from medannot.inference.classifier import Classifier
-from medannot.models import Bundle
-from medannot.models import create_network
+from medannot.models import Bundle, create_network
 from medannot.retrieval.features import FeatureExtractor
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from medannot.data import Image
 from medannot.errors import ConfigError, InputError
 from medannot.inference.classifier import Classifier
 from medannot.models import Bundle
-from medannot.training.classification_data import split_by_group, ClassSample
+from medannot.training.classification_data import ClassSample, split_by_group
 from medannot.training.classification_trainer import class_weights
 from medannot.training.synth_classes import SYNTH_CLASSES, synthetic_blob_image, synthetic_classification_config
 

@@ -24,8 +24,7 @@ def tiny_detect_bundle(tmp_path_factory) -> Path:
     """An untrained (random weights) tiny 2D detection bundle: for pipeline and error tests, never for accuracy."""
     import torch
 
-    from medannot.models import Bundle
-    from medannot.models import create_network
+    from medannot.models import Bundle, create_network
 
     torch.manual_seed(0)
     params = {"block_inplanes": [4, 8, 16, 32], "fpn_channels": 8, "returned_layers": [1, 2], "num_anchors": 2}

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-
 from monai.data.box_utils import non_max_suppression
 
 from medannot.models import create_network

@@ -11,8 +11,8 @@ from skimage.measure import regionprops
 from medannot.data import Geometry, Image
 from medannot.data.image import ImageKind
 from medannot.models.detection_spec import BoxSource
-from medannot.training.detection_trainer import label_patch_boxes, truth_boxes
 from medannot.training.config import load_config
+from medannot.training.detection_trainer import label_patch_boxes, truth_boxes
 
 
 def _patch() -> np.ndarray:

@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import tifffile
+from eval_masks import ellipsoid
 from medpy.metric import binary as medpy
 from scipy import ndimage
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats import inter_rater
 
-from eval_masks import ellipsoid
 from medannot.errors import InputError
 from medannot.evaluation import agreement as A
 from medannot.evaluation import staple as S

@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from eval_masks import PAIRS
 from medpy.metric import binary as medpy
 from monai.metrics import (
     compute_average_surface_distance,
@@ -24,7 +25,6 @@ from monai.metrics import (
     compute_surface_dice,
 )
 
-from eval_masks import PAIRS, mask_pair  # noqa: F401  (fixture)
 from medannot.errors import InputError
 from medannot.evaluation import metrics as M
 

@@ -54,11 +54,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from eval_masks import EMPTY_PAIRS, EXTRA_PAIRS, PAIRS
 from medpy.metric import binary as medpy
 from monai.metrics import (
     compute_average_surface_distance,
@@ -68,7 +70,6 @@ from monai.metrics import (
     compute_surface_dice,
 )
 
-from eval_masks import EMPTY_PAIRS, EXTRA_PAIRS, PAIRS
 from medannot.evaluation import metrics as M
 
 surface_distance = pytest.importorskip("surface_distance")

@@ -9,8 +9,8 @@ import re
 
 import numpy as np
 import pytest
-
 from eval_masks import PAIRS
+
 from medannot.evaluation import SegmentationAccumulator, segmentation_metrics
 from medannot.evaluation.report import write_report
 

@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
-
 from eval_masks import PAIRS
+
 from medannot.errors import InputError
 from medannot.evaluation import SegmentationAccumulator, segmentation_metrics
 from medannot.evaluation.accumulate import FrocAccumulator

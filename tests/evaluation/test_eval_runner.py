@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from eval_masks import ellipsoid
+
 from medannot.data import Geometry, Image
 from medannot.errors import GeometryError, InputError
 from medannot.evaluation import evaluate_paths, segmentation_metrics
@@ -49,7 +49,7 @@ def _same(row, expected):
 def test_folders_match_by_case_name_and_report(tmp_path):
     truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
     pairs = {name: _labels(i) for i, name in enumerate(["case_a", "case_b", "case_c"])}
-    for name, (pred, truth) in pairs.items():
+    for name, (_pred, truth) in pairs.items():
         _nifti(truth_dir / f"{name}.nii.gz", truth)
     _nifti(pred_dir / "case_a" / "labels.nii.gz", pairs["case_a"][0])  # medannot annotate layout
     _nifti(pred_dir / "case_b.nii.gz", pairs["case_b"][0])

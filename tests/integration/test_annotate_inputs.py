@@ -4,9 +4,9 @@ import json
 
 import nibabel as nib
 import numpy as np
-from iohelpers import mni_block, write_dicom_series
 from typer.testing import CliRunner
 
+from iohelpers import mni_block, write_dicom_series
 from medannot.classical import run_method
 from medannot.cli import app
 from medannot.io import read_image

@@ -13,10 +13,10 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicomout_helpers import dciodvfy, mni_tissue_block, write_clinical_series
-from iohelpers import MNI_T1
 from typer.testing import CliRunner
 
+from dicomout_helpers import dciodvfy, mni_tissue_block, write_clinical_series
+from iohelpers import MNI_T1
 from medannot.annotations.dicom_grid import load_source_datasets, series_grid
 from medannot.annotations.dicom_seg import read_dicom_seg
 from medannot.annotations.rtstruct import read_rtstruct

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from dicomout_helpers import complete_headers
-from iohelpers import mni_block, write_dicom_series
 from pydicom.uid import generate_uid
 
+from dicomout_helpers import complete_headers
+from iohelpers import mni_block, write_dicom_series
 from medannot.testing.orthanc import OrthancServer
 
 

@@ -192,8 +192,8 @@ def test_an_instance_the_pacs_refuses_is_named_with_the_reason(mr_study):
 def test_seg_not_stored_when_the_pacs_went_down_meanwhile(mr_study, tmp_path):
     from medannot.annotations import LabelMap, Provenance
     from medannot.annotations.pacs_store import store_segmentation
-    from medannot.io.dicomweb import DicomWebLocation, load_dicomweb_series
     from medannot.classical import run_method
+    from medannot.io.dicomweb import DicomWebLocation, load_dicomweb_series
 
     location = DicomWebLocation(mr_study.server.dicomweb_url, mr_study.study_uid, mr_study.series_uid)
     image, headers = load_dicomweb_series(location)

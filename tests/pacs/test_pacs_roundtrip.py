@@ -10,9 +10,9 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from dicomout_helpers import dciodvfy
 from typer.testing import CliRunner
 
+from dicomout_helpers import dciodvfy
 from medannot.cli import app
 from medannot.io import discover_inputs, read_image
 from medannot.io.dicomweb import PacsClient, load_dicomweb_series, parse_dicomweb_url

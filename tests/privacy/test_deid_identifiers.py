@@ -7,7 +7,7 @@ import pydicom
 import pytest
 from deid_helpers import CAT, COOKIES, CT_BRAINS, copy_inputs, dciodvfy_errors, identifying_values, leaks
 
-from medannot.privacy import DeidOptions, Deidentifier, UidMap
+from medannot.privacy import Deidentifier, DeidOptions, UidMap
 from medannot.privacy.batch import DeidStatus, deidentify_tree
 
 ORIGINALS = COOKIES + CT_BRAINS + [CAT]

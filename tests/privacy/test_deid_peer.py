@@ -11,7 +11,7 @@ import pytest
 from deid_helpers import CAT, COOKIES, CT_BRAINS
 from dicomanonymizer.simpledicomanonymizer import anonymize_dataset, initialize_actions
 
-from medannot.privacy import DeidOptions, Deidentifier
+from medannot.privacy import Deidentifier, DeidOptions
 
 
 def _state(ds, tag):

@@ -7,7 +7,7 @@ import pytest
 from deid_helpers import CAT, COOKIES, CT_BRAINS, US_BURNED_IN, copy_inputs, identifying_values, leaks
 
 from medannot.errors import ConfigError
-from medannot.privacy import DeidOptions, Deidentifier, PrivateTagRule, burned_in_reason, parse_private_tag
+from medannot.privacy import Deidentifier, DeidOptions, PrivateTagRule, burned_in_reason, parse_private_tag
 from medannot.privacy.batch import QUARANTINE_DIR, DeidStatus, deidentify_tree
 
 SIEMENS = "SIEMENS CT VA0  COAD"

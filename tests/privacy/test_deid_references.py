@@ -12,7 +12,7 @@ from deid_helpers import COOKIES, CT_BRAINS, identifying_values, leaks
 from pydicom import Dataset, Sequence
 
 from medannot.errors import InputError
-from medannot.privacy import DeidOptions, Deidentifier, UidMap
+from medannot.privacy import Deidentifier, DeidOptions, UidMap
 from medannot.privacy.batch import deidentify_tree
 
 UID_KEYWORDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "SOPInstanceUID")

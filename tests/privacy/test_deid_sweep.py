@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from deid_helpers import dciodvfy_errors
 
-from medannot.privacy import DeidOptions, Deidentifier
+from medannot.privacy import Deidentifier, DeidOptions
 from medannot.privacy.batch import DeidStatus, deidentify_tree
 
 CORPUS = Path(pydicom.__file__).parent / "data" / "test_files"

@@ -6,7 +6,6 @@ neighbours from the query's own source are left out, so a slice never finds its 
 
 import json
 
-import numpy as np
 import pytest
 
 from medannot.models import Bundle

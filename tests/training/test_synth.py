@@ -7,8 +7,9 @@ import nibabel.processing
 import numpy as np
 import pytest
 
+from medannot.data.geometry import axcodes_direction
 from medannot.data.image import ImageKind
-from medannot.errors import ConfigError, InputError
+from medannot.errors import ConfigError, GeometryError, InputError
 from medannot.training.sources import build_source, list_sources
 from medannot.training.synth import (
     MNI_DIR,
@@ -20,8 +21,6 @@ from medannot.training.synth import (
     synthesize,
     to_target,
 )
-from medannot.data.geometry import axcodes_direction
-from medannot.errors import GeometryError
 from medannot.training.synth_source import SynthBrainSource, make_subject
 
 SMALL = SynthParams(patch_size=(32, 32, 32))

@@ -7,7 +7,7 @@ numbered 1..N in the case; instance-derived boxes keep their instance id and sco
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

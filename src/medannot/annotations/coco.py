@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,8 @@ def case_coco(annotation: Annotation, file_name: str) -> dict[str, Any]:
 
 def coco_ground_truth(cases: Sequence[tuple[str, Sequence[int], np.ndarray, np.ndarray]], categories: dict[int, str]) -> dict[str, Any]:
     """A COCO ground-truth dataset from ``(file_name, (rows, cols), voxel boxes, label values)`` per image (ids 1..N)."""
-    images, anns = [], []
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
     used: set[int] = set(categories)
     for i, (name, shape, boxes, labels) in enumerate(cases, start=1):
         images.append({"id": i, "file_name": name, "height": int(shape[0]), "width": int(shape[1])})

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from medannot.data.palette import default_color
 from medannot.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class LabelInfo:
@@ -21,7 +23,7 @@ class LabelMap(dict[int, LabelInfo]):
     """Mapping from label value to :class:`LabelInfo`; value 0 is background."""
 
     @classmethod
-    def parse(cls, labels: Mapping[Any, Any] | None, values: list[int] | None = None) -> "LabelMap":
+    def parse(cls, labels: Mapping[Any, Any] | None, values: list[int] | None = None) -> LabelMap:
         """Build from a bundle's ``labels`` dict or from a plain ``{value: name}`` dict.
 
         Args:
@@ -50,13 +52,14 @@ class LabelMap(dict[int, LabelInfo]):
                 color = default_color(value)
             if len(color) != 3 or not all(0 <= int(c) <= 255 for c in color):
                 raise ConfigError(f"label {value} ({name}): colour must be three values 0-255, got {color!r}")
-            out[value] = LabelInfo(value, name, tuple(int(c) for c in color))
+            r, g, b = (int(c) for c in color)
+            out[value] = LabelInfo(value, name, (r, g, b))
         if 0 not in out:
             out[0] = LabelInfo(0, "background", (0, 0, 0))
         return cls(sorted(out.items()))
 
     @classmethod
-    def from_text(cls, text: str | None, option: str = "--labels") -> "LabelMap | None":
+    def from_text(cls, text: str | None, option: str = "--labels") -> LabelMap | None:
         """The one ``--labels`` syntax of every command: ``1=liver,2=tumour`` or a JSON object ``{"1": "liver"}``.
 
         JSON values may also be ``{"name": ..., "color": [r, g, b]}``. Empty or None -> None.

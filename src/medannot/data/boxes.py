@@ -17,9 +17,9 @@ Empty rule: zero boxes give ``(0, 2 * ndim)`` / ``(0, ndim, 2)`` arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import product
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi

@@ -12,8 +12,8 @@ number of spatial dimensions is always explicit and never guessed from a shape.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -43,8 +43,8 @@ class Geometry:
     """
 
     spacing: tuple[float, ...]
-    origin: tuple[float, ...] | None = None
-    direction: np.ndarray | None = field(default=None)
+    origin: tuple[float, ...] = None  # type: ignore[assignment]  # None at construction: zeros (__post_init__)
+    direction: np.ndarray = field(default=None)  # type: ignore[arg-type]  # None at construction: the identity
 
     def __post_init__(self) -> None:
         ndim = len(self.spacing)
@@ -83,7 +83,7 @@ class Geometry:
         return aff
 
     @classmethod
-    def from_affine(cls, affine: np.ndarray) -> "Geometry":
+    def from_affine(cls, affine: np.ndarray) -> Geometry:
         """Build a geometry from a homogeneous affine (3x3 for 2D, 4x4 for 3D).
 
         Raises:
@@ -122,7 +122,7 @@ class Geometry:
         """Volume of one voxel in mm^3 (3D) or area of one pixel in mm^2 (2D)."""
         return float(np.prod(self.spacing))
 
-    def isclose(self, other: "Geometry", atol: float = _ATOL) -> bool:
+    def isclose(self, other: Geometry, atol: float = _ATOL) -> bool:
         """True when both grids have the same dimensionality and affines equal within ``atol``."""
         return self.ndim == other.ndim and bool(np.allclose(self.affine, other.affine, atol=atol, rtol=0))
 

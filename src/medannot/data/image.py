@@ -29,7 +29,7 @@ class ImageKind(enum.StrEnum):
     LABEL = "label"
 
     @classmethod
-    def parse(cls, value: "str | ImageKind") -> "ImageKind":
+    def parse(cls, value: str | ImageKind) -> ImageKind:
         """Convert a string once; a typo lists the valid names."""
         try:
             return cls(value)
@@ -77,7 +77,7 @@ class Image:
         kind: ImageKind | str = ImageKind.INTENSITY,
         spacing: tuple[float, ...] | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> "Image":
+    ) -> Image:
         """Wrap a single-channel array without a channel axis.
 
         Args:
@@ -132,11 +132,11 @@ class Image:
             raise InputError(f"expected a single-channel image, got {self.channels} channels; convert to grey first")
         return self.array[0]
 
-    def with_array(self, array: np.ndarray, kind: ImageKind | str | None = None) -> "Image":
+    def with_array(self, array: np.ndarray, kind: ImageKind | str | None = None) -> Image:
         """Same geometry and metadata, new channel-first array (and optionally a new kind)."""
         return replace(self, array=array, kind=self.kind if kind is None else ImageKind.parse(kind), meta=dict(self.meta))
 
-    def as_volume(self) -> "Image":
+    def as_volume(self) -> Image:
         """A 2D image as a 3D image with one slice (z spacing 1 mm, origin z 0); a 3D image unchanged.
 
         This is how 2D images are stored in NIfTI files.
@@ -149,7 +149,7 @@ class Image:
         geometry = Geometry(spacing=(*g.spacing, 1.0), origin=(*g.origin, 0.0), direction=direction)
         return Image(self.array[..., None], geometry, self.kind, dict(self.meta))
 
-    def as_plane(self) -> "Image":
+    def as_plane(self) -> Image:
         """The inverse of :meth:`as_volume`: a one-slice volume lying in the x-y plane as a 2D image.
 
         Raises:
@@ -164,11 +164,11 @@ class Image:
         geometry = Geometry(spacing=g.spacing[:2], origin=g.origin[:2], direction=d[:2, :2])
         return Image(self.array[..., 0], geometry, self.kind, dict(self.meta))
 
-    def same_grid(self, other: "Image", atol: float = 1e-6) -> bool:
+    def same_grid(self, other: Image, atol: float = 1e-6) -> bool:
         """True when both images have the same spatial shape and affine (within ``atol`` mm)."""
         return self.spatial_shape == other.spatial_shape and self.geometry.isclose(other.geometry, atol=atol)
 
-    def check_same_grid(self, other: "Image", what: str = "images") -> None:
+    def check_same_grid(self, other: Image, what: str = "images") -> None:
         """Raise :class:`GeometryError` with both grids in the message unless ``same_grid``."""
         if not self.same_grid(other):
             raise GeometryError(

@@ -46,7 +46,6 @@ class Task(enum.StrEnum):
         member = str.__new__(cls, value)
         member._name_ = value.upper().replace("-", "_")
         member._value_ = value
-        member.__objclass__ = cls  # type: ignore[misc]
         cls._member_map_[member._name_] = member
         cls._value2member_map_[value] = member
         cls._member_names_.append(member._name_)

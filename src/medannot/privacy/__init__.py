@@ -9,8 +9,8 @@
 
 from medannot.privacy.deidentify import (
     BurnedInAnnotationError,
-    DeidOptions,
     Deidentifier,
+    DeidOptions,
     PrivateTagRule,
     burned_in_reason,
     parse_private_tag,

@@ -16,10 +16,10 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Callable
 
 from medannot.errors import InputError, MedannotError, OutputError
 from medannot.io.atomic import atomic_path, atomic_write_text
@@ -90,7 +90,7 @@ def _read(path: Path):
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError, NotImplementedError, RecursionError) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({message})", path) from None
-    last = ds.get_item(next(reversed(ds.keys()))) if len(ds) else None
+    last = ds.get_item(max(ds.keys())) if len(ds) else None  # the last element in file order (tags ascend)
     declared = getattr(last, "length", 0xFFFFFFFF)
     if last is not None and declared != 0xFFFFFFFF and isinstance(last.value, bytes) and len(last.value) < declared:
         raise InputError(f"truncated: the last element {last.tag} declares {declared} bytes, the file holds {len(last.value)}", path)

@@ -198,8 +198,10 @@ def _is_empty(elem) -> bool:
         return True
     if elem.VR == "SQ":
         return len(value) == 0
-    if isinstance(value, (str, bytes)):
-        return len(value.strip(b" \x00" if isinstance(value, bytes) else " \x00")) == 0
+    if isinstance(value, bytes):
+        return len(value.strip(b" \x00")) == 0
+    if isinstance(value, str):
+        return len(value.strip(" \x00")) == 0
     return False
 
 
@@ -461,10 +463,9 @@ class Deidentifier:
 
     @staticmethod
     def _rebuild_file_meta(ds) -> None:
+        import pydicom
         from pydicom.dataset import FileMetaDataset
         from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
-
-        import pydicom
 
         old = getattr(ds, "file_meta", None)
         if old is None:

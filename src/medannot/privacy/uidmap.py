@@ -176,7 +176,7 @@ class UidMap:
         with self._lock:
             self._db.close()
 
-    def __enter__(self) -> "UidMap":
+    def __enter__(self) -> UidMap:
         return self
 
     def __exit__(self, *exc: object) -> None:

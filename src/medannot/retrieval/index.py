@@ -16,14 +16,15 @@ renamed into place. Search is exact: one matrix-vector product (``features @ q``
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from medannot.io.atomic import atomic_folder
 from medannot.errors import InputError, MedannotError
+from medannot.io.atomic import atomic_folder
 
 __all__ = ["Index", "build_index", "load_index", "precision_at_k", "search"]
 

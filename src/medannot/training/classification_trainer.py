@@ -108,7 +108,8 @@ def _evaluate(cfg: ClassificationConfig, logits: np.ndarray, y: np.ndarray, grou
         per_group[g] = {"truth": cfg.classes[int(y[idx[0]])], "n": len(idx), "accuracy": float(np.mean(pred[idx] == y[idx])),
                         "majority": cfg.classes[int(votes.argmax())]}
     keep = ("n", "labels", "accuracy", "balanced_accuracy", "per_class", "macro_f1", "confusion_matrix", "roc_auc", "brier", "ece")
-    return {**{key: m[key] for key in keep}, "per_group": per_group, "calibration": calib}
+    picked: dict[str, Any] = {key: m[key] for key in keep}  # type: ignore[literal-required]  # keys of the TypedDict
+    return {**picked, "per_group": per_group, "calibration": calib}
 
 
 class ClassificationTraining:

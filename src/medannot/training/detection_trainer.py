@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from medannot.data.boxes import boxes_from_instances
-from medannot.data.image import Image
 from medannot.errors import ConfigError, ModelError
 from medannot.evaluation.detection import average_precision, detection_froc
 from medannot.inference.detector import Detector

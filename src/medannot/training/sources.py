@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import enum
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -82,8 +83,8 @@ def _load_plugins() -> None:
         import medannot.training.synth  # noqa: F401
     except ImportError:
         pass
-    import medannot.training.synth_lesions  # noqa: F401  (SYNTHETIC 3D lesion phantoms, detection tests)
     import medannot.training.federated_data  # noqa: F401  (folder: a federated site's own dataset folder)
+    import medannot.training.synth_lesions  # noqa: F401  (SYNTHETIC 3D lesion phantoms, detection tests)
 
 
 def list_sources() -> list[str]:

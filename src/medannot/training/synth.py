@@ -118,7 +118,7 @@ class SynthParams:
     percentiles: tuple[float, float] = (0.5, 99.5)
 
     @classmethod
-    def from_dict(cls, values: dict | None) -> "SynthParams":
+    def from_dict(cls, values: dict | None) -> SynthParams:
         """Build from a config mapping; unknown keys raise :class:`ConfigError`."""
         values = dict(values or {})
         known = set(cls.__dataclass_fields__)
@@ -370,7 +370,7 @@ def _random_half_space(shape: tuple[int, ...], rng: np.random.Generator) -> np.n
     normal /= np.linalg.norm(normal)
     grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij", sparse=True)
     proj = sum(np.float32(n) * g for n, g in zip(normal, grids))
-    return proj > np.float32(np.quantile(proj, 1.0 - rng.uniform(0.05, 0.40)))
+    return np.asarray(proj > np.float32(np.quantile(proj, 1.0 - rng.uniform(0.05, 0.40))))
 
 
 # The "synth-brain" data source and the semi-synthetic subjects live in synth_source.py;

@@ -15,8 +15,9 @@ The data source ``synthetic-lesions`` draws fresh phantoms for ``medannot train`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -74,7 +75,7 @@ def synthetic_lesion_phantom(
     body = sum(((grid[a] - (shape[a] - 1) / 2) / (0.48 * shape[a])) ** 2 for a in range(3)) <= 1.0
     image = ndi.gaussian_filter(rng.normal(0, 1, shape).astype(np.float32), 3.0) * 0.15 + 0.3 * body
     instances = np.zeros(shape, dtype=np.uint16)
-    radii = []
+    radii: list[np.ndarray] = []  # per lesion, the three radii (mm)
     for _ in range(int(n_lesions)):
         for _attempt in range(30):
             r_mm = rng.uniform(*radius_mm, size=3)

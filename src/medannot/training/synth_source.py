@@ -14,8 +14,9 @@ validation subjects 10_000-19_999 and evaluation / test subjects 20_000 and abov
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -77,17 +78,17 @@ def make_subject(
     p = replace(p, max_rotation_deg=min(p.max_rotation_deg, 10.0), max_offset_mm=0.0)
     tpl = load_template()
     label_map = brain_label_map(rng)
-    spacing = np.asarray(spacing, dtype=float)
-    if spacing.shape != (3,) or np.any(spacing <= 0):
-        raise ConfigError(f"spacing must be 3 positive values in mm, got {spacing.tolist()}")
+    spacing_mm = np.asarray(spacing, dtype=float)
+    if spacing_mm.shape != (3,) or np.any(spacing_mm <= 0):
+        raise ConfigError(f"spacing must be 3 positive values in mm, got {spacing_mm.tolist()}")
     direction = axcodes_direction(axcodes, rotation_deg)
     # FOV along each array axis: the world extent of the axis it points along.
     world_axis = np.argmax(np.abs(axcodes_direction(axcodes)), axis=0)
     extent = np.asarray(fov_mm, dtype=float)[world_axis]
-    shape = np.maximum(1, np.round(extent / spacing)).astype(int)
-    whole = np.floor(spacing + 1e-6).astype(int)
+    shape = np.maximum(1, np.round(extent / spacing_mm)).astype(int)
+    whole = np.floor(spacing_mm + 1e-6).astype(int)
     sub = np.maximum(1, np.where(whole % 2 == 1, whole, whole - 1))  # odd number of >= 1 mm sub-slices
-    fine_spacing = spacing / sub
+    fine_spacing = spacing_mm / sub
     fine_shape = shape * sub
     centre = tpl.centre + rng.uniform(-5.0, 5.0, size=3)
     origin = centre - direction @ (fine_spacing * (fine_shape - 1) / 2.0)
@@ -146,7 +147,8 @@ class SynthBrainSource:
             raise ConfigError(f"synth-brain is 3D: needs spatial_dims 3 and a 3-value patch_size, got {spatial_dims}, {list(patch_size)}")
         if n_label_maps < 1:
             raise ConfigError(f"data.params.n_label_maps must be >= 1, got {n_label_maps}")
-        self.params = replace(SynthParams.from_dict(synth), patch_size=tuple(int(s) for s in patch_size), spacing_mm=float(spacing_mm))
+        px, py, pz = (int(s) for s in patch_size)
+        self.params = replace(SynthParams.from_dict(synth), patch_size=(px, py, pz), spacing_mm=float(spacing_mm))
         self.validation = [dict(v) for v in (DEFAULT_VALIDATION if validation is None else validation)]
         for v in self.validation:
             if int(v.get("seed", -1)) < 10_000:

@@ -152,7 +152,7 @@ def bias_field(image: Image, coefficients: Sequence[float], order: int) -> Image
     if len(coefficients) != len(terms):
         raise ConfigError(f"bias_field: need {len(terms)} coefficients for order {order}, got {len(coefficients)}")
     for coef, powers in zip(coefficients, terms):
-        term = np.float32(coef)
+        term: np.ndarray | np.floating = np.float32(coef)
         for g, p in zip(grids, powers):
             term = term * g**p
         field += term

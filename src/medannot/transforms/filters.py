@@ -111,6 +111,8 @@ def _frequency_radius(shape: Sequence[int], spacing: Sequence[float]) -> np.ndar
         shp[ax] = -1
         term = (f.astype(np.float32) ** 2).reshape(shp)
         sq = term if sq is None else sq + term
+    if sq is None:  # pragma: no cover - shape has at least two axes
+        raise ValueError("frequency grid of an empty shape")
     return np.sqrt(sq)
 
 

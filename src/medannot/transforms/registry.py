@@ -14,13 +14,15 @@ import inspect
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pydantic
 
 from medannot.data.image import Image
 from medannot.errors import ConfigError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class TransformKind(enum.StrEnum):
@@ -33,7 +35,7 @@ class TransformKind(enum.StrEnum):
 @dataclass(frozen=True)
 class _Entry:
     name: str
-    fn: Callable[..., Image]
+    fn: Callable[..., Any]  # Image -> Image (fixed steps), or (image, label) -> (image, label) (random steps)
     kind: TransformKind
     random: bool
     model: type[pydantic.BaseModel]
@@ -56,10 +58,9 @@ def _params_model(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]
     return pydantic.create_model(f"{name}_params", __config__=config, **fields)
 
 
-def register_transform(
-    name: str, kind: TransformKind | str, random: bool = False
-) -> Callable[[Callable[..., Image]], Callable[..., Image]]:
-    """Decorator registering ``fn(image, **params) -> Image`` under ``name``.
+def register_transform(name: str, kind: TransformKind | str, random: bool = False) -> Callable[[F], F]:
+    """Decorator registering ``fn(image, **params) -> Image`` under ``name`` (random steps:
+    ``fn(image, label=None, *, rng, **params) -> (image, label)``).
 
     Args:
         name: Registry name used in specs (``rand_`` prefix for random transforms).
@@ -68,7 +69,7 @@ def register_transform(
     """
     tkind = TransformKind(kind)
 
-    def deco(fn: Callable[..., Image]) -> Callable[..., Image]:
+    def deco(fn: F) -> F:
         if name in _REGISTRY:
             raise ConfigError(f"transform {name!r} is registered twice")
         _REGISTRY[name] = _Entry(name, fn, tkind, random, _params_model(name, fn))
