@@ -6,8 +6,8 @@ on ``--threads`` CPU threads (default 2; PyTorch and ONNX Runtime alike) and the
 - network time: the network part of inference (segmentation: the sliding window over the preprocessed input,
   ``Predictor.network_probabilities``; detection: ``Detector.network_boxes``), the engines interleaved in one
   process, best of ``--repeat`` rounds, and the ratio to PyTorch (> 1: faster than PyTorch);
-- memory: peak resident memory of a process that loads only that engine and runs one network pass (MB; Python,
-  PyTorch, MONAI and the held-out image included: the same for every engine);
+- memory: resident memory of a process that loads only that engine, after one network pass (MB; Python,
+  PyTorch, MONAI and the input image included);
 - size: the file each engine runs (``weights.pt``, ``model.onnx``, ``model.int8.onnx``);
 - agreement: largest |probability - PyTorch's| (segmentation) on that input;
 - accuracy on held-out data the weights never saw, end to end (post-processing included):
@@ -29,10 +29,12 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from medannot import samples
@@ -54,22 +56,24 @@ def _half(image: Image, right: bool) -> Image:
     return Image(np.ascontiguousarray(arr), image.geometry, image.kind, dict(image.meta))
 
 
-def held_out(name: str) -> tuple[str, Image, np.ndarray] | None:
-    """(metric name, image, truth) of a bundle's held-out case; None where its data is not installed."""
+def held_out(name: str) -> tuple[str, Image, Callable[[], np.ndarray]] | None:
+    """(metric name, image, truth loader) of a bundle's held-out case; None where its data is not installed."""
     if name == "brain-mri":
         try:
             head = samples.colin27_head()
-            from medannot.transforms.spatial import resample_to_grid
-
-            truth = resample_to_grid(samples.colin27_brain_mask(), head.geometry, head.spatial_shape, order=0).array[0] > 0
         except Exception:
             return None
-        return "brain Dice, Colin27 1 mm (real, unseen)", head, truth
+
+        def brain() -> np.ndarray:
+            from medannot.transforms.spatial import resample_to_grid
+
+            return resample_to_grid(samples.colin27_brain_mask(), head.geometry, head.spatial_shape, order=0).array[0] > 0
+
+        return "brain Dice, Colin27 1 mm (real, unseen)", head, brain
     right = _half(samples.nuclei_image(), True)
-    truth = _half(samples.nuclei_instances(), True).array[0]
     if name == "nuclei":
-        return "nucleus Dice, right half (held out)", right, truth > 0
-    return "AP50, right half (held out)", right, truth
+        return "nucleus Dice, right half (held out)", right, lambda: _half(samples.nuclei_instances(), True).array[0] > 0
+    return "AP50, right half (held out)", right, lambda: _half(samples.nuclei_instances(), True).array[0]
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,8 +81,9 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * int((a & b).sum()) / s if s else 1.0
 
 
-def accuracy(name: str, runner: Any, case: tuple[str, Image, np.ndarray]) -> float:
-    _, image, truth = case
+def accuracy(name: str, runner: Any, case: tuple[str, Image, Callable[[], np.ndarray]]) -> float:
+    _, image, load_truth = case
+    truth = load_truth()
     if isinstance(runner, Detector):
         from medannot.data.boxes import boxes_from_instances
         from medannot.evaluation.detection import average_precision
@@ -99,24 +104,21 @@ def _network(runner: Any, work: np.ndarray) -> Any:
     return runner.network_boxes(work) if isinstance(runner, Detector) else runner.network_probabilities(work)
 
 
-def _input(name: str) -> tuple[Image, tuple[str, Image, np.ndarray] | None]:
+def _input(name: str) -> tuple[Image, tuple[str, Image, Callable[[], np.ndarray]] | None]:
     case = held_out(name)
     return (case[1] if case else (samples.mni152_t1() if name == "brain-mri" else samples.nuclei_image())), case
 
 
 def run_engine(name: str, engine: Engine) -> dict[str, Any]:
     """One engine of one bundle in this (fresh) process: peak memory of a network pass, accuracy end to end."""
-    import resource
-
     bundle = Bundle.load(name)
     image, case = _input(name)
     runner = _runner(bundle, engine)
     work = runner.preprocess(image).array
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     _network(runner, work)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # high-water mark of the process so far
+    rss = psutil.Process().memory_info().rss  # after one pass (ru_maxrss would carry the parent's peak over fork)
     acc = accuracy(name, runner, case) if case else float("nan")
-    return {"peak_mb": peak / 1e6, "input_mb": before / 1e6, "accuracy": acc}
+    return {"rss_mb": rss / 1e6, "accuracy": acc}
 
 
 def bench(name: str, repeat: int, threads: int) -> list[dict[str, Any]]:
@@ -156,11 +158,11 @@ def bench(name: str, repeat: int, threads: int) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]], threads: int) -> str:
     lines = [f"Measured by `benchmarks/onnx.py` ({threads} CPU threads, all engines in one run; network part on the "
              f"same {rows[0]['shape']} preprocessed input; accuracy end to end: {rows[0]['metric']}).", "",
-             "| engine | network s | speed vs PyTorch | peak MB | file kB | max abs dp | accuracy | change |",
+             "| engine | network s | speed vs PyTorch | RSS MB after a pass | file kB | max abs dp | accuracy | change |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         dp = "-" if np.isnan(r["max_dp"]) else f"{r['max_dp']:.1e}"
-        lines.append(f"| {r['engine']} | {r['net_s']:.2f} | {r['speedup']:.2f}x | {r['peak_mb']:.0f} | {r['size_kb']:.0f} | {dp} | "
+        lines.append(f"| {r['engine']} | {r['net_s']:.2f} | {r['speedup']:.2f}x | {r['rss_mb']:.0f} | {r['size_kb']:.0f} | {dp} | "
                      f"{r['accuracy']:.4f} | {r['d_acc']:+.4f} |")
     return "\n".join(lines)
 
@@ -180,6 +182,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--write-cards", action="store_true")
+    ap.add_argument("--only", action="append", help="Only these bundles (repeatable).")
     ap.add_argument("--one", nargs=2, metavar=("BUNDLE", "ENGINE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -188,7 +191,7 @@ def main() -> None:
         return
     print(f"threads: {args.threads} (PyTorch and ONNX Runtime)")
     for name in ("brain-mri", "nuclei", "nuclei-detect"):
-        if not (bundled_root() / name / "bundle.json").is_file():
+        if not (bundled_root() / name / "bundle.json").is_file() or (args.only and name not in args.only):
             continue
         rows = bench(name, args.repeat if name != "brain-mri" else max(1, args.repeat - 1), args.threads)
         text = table(rows, args.threads)
