@@ -52,9 +52,9 @@ def parse_engine(text: str) -> Any:
 def network_engine(path: Path, ndim: int, crop: int | None, features: str) -> Any:
     sys.path.insert(0, str(Path(__file__).parent))
     import torch
-    from promptable_net import NetworkEngine, build_network
 
     from medannot.training.promptable_data import ExampleSpec
+    from promptable_net import NetworkEngine, build_network
 
     net = build_network(ndim, tuple(int(v) for v in features.split(",")))
     net.load_state_dict(torch.load(path, map_location="cpu"))

@@ -31,7 +31,6 @@ from medannot.training.promptable_data import CHANNELS, ExampleSpec, encode_prom
 from medannot.training.promptable_sources import ObjectCase, object_cases
 from medannot.training.promptable_synth import SyntheticObjects
 
-
 # ----------------------------------------------------------------------------- network, loss, batch
 
 
