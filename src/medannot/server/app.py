@@ -133,6 +133,8 @@ def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
 
     for router in (auth.router, projects.router, cases.router, versions.router, jobs.router, exports.router):
         app.include_router(router)
+    from medannot.server.monailabel.routes import router as monailabel_router  # MONAI Label clients (3D Slicer)
+    app.include_router(monailabel_router)
 
     page = static_dir()
 

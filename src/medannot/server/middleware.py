@@ -30,6 +30,7 @@ UPLOAD_ROUTES = (
     ("POST", re.compile(r"^/api/projects/[^/]+/cases/?$")),
     ("POST", re.compile(r"^/api/cases/[^/]+/versions/?$")),
     ("PUT", re.compile(r"^/api/cases/[^/]+/draft/?$")),
+    ("PUT", re.compile(r"^/monailabel/[^/]+/datastore/label/?$")),  # MONAI Label label upload (server.monailabel)
 )
 CSP = (
     "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
