@@ -28,16 +28,17 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medannot.errors import InputError, MedannotError
 from medannot.server import store
-from medannot.server.deps import AppContext, ctx, current_user, usernames, version_json
+from medannot.server.deps import ERRORS, GZIP_DOWNLOAD, AppContext, Detail, ctx, current_user, usernames, version_json
 from medannot.server.imaging import check_mask
 from medannot.server.middleware import LOGIN_BODY_LIMIT, public_message
 from medannot.server.models import CaseRecord, Project, User
 from medannot.server.monailabel import service
 from medannot.server.monailabel.service import SampleStrategy, Tag
-from medannot.server.routes.auth import LoginBody, login
+from medannot.server.routes.auth import LOCKED, LoginBody, login
 from medannot.server.routes.cases import blob_response, locked
 from medannot.server.routes.versions import HEAVY_WORK
 from medannot.server.security import Action, allowed
@@ -69,7 +70,13 @@ class NoStoreRoute(APIRoute):
         return no_store
 
 
-router = APIRouter(prefix="/monailabel/{project}", tags=["MONAI Label"], route_class=NoStoreRoute)
+router = APIRouter(prefix="/monailabel/{project}", tags=["MONAI Label"], route_class=NoStoreRoute, responses=ERRORS)
+BUSY: dict[int | str, dict[str, Any]] = {429: {"model": Detail, "description": "Too many callers wait for the model (Retry-After)."}}
+INFER_ANSWER: dict[int | str, dict[str, Any]] = {**BUSY, 200: {
+    "description": "The label NIfTI and its params: multipart (default, ``all``), the file (``image``) or the params (``json``).",
+    "content": {"multipart/form-data": {"schema": {"type": "string", "format": "binary"}},
+                "application/gzip": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object"}}}}}
 
 
 # --------------------------------------------------------------------------- access
@@ -158,7 +165,7 @@ def auth_enabled(project: ProjectRef) -> dict:
     return {"enabled": True, "client_id": "medannot", "realm": None}
 
 
-@router.post("/auth/token")
+@router.post("/auth/token", responses=LOCKED)
 async def auth_token(project: ProjectRef, request: Request) -> dict:
     """Log in with a medannot user name and password (form fields, as MONAI Label's OAuth2 password form).
 
@@ -222,12 +229,13 @@ def datastore(project: ProjectRef, request: Request, output: str | None = Query(
 
 
 @router.put("/datastore/", include_in_schema=False)
-@router.put("/datastore/image")
+@router.put("/datastore/image", include_in_schema=False)
 def add_image(project: ProjectRef, request: Request, user: User = Depends(caller)) -> Response:
-    """Not offered: cases come in through the review server's upload (``POST /api/projects/{pid}/cases``)."""
+    """Not offered (501; left out of the OpenAPI schema): cases come in through the review server's upload."""
     with ctx(request).db.read() as s:
         p, _ = access(s, user, project, Action.UPLOAD)
-    raise HTTPException(501, f"add images to project {p.name!r} with the review server's upload (POST /api/projects/{p.id}/cases "
+        name, pid = p.name, p.id
+    raise HTTPException(501, f"add images to project {name!r} with the review server's upload (POST /api/projects/{pid}/cases "
                         "or the review page); MONAI Label clients then fetch them with Next Sample")
 
 
@@ -254,7 +262,7 @@ def check_image(project: ProjectRef, request: Request, image: str = Query(max_le
     return {}
 
 
-@router.get("/datastore/image")
+@router.get("/datastore/image", responses=GZIP_DOWNLOAD)
 def download_image(project: ProjectRef, request: Request, image: str = Query(max_length=64), user: User = Depends(caller)) -> Response:
     """The case image: the stored gzipped NIfTI, as a download (the read is audited)."""
     case, c = _image_case(request, user, project, image, audit=True)
@@ -293,7 +301,7 @@ def check_label(project: ProjectRef, request: Request, image: str = Query(max_le
     return {}
 
 
-@router.get("/datastore/label")
+@router.get("/datastore/label", responses=GZIP_DOWNLOAD)
 def download_label(project: ProjectRef, request: Request, label: str = Query(max_length=64), tag: str | None = Query(None, max_length=40),
                    user: User = Depends(caller)) -> Response:
     """The mask of the version ``tag`` names (uint8 label NIfTI on the image grid), as a download (audited)."""
@@ -435,7 +443,7 @@ def _multipart(params: dict[str, Any], filename: str, data: bytes) -> Response:
     return Response(head + data + f"\r\n--{boundary}--\r\n".encode(), media_type=f"multipart/form-data; boundary={boundary}")
 
 
-@router.post("/infer/{model}")
+@router.post("/infer/{model}", responses=INFER_ANSWER)
 async def infer(project: ProjectRef, model: str, request: Request, image: str = Query("", max_length=64),
                 output: str | None = Query(None, max_length=16), session_id: str | None = Query(None, max_length=100),
                 user: User = Depends(caller)) -> Response:
@@ -455,7 +463,11 @@ async def infer(project: ProjectRef, model: str, request: Request, image: str = 
         raise HTTPException(422, "send image=<case id> (from Next Sample or GET /datastore/?output=all)")
     c = ctx(request)
     t = await run_in_threadpool(_infer_target, c, user, project, model, image)
-    form = await request.form(max_files=0, max_fields=16)
+    try:
+        form = await request.form(max_files=0, max_fields=16)
+    except StarletteHTTPException as exc:
+        raise HTTPException(422, "scribbles and uploaded images are not offered: send image=<case id> and the params "
+                            f"field only ({exc.detail})") from None
     try:
         params = json_params(form.get("params"))
     finally:
@@ -522,9 +534,9 @@ async def next_sample(project: ProjectRef, strategy: str, request: Request, user
 # --------------------------------------------------------------------------- training and sessions
 
 
-def _require(request: Request, user: User, project: str, action: Action) -> Project:
+def _require(request: Request, user: User, project: str, action: Action) -> None:
     with ctx(request).db.read() as s:
-        return access(s, user, project, action)[0]
+        access(s, user, project, action)
 
 
 @router.get("/train/")
@@ -535,19 +547,22 @@ def train_status(project: ProjectRef, request: Request, check_if_running: bool =
 
 
 @router.post("/train/", include_in_schema=False)
-@router.post("/train/{model}")
-@router.delete("/train/")
+@router.post("/train/{model}", include_in_schema=False)
+@router.delete("/train/", include_in_schema=False)
 def train(project: ProjectRef, request: Request, user: User = Depends(caller)) -> dict:
-    """Start or stop training: project admins only (403 for others); 501 until the learning loop offers a training queue."""
+    """Start or stop training: project admins only (403 for others); 501 until the learning loop offers a training queue.
+
+    Left out of the OpenAPI schema while it only refuses.
+    """
     _require(request, user, project, Action.MANAGE)
     raise HTTPException(501, service.TRAINING_UNAVAILABLE)
 
 
-@router.put("/session/")
-@router.get("/session/{session_id}")
-@router.delete("/session/{session_id}")
+@router.put("/session/", include_in_schema=False)
+@router.get("/session/{session_id}", include_in_schema=False)
+@router.delete("/session/{session_id}", include_in_schema=False)
 def session(project: ProjectRef, request: Request, user: User = Depends(caller)) -> dict:
-    """406 as MONAI Label answers without sessions: medannot labels the project's cases (fetch one with Next Sample)."""
+    """406 as MONAI Label answers without sessions (left out of the OpenAPI schema): medannot labels the project's cases."""
     _require(request, user, project, Action.READ)
     raise HTTPException(406, "Session Feature is Not Enabled: medannot labels the project's own cases; fetch one with "
                         "Next Sample (POST /activelearning/first)")

@@ -1,0 +1,233 @@
+"""The MONAI Label paths of the review server over HTTP (httpx): tokens before bodies, roles per project, the
+next case, inference, label checks and mapping, locked cases, the datastore listing and downloads.
+
+The end-to-end run with MONAI Label's own client is ``test_monailabel_client.py``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from urllib.parse import quote
+
+import nibabel as nib
+import numpy as np
+import pytest
+from server_helpers import PASSWORD, add_project, add_users, nifti_bytes, read_mask, run_jobs, synthetic_volume, upload
+
+NAME = "mla brains"
+BASE = f"/monailabel/{quote(NAME)}"
+BLOCK = (slice(6, 14), slice(5, 12), slice(3, 8))
+SHAPE = (24, 20, 12)
+
+
+@pytest.fixture(scope="module")
+def world(live):
+    add_users(live, ["mla_admin", "mla_ann", "mla_rev", "mla_out", "mla_site"], admin={"mla_site"})
+    members = {"mla_admin": "admin", "mla_ann": "annotator", "mla_rev": "reviewer"}
+    pid = add_project(live, NAME, "otsu", members)
+    two = add_project(live, "mla-two", "otsu", members, labels="1=a,3=b")
+    add_project(live, "mla-other", "otsu", {"mla_out": "admin"})
+    return {"pid": pid, "two": two}
+
+
+def new_case(live, pid: int, name: str, array: np.ndarray | None = None) -> int:
+    r = upload(live.client("mla_admin"), pid, name, nifti_bytes(synthetic_volume() if array is None else array))
+    assert r.status_code == 201, r.text
+    return r.json()["cases"][0]["id"]
+
+
+def put_label(client, base: str, image: int, data: bytes, params: dict | None = None, tag: str | None = None):  # noqa: ANN001, ANN201
+    query = {"image": str(image)} | ({"tag": tag} if tag else {})
+    return client.put(f"{base}/datastore/label", params=query, data={"params": json.dumps(params or {})},
+                      files={"label": ("label.nii.gz", data, "application/octet-stream")})
+
+
+def block_mask(value: int = 1, shape: tuple = SHAPE) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    mask[BLOCK] = value
+    return mask
+
+
+ROUTES = [("GET", "/info/"), ("GET", "/auth/token/valid"), ("GET", "/datastore/"), ("GET", "/datastore/image?image=1"),
+          ("HEAD", "/datastore/image?image=1"), ("GET", "/datastore/image/info?image=1"), ("GET", "/datastore/label?label=1&tag=final"),
+          ("HEAD", "/datastore/label?image=1&tag=final"), ("GET", "/datastore/label/info?label=1&tag=final"),
+          ("PUT", "/datastore/label?image=1"), ("PUT", "/datastore/image"), ("POST", "/infer/otsu?image=1"),
+          ("POST", "/activelearning/first"), ("GET", "/train/"), ("POST", "/train/"), ("POST", "/train/otsu"), ("DELETE", "/train/"),
+          ("PUT", "/session/"), ("GET", "/session/x"), ("DELETE", "/session/x")]
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+def test_every_route_needs_a_token_before_its_body_is_read(live, world, method, path):
+    anon = live.client(None)
+    garbage = b"--x\r\nnot a form at all"
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}, {"Authorization": "Bearer " + "a" * 300}):
+        r = anon.request(method, BASE + path, content=garbage, headers={"content-type": "multipart/form-data; boundary=x", **headers})
+        assert r.status_code == 401, (method, path, r.status_code, r.text)
+        assert r.headers["www-authenticate"] == "Bearer"
+        if method != "HEAD":
+            assert "auth/token" in r.json()["detail"]
+
+
+def test_auth_is_public_and_the_login_form_gives_a_medannot_token(live, world):
+    anon = live.client(None)
+    assert anon.get(f"{BASE}/auth/").json()["enabled"] is True
+    r = anon.post(f"{BASE}/auth/token", data={"username": "mla_ann", "password": PASSWORD, "grant_type": "password"})
+    assert r.status_code == 200 and r.json()["token_type"] == "bearer"
+    token = r.json()["access_token"]
+    assert anon.get("/api/me", headers={"Authorization": f"Bearer {token}"}).json()["username"] == "mla_ann"
+    valid = anon.get(f"{BASE}/auth/token/valid", headers={"Authorization": f"bearer {token}"}).json()
+    assert valid["username"] == "mla_ann" and valid["roles"] == ["monailabel-annotator", "monailabel-user"]
+    assert anon.post(f"{BASE}/auth/token", data={"username": "mla_ann", "password": "wrong-password"}).status_code == 401
+    assert anon.post(f"{BASE}/auth/token", json={"username": "mla_ann"}).status_code == 422
+    assert anon.post(f"{BASE}/auth/token", data={"username": "u", "password": "p" * 20000}).status_code == 413
+    outsider = live.client("mla_out").get(f"{BASE}/auth/token/valid")
+    assert outsider.status_code == 200 and outsider.json()["roles"] == []
+
+
+def test_non_members_get_403_whether_or_not_the_project_exists(live, world):
+    out = live.client("mla_out")
+    member_only = out.get(f"{BASE}/info/")
+    missing = out.get("/monailabel/no-such-project/info/")
+    assert member_only.status_code == missing.status_code == 403
+    assert "not a member" in member_only.json()["detail"] and "not a member" in missing.json()["detail"]
+    assert out.get(f"/monailabel/{world['pid']}/info/").status_code == 403
+    site = live.client("mla_site")
+    assert site.get("/monailabel/no-such-project/info/").status_code == 404
+    info = site.get(f"/monailabel/{world['pid']}/info/").json()  # by id as well as by name
+    assert info["name"] == NAME and info["medannot"]["role"] == "admin"
+
+
+def test_next_sample_offers_pending_cases_in_order_and_opens_them(live, world):
+    pid = add_project(live, "mla-order", "otsu", {"mla_ann": "annotator", "mla_admin": "admin"})
+    ids = [new_case(live, pid, f"c{i}.nii.gz") for i in range(3)]
+    ann, base = live.client("mla_ann"), "/monailabel/mla-order"
+    first = ann.post(f"{base}/activelearning/first", json={"client_id": "slicer-1"}).json()
+    assert first["id"] == str(ids[0]) and first["status"] == "in_review" and first["name"] == f"case-{ids[0]}-c0.nii.gz"
+    assert ann.get(f"/api/cases/{ids[0]}").json()["status"] == "in_review"
+    assert ann.post(f"{base}/activelearning/first").json()["id"] == str(ids[1])  # the opened case is not offered again
+    assert ann.post(f"{base}/activelearning/random").json()["id"] == str(ids[2])
+    assert ann.post(f"{base}/activelearning/random").json() == {}  # nothing pending
+    r = ann.post(f"{base}/activelearning/uncertainty")
+    assert r.status_code == 422 and "first, random" in r.json()["detail"]
+
+
+def test_infer_runs_the_model_then_returns_its_stored_proposal(live, world):
+    cid = new_case(live, world["pid"], "infer.nii.gz")
+    ann = live.client("mla_ann")
+    r = ann.post(f"{BASE}/infer/otsu", params={"image": cid, "output": "json"})
+    assert r.status_code == 200 and r.json()["source"] == "model run" and r.json()["label_names"] == {"foreground": 1}
+    r = ann.post(f"{BASE}/infer/otsu", params={"image": cid, "output": "image"})
+    assert r.headers["content-type"] == "application/gzip"
+    np.testing.assert_array_equal(read_mask(r.content), block_mask())
+    assert run_jobs(live) >= 1
+    proposal = ann.get(f"/api/cases/{cid}/versions").json()[0]
+    r = ann.post(f"{BASE}/infer/otsu", params={"image": cid}, data={"params": json.dumps({"client_id": "x"})})
+    assert r.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert b'"source": "stored proposal"' in r.content and f'"version_id": {proposal["id"]}'.encode() in r.content
+    assert ann.post(f"{BASE}/infer/otsu", params={"image": cid, "output": "json"}).json()["version_id"] == proposal["id"]
+    assert len(ann.get(f"/api/cases/{cid}/versions").json()) == 1  # inference stores nothing
+    assert ann.post(f"{BASE}/infer/unet", params={"image": cid}).status_code == 404
+    assert ann.post(f"{BASE}/infer/otsu", params={"image": 999999}).status_code == 404
+    assert ann.post(f"{BASE}/infer/otsu", params={"image": cid, "session_id": "s"}).status_code == 422
+    assert ann.post(f"{BASE}/infer/otsu", params={"image": cid, "output": "dicom_seg"}).status_code == 422
+    scribbles = ann.post(f"{BASE}/infer/otsu", params={"image": cid}, files={"label": ("s.nii.gz", b"x", "application/octet-stream")})
+    assert scribbles.status_code == 422 and "scribbles" in scribbles.json()["detail"]  # the form allows no file
+
+
+def test_labels_are_checked_on_the_case_grid_and_mapped_by_segment_name(live, world):
+    cid = new_case(live, world["two"], "two.nii.gz")
+    rev, base = live.client("mla_rev"), "/monailabel/mla-two"  # reviewers label too (medannot's edit right)
+    slicer = np.zeros(SHAPE, np.uint8)
+    slicer[BLOCK] = 1
+    slicer[0:3, 0:3, 0:3] = 2  # Slicer numbers its segments 1, 2 in its own order
+    info = [{"name": "a", "idx": 1}, {"name": "B", "idx": 2}]
+    r = put_label(rev, base, cid, nifti_bytes(slicer), {"label_info": info, "client_id": "slicer"})
+    assert r.status_code == 200, r.text
+    stored = read_mask(rev.get(r.json()["version"]["mask_url"]).content)
+    assert set(np.unique(stored)) == {0, 1, 3} and (stored[0:3, 0:3, 0:3] == 3).all() and (stored[BLOCK] == 1).all()
+
+    bad = put_label(rev, base, cid, nifti_bytes(slicer), {"label_info": [{"name": "tumour", "idx": 1}]})
+    assert bad.status_code == 422 and "tumour" in bad.json()["detail"] and "a, b" in bad.json()["detail"]
+    assert put_label(rev, base, cid, nifti_bytes(slicer)).status_code == 422  # value 2 is not in the map 1, 3
+    assert put_label(rev, base, cid, nifti_bytes(np.zeros((24, 20, 11), np.uint8))).status_code == 422  # another grid
+    shifted = np.diag([1.0, 1.0, 1.0, 1.0])
+    shifted[0, 3] = 5.0
+    assert put_label(rev, base, cid, nifti_bytes(block_mask(), shifted)).status_code == 422
+    assert put_label(rev, base, cid, b"\x1f\x8b not gzip").status_code == 422
+    assert put_label(rev, base, cid, nifti_bytes(block_mask()), tag="original").status_code == 422
+
+    latest = r.json()["version"]["id"]
+    stale = put_label(rev, base, cid, nifti_bytes(block_mask()), {"base_version": latest - 1 if latest > 1 else 10**6})
+    assert stale.status_code == 409 and stale.json()["latest"]["id"] == latest
+    ok = put_label(rev, base, cid, nifti_bytes(block_mask(3)), {"base_version": latest})
+    assert ok.status_code == 200 and ok.json()["version"]["base_version_id"] == latest
+
+
+def test_a_label_over_the_json_limit_is_an_upload(live, world):
+    """The label PUT gets the upload limit: an uncompressed mask larger than the 1 MiB JSON limit is accepted."""
+    shape = (128, 96, 96)
+    image = (np.random.default_rng(1).random(shape) * 100).astype(np.int16)  # noise: a plausible compression ratio
+    cid = new_case(live, world["pid"], "big.nii.gz", image)
+    data = nifti_bytes(np.zeros(shape, np.uint8), gz=False)
+    assert len(data) > live.settings.max_json_bytes
+    assert put_label(live.client("mla_ann"), BASE, cid, data).status_code == 200
+
+
+def test_accepted_cases_refuse_labels_and_roles_decide_training(live, world):
+    cid = new_case(live, world["pid"], "locked.nii.gz")
+    ann, rev, admin = live.client("mla_ann"), live.client("mla_rev"), live.client("mla_admin")
+    saved = put_label(ann, BASE, cid, nifti_bytes(block_mask()))
+    assert saved.status_code == 200
+    assert rev.post(f"/api/cases/{cid}/accept", json={"version_id": saved.json()["version"]["id"]}).status_code == 200
+    r = put_label(ann, BASE, cid, nifti_bytes(block_mask()))
+    assert r.status_code == 409 and r.json()["locked"] is True
+    assert put_label(admin, BASE, cid, nifti_bytes(block_mask())).status_code == 409
+    assert ann.post(f"{BASE}/train/").status_code == 403 and rev.post(f"{BASE}/train/otsu").status_code == 403
+    r = admin.post(f"{BASE}/train/otsu", json={})
+    assert r.status_code == 501 and "learning loop" in r.json()["detail"]
+    assert admin.get(f"{BASE}/train/", params={"check_if_running": "true"}).status_code == 404  # Slicer: not running
+    assert rev.put(f"{BASE}/datastore/image").status_code == 403  # reviewers do not upload cases
+    assert ann.put(f"{BASE}/datastore/image").status_code == 501
+    assert ann.put(f"{BASE}/session/").status_code == 406
+
+
+def test_datastore_lists_cases_with_tags_and_serves_their_files(live, world):
+    cid = new_case(live, world["pid"], "listed.nii.gz")
+    run_jobs(live)
+    ann, admin = live.client("mla_ann"), live.client("mla_admin")
+    objects = ann.get(f"{BASE}/datastore/", params={"output": "all"}).json()["objects"]
+    entry = objects[str(cid)]
+    assert set(entry["labels"]) == {"original"} and entry["labels"]["original"]["info"]["kind"] == "proposal"
+    assert entry["image"]["info"]["name"] == f"case-{cid}-listed.nii.gz" and "path" not in entry["image"]["info"]
+    saved = put_label(ann, BASE, cid, nifti_bytes(block_mask()))
+    entry = ann.get(f"{BASE}/datastore/", params={"output": "all"}).json()["objects"][str(cid)]
+    assert entry["labels"]["final"]["info"]["version_id"] == saved.json()["version"]["id"] == entry["labels"]["original"]["info"]["version_id"]
+    stats = ann.get(f"{BASE}/datastore/").json()
+    assert stats["total"] == len(objects) and stats["completed"] >= 1 and stats["label_tags"]["final"] == stats["completed"]
+    assert {"image": str(cid), "label": str(cid)} in ann.get(f"{BASE}/datastore/", params={"output": "train"}).json()
+    assert ann.get(f"{BASE}/datastore/", params={"output": "bogus"}).status_code == 422
+
+    image = ann.get(f"{BASE}/datastore/image", params={"image": cid})
+    assert image.headers["content-type"] == "application/gzip" and image.headers["cache-control"] == "no-store"
+    assert "attachment" in image.headers["content-disposition"]
+    assert "SHA256:" + hashlib.sha256(image.content).hexdigest() == entry["image"]["info"]["checksum"]
+    assert nib.Nifti1Image.from_bytes(gzip.decompress(image.content)).shape == SHAPE
+    digest = entry["image"]["info"]["checksum"]
+    assert ann.head(f"{BASE}/datastore/image", params={"image": cid, "check_sum": digest}).status_code == 200
+    assert ann.head(f"{BASE}/datastore/image", params={"image": cid, "check_sum": "SHA256:" + "0" * 64}).status_code == 404
+    assert ann.head(f"{BASE}/datastore/label", params={"image": cid, "tag": "final"}).status_code == 200
+    label = ann.get(f"{BASE}/datastore/label", params={"label": cid, "tag": "original"})
+    np.testing.assert_array_equal(read_mask(label.content), block_mask())
+    assert ann.get(f"{BASE}/datastore/label/info", params={"label": cid, "tag": "final"}).json()["author"] == "mla_ann"
+    assert ann.get(f"{BASE}/datastore/label", params={"label": cid, "tag": "other"}).status_code == 422
+    assert ann.get(f"{BASE}/datastore/image/info", params={"image": cid}).json()["case_id"] == cid
+    other = add_project(live, "mla-elsewhere", "otsu", {"mla_ann": "annotator"})
+    assert ann.get("/monailabel/mla-elsewhere/datastore/image", params={"image": cid}).status_code == 404  # not its case
+    assert other
+
+    audit = admin.get(f"/api/projects/{world['pid']}/audit").json()
+    reads = [a for a in audit if a["case_id"] == cid and a["action"] in {"read_image", "read_mask", "save_version"}]
+    assert {a["action"] for a in reads} == {"read_image", "read_mask", "save_version"}
+    assert all(a["detail"]["via"] == "monailabel" for a in reads)
