@@ -9,6 +9,7 @@ and prints one JSON list with ``{"ok": result}`` or ``{"status": HTTP status, "e
 user logs in once through the client (``auth_enabled`` then ``auth_token``), as Slicer's module does.
 """
 
+import hashlib
 import json
 import re
 import sys
@@ -24,7 +25,7 @@ def download_image(client, image_id):
     request = urllib.request.Request(url, headers=dict(client._headers))
     with urllib.request.urlopen(request, timeout=60) as response:
         data = response.read()
-        return {"bytes": len(data), "sha256": __import__("hashlib").sha256(data).hexdigest(),
+        return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                 "content_type": response.headers.get("content-type"), "cache_control": response.headers.get("cache-control")}
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import threading
+import time
 from urllib.parse import quote
 
+import httpx
 import nibabel as nib
 import numpy as np
 import pytest
@@ -231,3 +234,45 @@ def test_datastore_lists_cases_with_tags_and_serves_their_files(live, world):
     reads = [a for a in audit if a["case_id"] == cid and a["action"] in {"read_image", "read_mask", "save_version"}]
     assert {a["action"] for a in reads} == {"read_image", "read_mask", "save_version"}
     assert all(a["detail"]["via"] == "monailabel" for a in reads)
+
+
+def test_model_runs_are_bounded_and_leave_the_server_answering(live, world, monkeypatch):
+    """One model run at a time per server, a few callers wait (without holding the event loop), one more gets 429."""
+    from medannot.server.monailabel import routes, service
+
+    release, started = threading.Event(), threading.Event()
+    real = service.run_model
+
+    def slow(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        started.set()
+        if not release.wait(60):
+            raise RuntimeError("never released")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(service, "run_model", slow)
+    cid = new_case(live, world["pid"], "bounded.nii.gz")
+    answers: list[int] = []
+
+    def call() -> None:
+        with httpx.Client(base_url=live.url, timeout=120, headers={"Authorization": f"Bearer {live.tokens['mla_ann']}"}) as c:
+            answers.append(c.post(f"{BASE}/infer/otsu", params={"image": cid, "output": "json"}).status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(routes.INFER_SLOTS + routes.INFER_WAITING)]
+    for t in threads:
+        t.start()
+    assert started.wait(60)
+    gate = live.app.state.monailabel_infer
+    for _ in range(600):  # until every caller is either running or waiting (polled, no timing asserted)
+        stats = gate.statistics()
+        if stats.borrowed_tokens == routes.INFER_SLOTS and stats.tasks_waiting == routes.INFER_WAITING:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"callers never queued up: {gate.statistics()}")
+    assert live.client(None).get("/health").status_code == 200  # the event loop is free while the model runs
+    busy = live.client("mla_ann").post(f"{BASE}/infer/otsu", params={"image": cid, "output": "json"})
+    assert busy.status_code == 429 and busy.headers["retry-after"]
+    release.set()
+    for t in threads:
+        t.join(120)
+    assert answers == [200] * len(threads)
