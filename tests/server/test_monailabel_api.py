@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 from server_helpers import PASSWORD, add_project, add_users, nifti_bytes, read_mask, run_jobs, synthetic_volume, upload
 
+from medannot.workflows.learning.strategies import Candidate, order_cases
+
 NAME = "mla brains"
 BASE = f"/monailabel/{quote(NAME)}"
 BLOCK = (slice(6, 14), slice(5, 12), slice(3, 8))
@@ -104,13 +106,14 @@ def test_non_members_get_403_whether_or_not_the_project_exists(live, world):
 
 def test_next_sample_offers_pending_cases_in_order_and_opens_them(live, world):
     pid = add_project(live, "mla-order", "otsu", {"mla_ann": "annotator", "mla_admin": "admin"})
-    ids = [new_case(live, pid, f"c{i}.nii.gz") for i in range(3)]
+    ids = [new_case(live, pid, f"c{i}.nii.gz") for i in range(4)]
     ann, base = live.client("mla_ann"), "/monailabel/mla-order"
     first = ann.post(f"{base}/activelearning/first", json={"client_id": "slicer-1"}).json()
     assert first["id"] == str(ids[0]) and first["status"] == "in_review" and first["name"] == f"case-{ids[0]}-c0.nii.gz"
     assert ann.get(f"/api/cases/{ids[0]}").json()["status"] == "in_review"
     assert ann.post(f"{base}/activelearning/first").json()["id"] == str(ids[1])  # the opened case is not offered again
-    assert ann.post(f"{base}/activelearning/random").json()["id"] == str(ids[2])
+    order = [key for key, _ in order_cases("random", [Candidate(key=i) for i in ids[2:]], seed=pid)]  # the loop's order
+    assert [ann.post(f"{base}/activelearning/random").json()["id"] for _ in ids[2:]] == [str(i) for i in order]
     assert ann.post(f"{base}/activelearning/random").json() == {}  # nothing pending
     r = ann.post(f"{base}/activelearning/uncertainty")
     assert r.status_code == 422 and "first, random" in r.json()["detail"]

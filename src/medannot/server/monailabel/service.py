@@ -12,7 +12,6 @@ saving labels ``edit``, training ``manage`` (project admins).
 from __future__ import annotations
 
 import enum
-import random
 import re
 import threading
 from collections import OrderedDict
@@ -72,7 +71,7 @@ class SampleStrategy(enum.StrEnum):
     """Orders in which ``/activelearning/{strategy}`` offers the project's pending cases.
 
     ``first``: the case list order (oldest case first, as ``GET /api/projects/{pid}/cases`` lists them);
-    ``random``: uniformly at random among the pending cases.
+    ``random``: the project's fixed pseudo-random order (the learning loop's ``random`` strategy).
     """
 
     FIRST = "first"
@@ -93,7 +92,7 @@ class SampleStrategy(enum.StrEnum):
 
 
 STRATEGY_TEXT = {SampleStrategy.FIRST: "The oldest pending case first (the project's case list order)",
-                 SampleStrategy.RANDOM: "A pending case drawn at random"}
+                 SampleStrategy.RANDOM: "The next pending case in the project's fixed random order"}
 
 
 # --------------------------------------------------------------------------- projects, roles, names
@@ -257,25 +256,29 @@ def info_json(session: Session, project: Project, role: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- next sample
 
 
-def rank_cases(strategy: SampleStrategy, case_ids: Sequence[int], rng: random.Random | None = None) -> list[int]:
-    """The pending cases in the order ``strategy`` offers them (the one place to plug in the learning loop's strategies).
+def rank_cases(strategy: SampleStrategy, case_ids: Sequence[int], project_id: int) -> list[int]:
+    """The pending cases in the order ``strategy`` offers them: the one place that decides MONAI Label's order.
+
+    ``first`` keeps the case list order; ``random`` is the learning loop's fixed pseudo-random order of the project
+    (:func:`medannot.workflows.learning.strategies.order_cases`, seeded by the project id), so Slicer and the
+    learning loop agree. The loop's ``uncertainty``, ``diversity`` and ``mix`` orders need per-case scores and
+    embeddings that the server does not store yet; once it does, they plug in here.
 
     Args:
         strategy: The order.
-        case_ids: Pending case ids in the case list order (ascending id).
-        rng: Random source of ``random`` (default: a fresh system-seeded one).
-
-    Returns:
-        The ids, reordered; empty for no input.
+        case_ids: Pending case ids in the case list order (ascending id); empty: empty order.
+        project_id: The project (the random order's seed).
     """
+    from medannot.workflows.learning.strategies import Candidate, order_cases
+
     ids = list(case_ids)
     if strategy is SampleStrategy.RANDOM:
-        (rng or random.Random()).shuffle(ids)  # noqa: S311 - an order of work, not a secret
+        return [int(str(key)) for key, _ in order_cases("random", [Candidate(key=i) for i in ids], seed=project_id)]
     return ids
 
 
-def open_next_case(session: Session, project: Project, user: User, strategy: SampleStrategy, client_id: str | None = None,
-                   rng: random.Random | None = None) -> CaseRecord | None:
+def open_next_case(session: Session, project: Project, user: User, strategy: SampleStrategy,
+                   client_id: str | None = None) -> CaseRecord | None:
     """Take the next ``pending`` case in ``strategy``'s order and open it (``in_review``), in the caller's write block.
 
     A case another client opened at the same moment is skipped (the status changes only where it is still
@@ -283,7 +286,7 @@ def open_next_case(session: Session, project: Project, user: User, strategy: Sam
     """
     pending = list(session.scalars(select(CaseRecord.id).where(CaseRecord.project_id == project.id,
                                                                 CaseRecord.status == "pending").order_by(CaseRecord.id)))
-    for cid in rank_cases(strategy, pending, rng):
+    for cid in rank_cases(strategy, pending, project.id):
         result = session.execute(update(CaseRecord).where(CaseRecord.id == cid, CaseRecord.status == "pending")
                                  .values(status="in_review", updated=utcnow()).execution_options(synchronize_session=False))
         if int(getattr(result, "rowcount", 0) or 0) == 1:
