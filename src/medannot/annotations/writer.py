@@ -3,7 +3,7 @@
 For an input named ``X`` the folder ``OUT/X/`` holds:
 
 - ``labels.nii.gz``: the label map on the input's own grid (uint8, or uint16 past 255 labels);
-  2D inputs are stored as a NIfTI volume with one slice;
+  2D inputs are stored as a NIfTI volume with one slice; a NIfTI input's qform/sform codes are kept;
 - ``labels.png`` (2D only): the same label values as a PNG;
 - ``instances.nii.gz`` (and ``instances.png`` in 2D): instance ids matching ``annotation.json``;
 - ``overlay.png`` (2D) or ``overlay_{axial,coronal,sagittal}.png`` (3D);
@@ -38,6 +38,10 @@ from medannot.annotations.summary import summarise
 from medannot.data import Image, ImageKind
 from medannot.io import write_image
 from medannot.io.atomic import atomic_folder
+
+
+#: Header fields of the input that its label files keep (NIfTI qform/sform codes, see medannot.io.nifti.write_nifti).
+_SOURCE_HEADER_KEYS = ("nifti_qform_code", "nifti_sform_code")
 
 
 def label_dtype(max_value: int) -> type[np.unsignedinteger]:
@@ -140,6 +144,9 @@ def _write_masks(staging: Path, image: Image, labels: Image, lab: np.ndarray, in
                  files: dict[str, str]) -> None:
     lab_img = labels.with_array(lab[None], kind=ImageKind.LABEL)
     inst_img = labels.with_array(instance_map[None], kind=ImageKind.LABEL)
+    for key in _SOURCE_HEADER_KEYS:  # a NIfTI input's qform/sform codes go to its labels as they came
+        if key in image.meta:
+            lab_img.meta[key] = inst_img.meta[key] = image.meta[key]
     write_image(lab_img.as_volume(), staging / "labels.nii.gz")
     files["labels"] = "labels.nii.gz"
     write_image(inst_img.as_volume(), staging / "instances.nii.gz")

@@ -211,12 +211,24 @@ def _data_for_writing(image: Image) -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
 
 
+def _xform_codes(meta: dict) -> tuple[int, int]:
+    """qform and sform codes kept as they came (``meta`` of an image read from NIfTI, 0 included), else scanner (1)
+    and aligned (2)."""
+    codes = []
+    for key, default in (("nifti_qform_code", 1), ("nifti_sform_code", 2)):
+        value = meta.get(key)
+        codes.append(int(value) if isinstance(value, (int, np.integer)) and 0 <= int(value) <= 4 else default)
+    return codes[0], codes[1]
+
+
 def write_nifti(image: Image, path: str | Path) -> Path:
     """Write an image to ``.nii`` / ``.nii.gz`` atomically.
 
     A 2D image is stored as a single-slice 3D volume (slice spacing 1 mm); several channels
-    become the 4th axis. qform and sform hold the same affine (codes from ``meta`` when the
-    image was read from NIfTI, else scanner (1) for the qform and aligned (2) for the sform).
+    become the 4th axis. qform and sform hold the same affine; their codes are kept as they came
+    when the image was read from NIfTI (``meta["nifti_qform_code"]``/``["nifti_sform_code"]``, 0 included; both 0
+    only where the header's default placement still gives the affine), else scanner (1) for the qform and aligned
+    (2) for the sform.
 
     Args:
         image: The image (intensity or label).
@@ -238,10 +250,12 @@ def write_nifti(image: Image, path: str | Path) -> Path:
     affine = _embed_2d(image.geometry) if image.ndim == 2 else image.geometry.affine
     nimg = nib.Nifti1Image(data, affine)
     hdr = nimg.header
-    qcode = int(image.meta.get("nifti_qform_code") or 1)
-    scode = int(image.meta.get("nifti_sform_code") or 2)
+    qcode, scode = _xform_codes(image.meta)
     nimg.set_qform(affine, code=qcode)
     nimg.set_sform(affine, code=scode)
+    if qcode == scode == 0 and not np.allclose(hdr.get_base_affine(), affine, atol=1e-5):
+        nimg.set_qform(affine, code=1)  # 'unknown' would lose where the voxels are: scanner, as for other sources
+        nimg.set_sform(affine, code=2)
     hdr.set_xyzt_units("mm", "sec")
     hdr.set_data_dtype(data.dtype)
     if image.is_label:
