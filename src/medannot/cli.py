@@ -119,11 +119,20 @@ def annotate(
     record_machine: bool = typer.Option(
         False, "--record-machine", help="Also record this computer's name and your user name in annotation.json (not recorded by default)."
     ),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", help="Spread the cases over a Ray cluster: local (a private one on this machine), auto (the one `ray start --head` "
+        "runs here) or HOST:PORT of an existing cluster; each worker loads the model once; a re-run skips complete cases."
+    ),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="With --ray: workers (default: the cluster's CPUs / --ray-threads)."),
+    ray_threads: int = typer.Option(1, "--ray-threads", min=1, help="With --ray: PyTorch threads (and CPUs) per worker."),
+    resume: bool = typer.Option(False, "--resume", help="Skip cases whose folder is complete from an earlier run of the same model and settings "
+                                "(always on with --ray)."),
 ) -> None:
     """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
 
     A PACS study (dicomweb+http://... or --pacs URL --study UID) is retrieved series by series over DICOMweb,
-    and each series' labels are stored back into the study as a DICOM SEG.
+    and each series' labels are stored back into the study as a DICOM SEG. With --ray the cases are spread over
+    a Ray cluster (the input and --out must be on a file system every node sees).
     """
     from medannot.inference.engines import Engine
     from medannot.reporting import print_annotation_summary
@@ -157,11 +166,11 @@ def annotate(
         from medannot import classical
 
         method_params = classical.parse_params(classical.ClassicalMethod.parse(method).value, param)  # typos fail before reading
-    predictor = (
-        load_predictor(model, PredictOptions(tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout,
-                                             engine=Engine.parse(engine).value))
-        if model is not None else ClassicalSegmenter(str(method), method_params, progress=not quiet)
-    )
+    options = PredictOptions(tta=tta, progress=not quiet, uncertainty=uncertainty, mc_dropout=mc_dropout, engine=Engine.parse(engine).value)
+    if ray is not None:
+        factory = _ray_factory(model, options, method, method_params if method is not None else None)
+    else:
+        predictor = load_predictor(model, options) if model is not None else ClassicalSegmenter(str(method), method_params, progress=not quiet)
 
     def show(result: Any) -> None:
         if not result.ok:
@@ -178,14 +187,35 @@ def annotate(
         if not quiet:
             typer.echo("batch files: " + ", ".join(str(f) for f in files))
 
-    results = annotate_inputs(input if remote else Path(input), predictor, out, on_case=show, pacs_settings=pacs_settings, formats=formats,
-                              on_batch_files=show_files, record_machine=record_machine)
+    if ray is not None:
+        from medannot.workflows.batch_ray import RaySettings, annotate_on_ray
+
+        settings = RaySettings(address=ray, workers=ray_workers, threads=ray_threads)
+        results = annotate_on_ray(input if remote else Path(input), factory, out or Path("medannot_out"), settings, on_case=show, formats=formats,
+                                  pacs_settings=pacs_settings, on_batch_files=show_files, progress=not quiet, record_machine=record_machine)
+    else:
+        results = annotate_inputs(input if remote else Path(input), predictor, out, on_case=show, pacs_settings=pacs_settings, formats=formats,
+                                  on_batch_files=show_files, record_machine=record_machine, skip_complete=resume)
     if not quiet:
         print_annotation_summary(results)
     failed = [r for r in results if not r.ok]
     if failed:
         typer.echo(f"medannot: {len(failed)} of {len(results)} inputs failed and were skipped", err=True)
         raise typer.Exit(EXIT_INPUT)
+
+
+def _ray_factory(model: str | None, options: Any, method: str | None, method_params: Any) -> Callable[[], Any]:
+    """A picklable maker of the predictor, run once inside each Ray worker (no progress bars there)."""
+    from dataclasses import replace
+
+    from medannot.tasks import load_predictor
+    from medannot.tasks.segmentation import ClassicalSegmenter
+
+    if model is not None:
+        local = Path(model)
+        ref = str(local.resolve()) if local.exists() else model  # a bundle folder: the same absolute path on every node
+        return functools.partial(load_predictor, ref, replace(options, progress=False))
+    return functools.partial(ClassicalSegmenter, str(method), method_params, progress=False)
 
 
 @app.command()
