@@ -6,6 +6,7 @@ only; about 10 s once). A stamp holding the pins decides whether it is current; 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -19,7 +20,13 @@ VENV = HERE.parents[1] / ".venv-monailabel"
 
 
 def client_python() -> Path:
-    """The Python of the client's environment, created or rebuilt when missing or stale."""
+    """The Python of the client's environment, created or rebuilt when missing or stale (one test run at a time)."""
+    with open(VENV.with_name(VENV.name + ".lock"), "w") as lock:  # noqa: PTH123
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure()
+
+
+def _ensure() -> Path:
     python = VENV / "bin" / "python"
     stamp = VENV / ".installed"
     wanted = REQUIREMENTS.read_text()
