@@ -279,3 +279,27 @@ def test_model_runs_are_bounded_and_leave_the_server_answering(live, world, monk
     for t in threads:
         t.join(120)
     assert answers == [200] * len(threads)
+
+
+def test_a_project_without_a_model_lists_none_and_infer_says_so(live, world):
+    from sqlalchemy import select
+
+    from medannot.server import store
+    from medannot.server.models import CaseRecord, Project, User
+
+    with live.db.write() as s:  # a project that starts from nothing (the learning loop's case): model ""
+        project = Project(name="mla-empty", model="", labels=store.parse_labels("1=a"))
+        s.add(project)
+        s.flush()
+        store.set_member(s, project, s.scalar(select(User).where(User.username == "mla_ann")), "annotator")
+        pid = project.id
+    with live.db.write() as s:  # a case without a job (there is no model to run)
+        case = CaseRecord(project_id=pid, name="empty", status="pending", image_sha256="0" * 64, source_format="nifti",
+                          spatial_dims=3, shape=list(SHAPE), affine=np.eye(4).tolist())
+        s.add(case)
+        s.flush()
+        cid = case.id
+    ann = live.client("mla_ann")
+    assert ann.get("/monailabel/mla-empty/info/").json()["models"] == {}
+    r = ann.post("/monailabel/mla-empty/infer/model", params={"image": cid})
+    assert r.status_code == 404 and "no model yet" in r.json()["detail"]

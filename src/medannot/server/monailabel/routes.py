@@ -419,6 +419,8 @@ def _infer_target(c: AppContext, user: User, project: str, model: str, image: st
     with c.db.read() as s:
         p, _ = access(s, user, project, Action.EDIT)
         key = service.model_key(p.model)
+        if not p.model:
+            raise HTTPException(404, f"project {p.name!r} has no model yet; label cases by hand until one is trained")
         if model != key:
             raise HTTPException(404, f"model {model[:60]!r} not found; project {p.name!r} offers: {key}")
         case = case_in(s, p, image)

@@ -237,16 +237,18 @@ def datalist(session: Session, project: Project) -> list[dict[str, str]]:
 def info_json(session: Session, project: Project, role: str) -> dict[str, Any]:
     """``GET /info/``: the project as a MONAI Label app (one segmentation model, its labels, the strategies).
 
-    No top-level ``config`` key: Slicer reads one as a server too old for it.
+    No top-level ``config`` key: Slicer reads one as a server too old for it. A project without a model (one that
+    starts from nothing) lists no model.
     """
     labels = label_names(project)
     dims = session.scalar(select(CaseRecord.spatial_dims).where(CaseRecord.project_id == project.id)
                           .order_by(CaseRecord.id).limit(1))
-    model = {"type": "segmentation", "labels": labels, "dimension": int(dims or 3), "config": {},
-             "description": f"The model of medannot project {project.name} ({model_key(project.model)})"}
+    models = {model_key(project.model): {
+        "type": "segmentation", "labels": labels, "dimension": int(dims or 3), "config": {},
+        "description": f"The model of medannot project {project.name} ({model_key(project.model)})"}} if project.model else {}
     return {
         "name": project.name, "description": f"medannot project {project.name} (medannot {__version__})",
-        "version": __version__, "labels": labels, "models": {model_key(project.model): model}, "trainers": {},
+        "version": __version__, "labels": labels, "models": models, "trainers": {},
         "strategies": {s.value: {"description": STRATEGY_TEXT[s]} for s in SampleStrategy}, "scoring": {},
         "train_stats": {}, "datastore": datastore_status(session, project),
         "medannot": {"project_id": project.id, "role": role, "roles": monailabel_roles(role)},
