@@ -4,7 +4,7 @@ Every route but ``GET /auth/`` and ``POST /auth/token`` needs a medannot bearer 
 as MONAI Label clients send the ``access_token`` of ``/auth/token``), checked before any body is read; routes take
 no body parameters, so FastAPI parses nothing before that check and before the caller's role in the project is
 known. Bodies are bounded by the app's :class:`~medannot.server.middleware.BodyLimit` (label uploads by the upload
-limit, everything else by the JSON limit, the login form by the login limit), masks are read bounded by their
+limit, everything else by the JSON limit, a declared login form by the login limit), masks are read bounded by their
 case's grid and re-encoded (:func:`medannot.server.imaging.check_mask`), and accepted or rejected cases refuse new
 labels (409). A caller who is not a member of the project gets 403 whether or not it exists (its existence is not
 revealed); the project's role rules are medannot's (:mod:`medannot.server.security`).
