@@ -127,6 +127,11 @@ def annotate(
     ray_threads: int = typer.Option(1, "--ray-threads", min=1, help="With --ray: PyTorch threads (and CPUs) per worker."),
     resume: bool = typer.Option(False, "--resume", help="Skip cases whose folder is complete from an earlier run of the same model and settings "
                                 "(always on with --ray)."),
+    on_existing: str = typer.Option(
+        "skip", "--on-existing", help="PACS study already holding this model's SEG (and SR) of a series (same UIDs: derived from the "
+        "source series and the model): skip (default: not annotated again, nothing deleted), replace (delete it, then store) or keep-both "
+        "(new series with new UIDs)."
+    ),
 ) -> None:
     """Annotate INPUT with a trained model or a classical method; write labels, overlays and annotation.json.
 
@@ -160,6 +165,10 @@ def annotate(
     from medannot.annotations.dicom_outputs import parse_formats
 
     formats = parse_formats(output_format)
+    from medannot.annotations.pacs_store import OnExisting
+
+    if OnExisting.parse(on_existing) is not OnExisting.SKIP and ray is not None:  # a typo fails here, before anything is read
+        fail(f"--on-existing {on_existing} is not passed to --ray workers (they skip what is there); run it without --ray")
     if model is not None and param:
         fail(f"-p/--param sets a --method's parameters; a --model takes none (got {', '.join(param)}); drop -p or use --method")
     if method is not None:
@@ -181,7 +190,8 @@ def annotate(
                                                                        for i, uid in enumerate(result.stored)]
             c = result.annotation.classification if result.annotation is not None else None
             what = f": {c.label} (p = {c.probability:.3f}{', calibrated' if c.calibrated else ''})" if c is not None else ""
-            typer.echo(f"annotated {result.name}{what} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)")
+            typer.echo(f"annotated {result.name}{what} -> {', '.join(kept) or 'nothing kept'} ({result.seconds:.1f} s)"
+                       + (f"; {result.pacs_note}" if getattr(result, "pacs_note", "") else ""))
 
     def show_files(files: list[Path]) -> None:
         if not quiet:
@@ -195,7 +205,7 @@ def annotate(
                                   pacs_settings=pacs_settings, on_batch_files=show_files, progress=not quiet, record_machine=record_machine)
     else:
         results = annotate_inputs(input if remote else Path(input), predictor, out, on_case=show, pacs_settings=pacs_settings, formats=formats,
-                                  on_batch_files=show_files, record_machine=record_machine, skip_complete=resume)
+                                  on_batch_files=show_files, record_machine=record_machine, skip_complete=resume, on_existing=on_existing)
     if not quiet:
         print_annotation_summary(results)
     failed = [r for r in results if not r.ok]

@@ -55,6 +55,9 @@ def print_annotation_summary(results: Iterable[Any]) -> None:
             continue
         ann = res.annotation
         status = f"ok ({res.seconds:.1f} s)"
+        if ann is None:  # a PACS series whose outputs were already there (annotate --on-existing skip)
+            table.add_row(res.name, "-", "-", "-", f"not redone: {getattr(res, 'pacs_note', '') or 'nothing new'}")
+            continue
         if ann.classification is not None:
             c = ann.classification
             table.add_row(res.name, f"{c.label} (p = {c.probability:.3f}{', calibrated' if c.calibrated else ''})", "-", "-", status)

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from medannot.annotations.dicom_uids import DicomOutputUids, output_uids
 from medannot.annotations.labelmap import LabelMap
 from medannot.annotations.measurements import Measurements
 from medannot.annotations.schema import Provenance
@@ -97,6 +98,7 @@ def case_writers(
     provenance: Provenance,
     instance_maps: Mapping[int, np.ndarray] | None = None,
     case_name: str = "",
+    uids: DicomOutputUids | None = None,
 ) -> list[Callable[[Path], dict[str, str]]]:
     """Writers for the formats among ``formats`` beyond NIfTI; each writes into a folder and returns ``{key: file name}``.
 
@@ -114,6 +116,9 @@ def case_writers(
         provenance: What made the labels.
         instance_maps: A model's instance ids per label value (lesions), on the labels' grid.
         case_name: The case's name (the report's title).
+        uids: UIDs of the SEG and SR; None derives them from the source series and the model
+            (:func:`medannot.annotations.dicom_uids.output_uids`), so the same model on the same series makes the
+            same objects.
     """
     from medannot import __version__
 
@@ -121,6 +126,12 @@ def case_writers(
     version = provenance.version or __version__
     writers: list[Callable[[Path], dict[str, str]]] = []
     measured: list[Measurements] = []
+    ids: list[DicomOutputUids] = [uids] if uids is not None else []
+
+    def dicom_uids() -> DicomOutputUids | None:
+        if not ids and source_datasets:  # no sources: the writer says what is missing
+            ids.append(output_uids(str(source_datasets[0].get("SeriesInstanceUID", "")), provenance))
+        return ids[0] if ids else None
 
     def measurements() -> Measurements:
         from medannot.annotations.measurements import lesion_labels, measure
@@ -134,7 +145,8 @@ def case_writers(
         def write_seg(folder: Path) -> dict[str, str]:
             from medannot.annotations.dicom_seg import write_dicom_seg
 
-            write_dicom_seg(labels, source_datasets, label_map, name, version, folder / SEG_FILE)
+            made = dicom_uids()
+            write_dicom_seg(labels, source_datasets, label_map, name, version, folder / SEG_FILE, uids=made.seg if made else None)
             return {"dicom_seg": SEG_FILE}
 
         writers.append(write_seg)
@@ -152,7 +164,9 @@ def case_writers(
         def write_sr(folder: Path) -> dict[str, str]:
             from medannot.annotations.dicom_sr import write_dicom_sr
 
-            write_dicom_sr(folder / SEG_FILE, source_datasets, measurements(), name, version, folder / SR_FILE)
+            made = dicom_uids()
+            write_dicom_sr(folder / SEG_FILE, source_datasets, measurements(), name, version, folder / SR_FILE,
+                           uids=made.sr if made else None, device_uid=made.device if made else None)
             return {"dicom_sr": SR_FILE}
 
         writers.append(write_sr)

@@ -30,6 +30,7 @@ import numpy as np
 
 from medannot import __version__
 from medannot.annotations.dicom_grid import dcmread_object, onto_grid
+from medannot.annotations.dicom_uids import OutputUids
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
 from medannot.data.geometry import Geometry
@@ -171,6 +172,7 @@ def write_dicom_seg(
     algorithm_family: Any = None,
     algorithm_type: str = "AUTOMATIC",
     workers: int = 0,
+    uids: OutputUids | None = None,
 ) -> Path:
     """Write ``labels`` as a BINARY DICOM SEG referencing ``source_datasets``; atomically.
 
@@ -191,6 +193,8 @@ def write_dicom_seg(
         algorithm_type: SegmentAlgorithmType: AUTOMATIC (a model: the default), SEMIAUTOMATIC, or MANUAL
             (no algorithm identification is written then).
         workers: Frame-encoding worker processes for highdicom (0: none).
+        uids: The SEG's SeriesInstanceUID and SOPInstanceUID (:func:`medannot.annotations.dicom_uids.output_uids`:
+            derived from the source series and the model, so a re-run makes the same object); None draws new ones.
 
     Returns:
         The written path.
@@ -247,9 +251,9 @@ def write_dicom_seg(
                 pixel_array=frames if len(source_datasets) > 1 or frames.shape[0] > 1 else frames[0],
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
                 segment_descriptions=descriptions,
-                series_instance_uid=generate_uid(),
+                series_instance_uid=uids.series if uids is not None else generate_uid(),
                 series_number=series_number,
-                sop_instance_uid=generate_uid(),
+                sop_instance_uid=uids.instance if uids is not None else generate_uid(),
                 instance_number=1,
                 manufacturer="medannot",
                 manufacturer_model_name=algorithm_name[:64],

@@ -25,6 +25,7 @@ import numpy as np
 
 from medannot import __version__
 from medannot.annotations.dicom_seg import SEG_SOP_CLASS_UID, highdicom_source
+from medannot.annotations.dicom_uids import OutputUids
 from medannot.annotations.labelmap import default_color
 from medannot.annotations.measurements import LabelMeasurement, Measurements
 from medannot.annotations.segment_codes import codes_for_label
@@ -75,10 +76,9 @@ def _lps(point_ras: Sequence[float]) -> list[float]:
     return [-x, -y, z]
 
 
-def _groups(seg: Any, measurements: Measurements, algorithm: Any, series_uid: str) -> list[Any]:
+def _groups(seg: Any, measurements: Measurements, algorithm: Any, series_uid: str, uids: OutputUids) -> list[Any]:
     import highdicom as hd
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     groups: list[Any] = []
     frame_of_reference = str(seg.FrameOfReferenceUID)
@@ -86,7 +86,7 @@ def _groups(seg: Any, measurements: Measurements, algorithm: Any, series_uid: st
         concept = codes_for_label(label.name)
         category, kind = _code(concept.category), _code(concept.type)
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{label.name} (segment {number})"[:64]),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.child("segment", number), identifier=f"{label.name} (segment {number})"[:64]),
             referenced_segment=hd.sr.ReferencedSegment(
                 sop_class_uid=SEG_SOP_CLASS_UID, sop_instance_uid=str(seg.SOPInstanceUID), segment_number=number,
                 source_series=hd.sr.SourceSeriesForSegmentation(series_uid),
@@ -105,7 +105,8 @@ def _groups(seg: Any, measurements: Measurements, algorithm: Any, series_uid: st
                 graphic_data=ends[:1] if single else ends, frame_of_reference_uid=frame_of_reference,
             )
             groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-                tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=f"{label.name} lesion {lesion.id}"[:64]),
+                tracking_identifier=hd.sr.TrackingIdentifier(uid=uids.child("lesion", number, lesion.id),
+                                                             identifier=f"{label.name} lesion {lesion.id}"[:64]),
                 referenced_region=region,
                 finding_type=kind,
                 finding_category=category,
@@ -126,6 +127,8 @@ def write_dicom_sr(
     *,
     series_number: int = 901,
     series_description: str = "medannot measurements",
+    uids: OutputUids | None = None,
+    device_uid: str | None = None,
 ) -> Path:
     """Write the TID 1500 measurement report of ``measurements`` for the DICOM SEG ``seg``; atomically.
 
@@ -139,6 +142,9 @@ def write_dicom_sr(
         path: Output ``.dcm`` file.
         series_number: SeriesNumber of the new SR series.
         series_description: SeriesDescription of the new SR series.
+        uids: The SR's SeriesInstanceUID and SOPInstanceUID (:func:`medannot.annotations.dicom_uids.output_uids`);
+            its tracking identifiers are derived from them. None draws new ones.
+        device_uid: The observer device's UID (the model's); None draws one.
 
     Returns:
         The written path.
@@ -165,12 +171,14 @@ def write_dicom_sr(
         raise InputError("a DICOM SR measurement report needs the source series' headers; none given")
     source = highdicom_source(source_datasets[0])
     series_uid = str(source.SeriesInstanceUID)
+    if uids is None:
+        uids = OutputUids(str(generate_uid()), str(generate_uid()), deterministic=False)
     version = algorithm_version or __version__
     algorithm = hd.sr.AlgorithmIdentification(name=algorithm_name[:64], version=version[:64])
     observer = hd.sr.ObserverContext(
         observer_type=codes.DCM.Device,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-            uid=generate_uid(), name=algorithm_name[:64], manufacturer_name="medannot", model_name=f"{algorithm_name} {version}"[:64],
+            uid=device_uid or generate_uid(), name=algorithm_name[:64], manufacturer_name="medannot", model_name=f"{algorithm_name} {version}"[:64],
         ),
     )
     procedure = _code(_PROCEDURES.get(str(source.get("Modality", "")).upper(), _IMAGING_PROCEDURE))
@@ -180,14 +188,14 @@ def write_dicom_sr(
             report = hd.sr.MeasurementReport(
                 observation_context=hd.sr.ObservationContext(observer_device_context=observer),
                 procedure_reported=procedure,
-                imaging_measurements=_groups(seg, measurements, algorithm, series_uid),
+                imaging_measurements=_groups(seg, measurements, algorithm, series_uid, uids),
             )
             sr = hd.sr.Comprehensive3DSR(
                 evidence=[seg, source, *source_datasets[1:]],
                 content=report[0],
-                series_instance_uid=generate_uid(),
+                series_instance_uid=uids.series,
                 series_number=series_number,
-                sop_instance_uid=generate_uid(),
+                sop_instance_uid=uids.instance,
                 instance_number=1,
                 manufacturer="medannot",
                 series_description=series_description[:64],

@@ -39,7 +39,6 @@ from medannot.data import Image, ImageKind
 from medannot.io import write_image
 from medannot.io.atomic import atomic_folder
 
-
 #: Header fields of the input that its label files keep (NIfTI qform/sform codes, see medannot.io.nifti.write_nifti).
 _SOURCE_HEADER_KEYS = ("nifti_qform_code", "nifti_sform_code")
 

@@ -1,4 +1,4 @@
-"""DICOMweb: find series (QIDO-RS), retrieve them (WADO-RS) and store instances (STOW-RS) on a PACS.
+"""DICOMweb: find series (QIDO-RS), retrieve them (WADO-RS), store instances (STOW-RS) and delete series on a PACS.
 
 Built on the ``dicomweb-client`` library. Its requests session has a timeout on every call and retries
 connection failures and HTTP 5xx answers with exponential back-off (urllib3 ``Retry``); every failure
@@ -174,10 +174,11 @@ class PacsClient:
         self.base_url = origin + path.rstrip("/")
         self.settings = settings or PacsSettings()
         user = username if username is not None else url_user
+        self._session = _session(self.settings, user, password if password is not None else url_password)
         try:
             self._client = DICOMwebClient(
                 self.base_url,
-                session=_session(self.settings, user, password if password is not None else url_password),
+                session=self._session,
                 timeout=(self.settings.timeout_s, self.settings.timeout_s),
                 chunk_size=2**31 - 1,  # bodies are sent whole, so a retried request can send them again
             )
@@ -326,6 +327,62 @@ class PacsClient:
         if refused:
             raise PacsError(f"storing {len(datasets)} instance(s): the PACS at {self.base_url} stored only some: {refused}")
         return [str(item.ReferencedSOPInstanceUID) for item in getattr(answer, "ReferencedSOPSequence", []) or []]
+
+    # ------------------------------------------------------------------ deletion
+
+    def delete_series(self, study_uid: str, series_uid: str) -> str:
+        """Delete one series: DICOMweb ``DELETE .../studies/S/series/X`` (not in the standard; some archives offer it),
+        else, when the server is an Orthanc (whose DICOMweb plugin answers 405), its REST API (``DELETE /series/ID``).
+
+        Returns:
+            How it was deleted: ``"DICOMweb"`` or ``"Orthanc REST API"``.
+
+        Raises:
+            PacsError: Access refused, or the server offers no way to delete (nothing was deleted), or an error answer.
+        """
+        study_uid = check_uid(study_uid, "StudyInstanceUID")
+        series_uid = check_uid(series_uid, "SeriesInstanceUID")
+        action = f"deleting series {series_uid}"
+        timeout = (self.settings.timeout_s, self.settings.timeout_s)
+        with self._errors(action):
+            response = self._session.delete(f"{self.base_url}/studies/{study_uid}/series/{series_uid}", timeout=timeout)
+            if response.ok:
+                return "DICOMweb"
+            if response.status_code not in (400, 404, 405, 501):
+                response.raise_for_status()
+        code = response.status_code
+        rest = self._orthanc_rest_root()
+        if rest is None:
+            raise PacsError(f"{action}: the PACS at {self.base_url} does not delete series over DICOMweb (HTTP {code}) and is not an "
+                            "Orthanc whose REST API could; nothing was deleted (remove it on the PACS, or use --on-existing keep-both)")
+        with self._errors(action):
+            found = self._session.post(f"{rest}/tools/lookup", data=series_uid, timeout=timeout)
+            found.raise_for_status()
+            ids = [str(item.get("ID")) for item in found.json() if isinstance(item, dict) and item.get("Type") == "Series"]
+            for orthanc_id in ids:
+                info = self._session.get(f"{rest}/series/{orthanc_id}", timeout=timeout)
+                info.raise_for_status()
+                parent = self._session.get(f"{rest}/studies/{info.json().get('ParentStudy')}", timeout=timeout)
+                parent.raise_for_status()
+                if (info.json().get("MainDicomTags", {}).get("SeriesInstanceUID") == series_uid
+                        and parent.json().get("MainDicomTags", {}).get("StudyInstanceUID") == study_uid):
+                    self._session.delete(f"{rest}/series/{orthanc_id}", timeout=timeout).raise_for_status()
+                    return "Orthanc REST API"
+        raise PacsError(f"{action}: the Orthanc at {rest} holds no series {series_uid} in study {study_uid}; nothing was deleted")
+
+    def _orthanc_rest_root(self) -> str | None:
+        """The REST root of an Orthanc serving this DICOMweb root (its parent path), or None when it is not one."""
+        import requests
+
+        if "/" not in self.base_url.split("://", 1)[1]:
+            return None
+        root = self.base_url.rsplit("/", 1)[0]
+        try:
+            answer = self._session.get(f"{root}/system", timeout=(self.settings.timeout_s, self.settings.timeout_s))
+            system = answer.json() if answer.ok else None
+        except (requests.exceptions.RequestException, ValueError):
+            return None
+        return root if isinstance(system, dict) and "ApiVersion" in system and "DicomAet" in system else None
 
     def store_files(self, paths: Sequence[Path]) -> list[tuple[str, str]]:
         """Store DICOM files (STOW-RS), one study per request; non-DICOM files are refused by name.

@@ -19,7 +19,8 @@ from typing import Any
 
 from medannot.annotations.dicom_grid import load_source_datasets
 from medannot.annotations.dicom_outputs import OutputFormat, case_writers, parse_formats
-from medannot.annotations.pacs_store import store_segmentation
+from medannot.annotations.dicom_uids import fresh_output_uids
+from medannot.annotations.pacs_store import OnExisting, existing_outputs, store_segmentation
 from medannot.annotations.results import SegmentationResult
 from medannot.annotations.schema import Annotation, Provenance, portable_provenance, validate_annotation
 from medannot.errors import ConfigError, InputError, MedannotError
@@ -43,6 +44,7 @@ class CaseResult:
         seconds: Time spent on the case.
         stored: SOPInstanceUIDs stored back to a PACS (DICOM SEG).
         resumed: The case folder was complete from an earlier run of the same model and settings (not redone).
+        pacs_note: For a PACS series: what was already in the study and kept, or replaced ("" when nothing was).
     """
 
     name: str
@@ -53,6 +55,7 @@ class CaseResult:
     seconds: float = 0.0
     stored: list[str] = field(default_factory=list)
     resumed: bool = False
+    pacs_note: str = ""
 
 
 def annotate_inputs(
@@ -66,6 +69,7 @@ def annotate_inputs(
     dataset_hook: Callable[[Any], Any] | None = None,
     record_machine: bool = False,
     skip_complete: bool = False,
+    on_existing: OnExisting | str = OnExisting.SKIP,
 ) -> list[CaseResult]:
     """Annotate everything under ``input_path`` into ``out_dir/<case>/``.
 
@@ -90,6 +94,10 @@ def annotate_inputs(
             Paths are never absolute: the input's is relative to ``input_path`` (see
             :func:`medannot.annotations.schema.portable_provenance`).
         skip_complete: Resume: a case whose folder is complete (:func:`completed_case`) is not redone.
+        on_existing: For a PACS study: what to do when it already holds this model's SEG (and SR) of a series, whose
+            UIDs are derived from the source series and the model (:mod:`medannot.annotations.pacs_store`):
+            ``skip`` (default: the series is not retrieved or annotated again), ``replace`` (delete, then store)
+            or ``keep-both`` (new series with new UIDs).
 
     Returns:
         One :class:`CaseResult` per discovered input, in order; failed inputs carry the one-line reason.
@@ -98,7 +106,8 @@ def annotate_inputs(
         InputError: If ``input_path`` does not exist or holds no readable input at all.
         ConfigError: DICOM output formats asked of a task without label maps (before anything is read).
     """
-    items, step = plan_batch(input_path, predictor, formats, pacs_settings, dataset_hook, out_dir=out_dir, record_machine=record_machine)
+    items, step = plan_batch(input_path, predictor, formats, pacs_settings, dataset_hook, out_dir=out_dir, record_machine=record_machine,
+                             on_existing=on_existing)
     results: list[CaseResult] = []
     reference = step.reference(predictor.provenance({})) if skip_complete else None
     for item in items:
@@ -116,13 +125,19 @@ def annotate_inputs(
 
 
 def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | None, formats: Sequence[OutputFormat],
-                  input_root: str | Path, record_machine: bool) -> CaseResult:
+                  input_root: str | Path, record_machine: bool, on_existing: OnExisting = OnExisting.SKIP) -> CaseResult:
     """Load, predict and write one discovered input (DICOM SEG, and SR when asked, stored back for PACS inputs)."""
     dicom_formats = [f for f in formats if f.needs_dicom]
     if dicom_formats and item.source not in ("dicom-series", "dicomweb"):
         wanted = ", ".join(f.value for f in dicom_formats)
         raise InputError(f"--format {wanted} needs a DICOM series input; this input is a {item.source} (NIfTI, picture or "
                          "dataset case): its labels go to labels.nii.gz only, run without that --format", item.paths[0])
+    if item.remote is not None and on_existing is OnExisting.SKIP:  # done before? then not even retrieved
+        maker = portable_provenance(predictor.provenance({}), input_root, record_machine)
+        there = existing_outputs(item.remote.location, maker, item.remote.settings, measurements=OutputFormat.DICOM_SR in formats)
+        if len(there) == 1 + (OutputFormat.DICOM_SR in formats):
+            return CaseResult(item.name, True, pacs_note="already in the PACS, kept: " + ", ".join(f"{k} series {u}" for k, u in there)
+                              + " (--on-existing replace redoes it)")
     case = item.load()
     image = case.image
     result = predictor.predict(image)
@@ -133,9 +148,11 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
     labels = result.labels if isinstance(result, SegmentationResult) else None
     extra = []
     instance_maps = result.instance_maps if isinstance(result, SegmentationResult) else None
+    uids = fresh_output_uids(provenance) if item.remote is not None and on_existing is OnExisting.KEEP_BOTH else None
     if formats and labels is not None:
         sources = (list(case.dicom_headers) or load_source_datasets(list(item.paths), item.series_uid)) if dicom_formats else []
-        extra = case_writers(formats, image, labels, sources, result.label_map, provenance, instance_maps, case_name=item.name)
+        extra = case_writers(formats, image, labels, sources, result.label_map, provenance, instance_maps, case_name=item.name,
+                             uids=uids)
     root = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="medannot-annotate-"))
     try:
         annotation = predictor.write_case(root, item.name, image, result, provenance, extra)
@@ -144,8 +161,10 @@ def _annotate_one(item: Any, predictor: CasePredictor, out_dir: str | Path | Non
             shutil.rmtree(root, ignore_errors=True)
     done = CaseResult(item.name, True, folder=None if out_dir is None else root / item.name, annotation=annotation)
     if item.remote is not None and labels is not None:
-        done.stored = store_segmentation(item.remote.location, labels, list(case.dicom_headers), result.label_map, provenance,
-                                         item.remote.settings, measurements=OutputFormat.DICOM_SR in formats, instance_maps=instance_maps)
+        outcome = store_segmentation(item.remote.location, labels, list(case.dicom_headers), result.label_map, provenance,
+                                     item.remote.settings, measurements=OutputFormat.DICOM_SR in formats, instance_maps=instance_maps,
+                                     on_existing=on_existing, uids=uids)
+        done.stored, done.pacs_note = outcome.stored, outcome.note
     return done
 
 
@@ -161,18 +180,21 @@ class CaseStep:
         formats: Formats each case writes besides NIfTI.
         input_root: The INPUT given (case paths in ``annotation.json`` are relative to it).
         record_machine: Record the computer's and user's names.
+        on_existing: For PACS series: skip, replace or keep-both this model's earlier SEG/SR (:class:`OnExisting`).
     """
 
     out_dir: Path | None
     formats: tuple[OutputFormat, ...]
     input_root: str | Path
     record_machine: bool = False
+    on_existing: OnExisting = OnExisting.SKIP
 
     def __call__(self, item: Any, predictor: CasePredictor) -> CaseResult:
         """Annotate ``item``; never raises for a bad input (the result carries the one-line reason), timed."""
         start = time.perf_counter()
         try:
-            result = _annotate_one(item, predictor, self.out_dir, list(self.formats), self.input_root, self.record_machine)
+            result = _annotate_one(item, predictor, self.out_dir, list(self.formats), self.input_root, self.record_machine,
+                                   self.on_existing)
         except MedannotError as exc:  # a message without a file names the case, so a batch says which input failed
             result = CaseResult(item.name, False, reason=str(exc) if exc.path is not None or str(exc).startswith(item.name)
                                 else f"{item.name}: {exc}")
@@ -188,11 +210,11 @@ class CaseStep:
 
 def plan_batch(input_path: str | Path, predictor: CasePredictor, formats: Sequence[str], pacs_settings: Any = None,
                dataset_hook: Callable[[Any], Any] | None = None, *, out_dir: str | Path | None,
-               record_machine: bool = False) -> tuple[list[Any], CaseStep]:
+               record_machine: bool = False, on_existing: OnExisting | str = OnExisting.SKIP) -> tuple[list[Any], CaseStep]:
     """Check the output formats against the predictor's task, then discover the inputs (none is read yet).
 
     Args:
-        input_path, predictor, formats, pacs_settings, dataset_hook, record_machine: As for :func:`annotate_inputs`
+        input_path, predictor, formats, pacs_settings, dataset_hook, record_machine, on_existing: As for :func:`annotate_inputs`
             (``predictor`` is asked only for its ``task``).
         out_dir: Output root.
 
@@ -203,6 +225,7 @@ def plan_batch(input_path: str | Path, predictor: CasePredictor, formats: Sequen
         InputError: If ``input_path`` does not exist or holds no readable input at all.
         ConfigError: Output formats asked of a task without label maps (before anything is read).
     """
+    mode = OnExisting.parse(on_existing)  # a typo fails before anything is read
     extra_formats = [f for f in parse_formats(formats) if f is not OutputFormat.NIFTI]
     if extra_formats and not get_task(predictor.task).writes_label_maps:
         wanted = ", ".join(f.value for f in extra_formats)
@@ -212,7 +235,7 @@ def plan_batch(input_path: str | Path, predictor: CasePredictor, formats: Sequen
     items = discover_inputs(input_path, pacs_settings, dataset_hook=dataset_hook)
     if not items:
         raise InputError("no image found (expected NIfTI, DICOM, PNG/JPEG/TIFF or a dataset folder)", input_path)
-    return items, CaseStep(None if out_dir is None else Path(out_dir), tuple(extra_formats), input_path, record_machine)
+    return items, CaseStep(None if out_dir is None else Path(out_dir), tuple(extra_formats), input_path, record_machine, mode)
 
 
 def completed_case(out_dir: str | Path | None, name: str, reference: Provenance) -> CaseResult | None:
