@@ -3,7 +3,7 @@
     nice -n 10 .venv/bin/python scripts/promptable_eval.py --split held-out --ndim 2 \
         --engine region-growing --engine random-walker --engine growcut --out /tmp/eval2d
     # engine parameters: NAME:key=value,key=value (crop keys: margin, box_margin, max_grow, max_voxels, seed_radius)
-    # the prototype network: --network /tmp/promptable2d/weights.pt
+    # a promptable bundle (bundled name or folder): --engine promptable-2d  or  --engine runs/promptable-2d
 
 Writes OUT/interactive.csv (one row per case and engine), OUT/summary.json and OUT/clicks_vs_dice.png, and
 prints one line per engine: Dice after 1 click, Dice after N, NoC@80/85/90, failure rate at 85, median time.
@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from medannot.classical.interactive import CropSettings, create_engine
+from medannot.classical.interactive import CropSettings
 from medannot.evaluation.interactive import (
     InteractiveAccumulator,
     plot_clicks_vs_dice,
     simulate,
     write_interactive_csv,
 )
+from medannot.tasks.promptable import create_engine
 from medannot.training.promptable_sources import object_cases
 
 CROP_KEYS = {"margin", "box_margin", "max_grow", "max_voxels", "seed_radius"}
@@ -40,26 +41,13 @@ def parse_engine(text: str) -> Any:
         k, _, v = item.partition("=")
         val: Any = float(v) if any(c in v for c in ".e") else int(v)
         (crop if k in CROP_KEYS else params)[k] = val
-    engine = create_engine(name, **params)
+    engine = create_engine(name, **params) if params else create_engine(name, cache=False)
     if crop:
         base = engine.crop
         engine.crop = CropSettings(**{**base.__dict__, **crop})
     if rest:
         engine.name = text  # type: ignore[misc]
     return engine
-
-
-def network_engine(path: Path, ndim: int, crop: int | None, features: str) -> Any:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import torch
-
-    from medannot.training.promptable_data import ExampleSpec
-    from promptable_net import NetworkEngine, build_network
-
-    net = build_network(ndim, tuple(int(v) for v in features.split(",")))
-    net.load_state_dict(torch.load(path, map_location="cpu"))
-    side = crop or (96 if ndim == 2 else 64)
-    return NetworkEngine(net, ExampleSpec(crop=(side,) * ndim))
 
 
 def summary_lines(acc: InteractiveAccumulator) -> list[dict[str, Any]]:
@@ -79,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="held-out", choices=("train", "held-out"))
     ap.add_argument("--ndim", type=int, choices=(2, 3), default=2)
     ap.add_argument("--source", action="append", default=None, help="only these object sources")
-    ap.add_argument("--engine", action="append", default=[], help="NAME[:key=value,...]")
-    ap.add_argument("--network", type=Path, default=None, help="weights of the prototype network")
-    ap.add_argument("--network-crop", type=int, default=None)
-    ap.add_argument("--network-features", default="16,16,32,64,128,16")
+    ap.add_argument("--engine", action="append", default=[], help="NAME[:key=value,...] (classical) or a promptable bundle")
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--limit", type=int, default=None, help="at most this many cases (evenly spaced)")
     ap.add_argument("--threads", type=int, default=1)
@@ -95,8 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     if a.limit and len(cases) > a.limit:
         cases = [cases[int(i)] for i in np.linspace(0, len(cases) - 1, a.limit)]
     engines = [parse_engine(e) for e in a.engine]
-    if a.network is not None:
-        engines.append(network_engine(a.network, a.ndim, a.network_crop, a.network_features))
     acc = InteractiveAccumulator()
     for engine in engines:
         for c in cases:

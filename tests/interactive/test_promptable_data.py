@@ -7,7 +7,7 @@ import pytest
 
 from medannot.errors import ConfigError, InputError
 from medannot.training.modality_samples import MODALITY_SOURCES
-from medannot.training.promptable_data import CHANNELS, ExampleSpec, make_example
+from medannot.training.promptable_data import CHANNELS, ExampleSpec, click_weights, initial_state, make_example, sample_crop
 from medannot.training.promptable_sources import NUCLEI_SPLIT_COLUMN, OBJECT_SOURCES, Split, object_cases
 from medannot.training.promptable_synth import BACKGROUND_EXCLUDED, SyntheticObjects, random_shape
 
@@ -60,7 +60,7 @@ def test_random_shapes_are_one_connected_blob():
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_examples_have_the_documented_channels_and_shapes(ndim):
     synth = SyntheticObjects(ndim, patch=96 if ndim == 2 else 48, seed=1)
-    spec = ExampleSpec(crop=(64,) * ndim if ndim == 2 else (32,) * 3)
+    spec = ExampleSpec(crop=(64,) * ndim if ndim == 2 else (32,) * 3, p_box=0.3, p_corrupt=0.3)
     rng = np.random.default_rng(0)
     modes = set()
     for i in range(12):
@@ -72,16 +72,40 @@ def test_examples_have_the_documented_channels_and_shapes(ndim):
         modes.add(ex.mode)
         assert ex.inputs.shape == (len(CHANNELS), *spec.crop) and ex.inputs.dtype == np.float32
         assert ex.target.shape == (1, *spec.crop) and set(np.unique(ex.target)) <= {0.0, 1.0} and ex.target.any()
-        for name, ch in zip(CHANNELS[1:], ex.inputs[1:]):
+        for name, ch in zip(CHANNELS[1:3], ex.inputs[1:3]):  # clicks: discs (1) with a distance tail down to 0
+            assert ch.min() >= 0.0 and ch.max() <= 1.0, name
+        for name, ch in zip(CHANNELS[3:], ex.inputs[3:]):
             assert set(np.unique(ch)) <= {0.0, 1.0}, name
-        pos, neg = ex.inputs[1] > 0, ex.inputs[2] > 0
-        if ex.mode == "first":
+        pos, neg = ex.inputs[1] == 1.0, ex.inputs[2] == 1.0
+        if ex.mode == "click":
             assert pos.any() and not neg.any() and not ex.inputs[4].any()
             assert ex.target[0][pos].mean() > 0.5  # the first click lies in the object
         if ex.mode == "box":
             assert ex.inputs[3].any() and not pos.any()
+        if ex.mode == "corrupt":
+            assert ex.inputs[4].any() and len(ex.clicks) >= 1
         for c in ex.clicks:  # a positive click lies in the object, a negative one outside
             assert bool(ex.target[0][c.index]) == c.positive
     assert len(modes) >= 2
     with pytest.raises(ConfigError):
         make_example(np.zeros((8, 8, 8)), np.ones((8, 8, 8), bool), (1, 1, 1), ExampleSpec(crop=(16, 16)), rng)
+
+
+def test_refinement_rounds_click_on_the_largest_error_and_keep_the_prediction():
+    synth = SyntheticObjects(2, patch=96, seed=3)
+    spec = ExampleSpec(crop=(48, 48), p_box=0.0, p_corrupt=0.0)
+    rng = np.random.default_rng(1)
+    case = synth.draw(0)
+    crop = sample_crop(case.image.array[0], case.mask, case.image.spacing, spec, rng)
+    assert crop is not None
+    state = initial_state(*crop, spec, rng)
+    assert state.mode == "click" and len(state.clicks) == 1 and state.previous is None
+    empty = np.zeros_like(state.truth)
+    assert state.refine(empty)  # a miss everywhere: a positive click inside the object
+    assert state.clicks[-1].positive and state.truth[state.clicks[-1].index]
+    assert state.previous is not None and not state.previous.any()
+    everything = np.ones_like(state.truth)
+    assert state.refine(everything) and not state.clicks[-1].positive  # a false alarm larger than any miss
+    assert not state.refine(state.truth)  # perfect: no click
+    weights = click_weights(state.clicks, state.truth.shape, radius=4.0, weight=2.0)
+    assert weights.min() == 1.0 and np.isclose(weights[state.clicks[0].index], 3.0)

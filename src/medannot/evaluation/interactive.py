@@ -272,6 +272,22 @@ class InteractiveSummary:
     mean_dice: list[float]
     median_seconds: float
 
+    def to_dict(self, at: Sequence[int] = (1, 3, 5)) -> dict[str, Any]:
+        """JSON-ready numbers: ``cases``, ``dice<k>`` after interactions ``at`` and after the last (``dice_last``),
+        ``noc<t>`` and ``fail<t>`` per threshold (percent), ``median_seconds`` of one interaction."""
+        out: dict[str, Any] = {"cases": self.cases}
+        for k in at:
+            if k <= len(self.mean_dice):
+                out[f"dice{k}"] = round(self.mean_dice[k - 1], 4)
+        out["dice_last"] = round(self.mean_dice[-1], 4) if self.mean_dice else float("nan")
+        out["clicks"] = len(self.mean_dice)
+        for t, v in self.mean_noc.items():
+            out[f"noc{round(t * 100)}"] = round(v, 3)
+        for t, v in self.failure_rate.items():
+            out[f"fail{round(t * 100)}"] = round(v, 4)
+        out["median_seconds"] = round(self.median_seconds, 4)
+        return out
+
 
 @dataclass
 class InteractiveAccumulator:
@@ -304,13 +320,24 @@ class InteractiveAccumulator:
 
 
 def write_interactive_csv(results: Iterable[InteractiveResult], path: str | Path,
-                          thresholds: Sequence[float] = NOC_THRESHOLDS) -> Path:
+                          thresholds: Sequence[float] = NOC_THRESHOLDS, groups: dict[str, str] | None = None) -> Path:
     """Write one row per (case, engine) session (see :meth:`InteractiveResult.row`).
+
+    Args:
+        results: The sessions.
+        path: The CSV file.
+        thresholds: NoC thresholds.
+        groups: Case name -> group (e.g. the object's source), written as a ``group`` column after ``case``.
 
     Raises:
         OutputError: If the file cannot be written or there is no result.
     """
-    rows = [r.row(thresholds) for r in results]
+    rows = []
+    for r in results:
+        row = r.row(thresholds)
+        if groups is not None:
+            row = {"case": row.pop("case"), "group": groups.get(r.case, ""), **row}
+        rows.append(row)
     if not rows:
         raise OutputError("no interactive results to write; run simulate() on at least one case", path)
     p = Path(path)

@@ -123,6 +123,7 @@ def _ensure_builtin() -> None:
     import medannot.models.classification  # noqa: F401
     import medannot.models.detection  # noqa: F401
     import medannot.models.networks  # noqa: F401
+    import medannot.models.promptable  # noqa: F401
 
 
 def list_networks(task: Task | str | None = None) -> list[str]:

@@ -1,39 +1,44 @@
-"""Training examples for the promptable network: (image crop, prompt maps, previous mask) -> target mask.
+"""Training examples for the promptable network: (image crop, prompts, previous mask) -> the object's mask.
 
-One example is a fixed-size crop (e.g. 96 x 96 or 64 x 64 x 64 voxels) resampled from a field of view
-(FOV) around an object (:class:`~medannot.training.promptable_sources.ObjectCase`, real or synthetic),
-with isotropic crop voxels in mm. The object's extent is 15 % to 130 % of the FOV's side (log-uniform), so
-the network sees small objects, objects that fill the crop and objects cut by its border (the case where
-inference widens its FOV). The FOV is centred between the object's centre and its first click, jittered.
+One example is a fixed-size crop (e.g. 64 x 64 or 48 x 48 x 48 voxels) resampled from a field of view (FOV)
+around an object (:class:`~medannot.training.promptable_sources.ObjectCase`, real or synthetic), with crop
+voxels isotropic in mm. The object's extent is ``rel_size`` (15 % to 130 % by default, log-uniform) of the
+FOV's side, so the network sees small objects, objects that fill the crop and objects cut by its border (the
+case where inference widens its FOV). The FOV is centred between the object's centre and its first click,
+jittered.
 
-Prompting is simulated in the crop with the clicker of :mod:`medannot.evaluation.interactive`:
+The prompts an example starts from (:func:`initial_state`):
 
-- ``first`` (p = 0.3): the first click only (the object's point farthest from its boundary);
-- ``box`` (p = 0.2): a box from the object's extent, each side jittered by up to 8 % of its size;
-- ``refine`` (p = 0.5): a previous mask made by corrupting the truth (dilated or eroded, shifted, with
-  random blobs added or cut, or only the part near the first click), then 1..``max_clicks`` rounds of
-  "click at the centre of the largest error, then fix part of that error" (what a network does with a
-  click); the input is every click so far and the mask *before* the last click was used, as at inference.
+- ``click`` (the rest): one positive click, at the object's point farthest from its boundary (the simulated
+  user's first click, :mod:`medannot.evaluation.interactive`) with probability ``p_centre_click``, else at a
+  random inside voxel drawn in proportion to its distance from the boundary (people do not click the exact
+  centre);
+- ``box`` (``p_box``): a box from the object's extent, each side jittered by up to 8 % of its size, no click;
+- ``corrupt`` (``p_corrupt``): a previous mask made by corrupting the truth (grown or shrunk, shifted, blobs
+  added or cut, or only the part near the first click) and one click at the centre of its largest error: a
+  previous mask that did not come from the network (another model's output, a hand-drawn mask).
 
-Input channels (float32): ``image`` (crop normalised so its 1st..99th percentiles are 0..1), ``positive``
-and ``negative`` click maps (balls of ``disc_radius`` crop voxels), ``box`` (1 inside the box) and
-``previous`` (the previous mask). Target: the object's mask in the crop (0/1).
+Then the training hook (:mod:`medannot.training.promptable_training`) refines it RITM-style: the network
+itself predicts (without gradients) 0 to ``max_iterations`` times, each time the simulated user clicks at the
+centre of the largest error and the prediction becomes the previous mask (:meth:`CropState.refine`), and the
+loss is taken on the last state. The encoding is :func:`medannot.inference.promptable.encode_prompts`, the one
+inference uses.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from medannot.errors import ConfigError
 from medannot.evaluation.interactive import Click, box_from_mask, first_click, next_click
+from medannot.inference.promptable import CHANNELS, encode_prompts, resample_crop
 
-__all__ = ["CHANNELS", "ExampleSpec", "PromptableExample", "encode_prompts", "make_example", "resample_crop"]
-
-CHANNELS = ("image", "positive", "negative", "box", "previous")
+__all__ = ["CHANNELS", "CropState", "ExampleSpec", "PromptableExample", "click_weights", "initial_state", "make_example",
+           "sample_crop"]
 
 
 @dataclass(frozen=True)
@@ -42,25 +47,29 @@ class ExampleSpec:
 
     Args:
         crop: Crop shape in voxels (2 or 3 values).
-        disc_radius: Radius of a click's ball in crop voxels.
-        p_first: Probability of a first-click example.
+        disc_radius: Crop voxels of a click's disc (see :func:`medannot.inference.promptable.click_map`).
+        distance_radius: Crop voxels where a click's distance tail reaches 0.
         p_box: Probability of a box example.
-        max_clicks: Most clicks of a refine example.
+        p_corrupt: Probability of a corrupted-previous-mask example.
+        p_centre_click: Probability that a first click is the object's centre (else a random inside voxel).
         rel_size: Range of the object's extent relative to the FOV side.
     """
 
-    crop: tuple[int, ...] = (96, 96)
-    disc_radius: int = 2
-    p_first: float = 0.3
+    crop: tuple[int, ...] = (64, 64)
+    disc_radius: float = 2.0
+    distance_radius: float = 10.0
     p_box: float = 0.2
-    max_clicks: int = 8
+    p_corrupt: float = 0.15
+    p_centre_click: float = 0.5
     rel_size: tuple[float, float] = (0.15, 1.3)
 
     def __post_init__(self) -> None:
         if len(self.crop) not in (2, 3) or min(self.crop) < 8:
             raise ConfigError(f"crop must have 2 or 3 sides >= 8 voxels, got {self.crop}")
-        if not 0 <= self.p_first + self.p_box <= 1:
-            raise ConfigError("p_first + p_box must lie in [0, 1]")
+        if not 0 <= self.p_box + self.p_corrupt <= 1:
+            raise ConfigError("p_box + p_corrupt must lie in [0, 1]")
+        if not 0 < self.rel_size[0] <= self.rel_size[1]:
+            raise ConfigError(f"rel_size must be two increasing positive fractions, got {self.rel_size}")
 
     @property
     def ndim(self) -> int:
@@ -68,109 +77,50 @@ class ExampleSpec:
         return len(self.crop)
 
 
-@dataclass(frozen=True, eq=False)
-class PromptableExample:
-    """``inputs`` (len(CHANNELS), *crop) and ``target`` (1, *crop), float32; ``mode`` and ``clicks`` for inspection."""
+@dataclass
+class CropState:
+    """One example in the crop: intensities, truth, and the prompts so far.
 
-    inputs: np.ndarray
-    target: np.ndarray
-    mode: str
-    clicks: tuple[Click, ...]
-
-
-def resample_crop(array: np.ndarray, centre: Sequence[float], step: Sequence[float], shape: Sequence[int],
-                  order: int = 1, cval: float = 0.0) -> np.ndarray:
-    """Sample ``array`` on an axis-aligned grid: crop voxel ``c`` is at source index ``centre + (c - (n-1)/2) * step``."""
-    step = np.asarray(step, float)
-    offset = np.asarray(centre, float) - (np.asarray(shape, float) - 1) / 2 * step
-    return ndi.affine_transform(np.asarray(array, np.float32), step, offset=offset, output_shape=tuple(shape), order=order,
-                                mode="constant", cval=cval, prefilter=False)
-
-
-def _ball_map(shape: tuple[int, ...], centres: Sequence[Sequence[int]], radius: int) -> np.ndarray:
-    out = np.zeros(shape, np.float32)
-    if not len(centres):
-        return out
-    r = radius
-    grid = np.indices((2 * r + 1,) * len(shape)) - r
-    offs = np.argwhere((grid**2).sum(axis=0) <= r * r) - r
-    for c in centres:
-        pts = np.asarray(c)[None] + offs
-        keep = np.all((pts >= 0) & (pts < np.asarray(shape)), axis=1)
-        out[tuple(pts[keep].T)] = 1.0
-    return out
-
-
-def encode_prompts(image: np.ndarray, clicks: Sequence[Click], boxes: Sequence[tuple[Sequence[int], Sequence[int]]],
-                   previous: np.ndarray | None, disc_radius: int) -> np.ndarray:
-    """Stack the network input (:data:`CHANNELS`) of one crop.
-
-    Args:
-        image: Crop intensities (raw units; normalised here).
-        clicks: Clicks in crop voxel indices.
-        boxes: Inclusive ``(lo, hi)`` crop voxel corners.
-        previous: Previous mask in the crop (bool) or None.
-        disc_radius: Ball radius of a click (crop voxels).
+    Attributes:
+        image: Crop intensities (raw units, float32).
+        truth: The object's mask in the crop (bool).
+        clicks: Clicks so far (crop voxel indices).
+        boxes: Inclusive ``(lo, hi)`` crop corners.
+        previous: Previous mask (bool) or None.
+        mode: How the example started (``click``, ``box``, ``corrupt``).
     """
-    shape = image.shape
-    lo, hi = np.percentile(image, [1.0, 99.0])
-    img = np.clip((image - lo) / max(float(hi - lo), 1e-6), -0.5, 1.5).astype(np.float32)
-    pos = _ball_map(shape, [c.index for c in clicks if c.positive], disc_radius)
-    neg = _ball_map(shape, [c.index for c in clicks if not c.positive], disc_radius)
-    box = np.zeros(shape, np.float32)
-    for b_lo, b_hi in boxes:
-        box[tuple(slice(max(int(a), 0), max(int(b) + 1, 0)) for a, b in zip(b_lo, b_hi))] = 1.0
-    prev = np.zeros(shape, np.float32) if previous is None else previous.astype(np.float32)
-    return np.stack([img, pos, neg, box, prev])
+
+    image: np.ndarray
+    truth: np.ndarray
+    clicks: list[Click] = field(default_factory=list)
+    boxes: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    previous: np.ndarray | None = None
+    mode: str = "click"
+
+    def inputs(self, spec: ExampleSpec) -> np.ndarray:
+        """The network input (:data:`CHANNELS`, float32)."""
+        nd = self.truth.ndim
+        pos = np.array([c.index for c in self.clicks if c.positive], float).reshape(-1, nd)
+        neg = np.array([c.index for c in self.clicks if not c.positive], float).reshape(-1, nd)
+        return encode_prompts(self.image, pos, neg, self.boxes, self.previous, spec.disc_radius, spec.distance_radius)
+
+    def refine(self, prediction: np.ndarray) -> bool:
+        """The simulated user's next step: ``prediction`` becomes the previous mask, a click goes to its largest error.
+
+        Returns:
+            False when the prediction is perfect (no click added; the previous mask is still updated).
+        """
+        self.previous = np.asarray(prediction, bool)
+        click = next_click(self.truth, self.previous)
+        if click is None:
+            return False
+        self.clicks.append(click)
+        return True
 
 
-def _corrupt(t: np.ndarray, first: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    """A plausible wrong previous mask: grown or shrunk, shifted, with blobs added or cut, or only near the first click."""
-    kind = rng.integers(5)
-    nd = t.ndim
-    if kind == 0:
-        r = int(rng.integers(1, 5))
-        out = ndi.binary_dilation(t, iterations=r) if rng.random() < 0.5 else ndi.binary_erosion(t, iterations=r)
-    elif kind == 1:
-        out = np.roll(t, tuple(int(v) for v in rng.integers(-4, 5, nd)), axis=tuple(range(nd)))
-    elif kind == 2:
-        sigma = rng.uniform(2, 6)
-        noise = ndi.gaussian_filter(rng.standard_normal(t.shape), sigma)
-        blobs = noise > np.quantile(noise, rng.uniform(0.85, 0.98))
-        out = (t | blobs) if rng.random() < 0.5 else (t & ~blobs)
-    elif kind == 3:
-        dist = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.indices(t.shape), first)))
-        out = t & (dist <= rng.uniform(2, 12))
-    else:
-        out = ndi.binary_dilation(t, iterations=int(rng.integers(1, 4))) & (rng.random(t.shape) > 0.02)
-        out = ndi.binary_opening(out) if rng.random() < 0.5 else out
-    return out
-
-
-def _fix(prev: np.ndarray, t: np.ndarray, click: Click, rng: np.random.Generator) -> np.ndarray:
-    """``prev`` with the error around ``click`` partly corrected (a ball of random radius)."""
-    r = rng.uniform(2, 15)
-    dist2 = sum((g - c) ** 2 for g, c in zip(np.indices(t.shape), click.index))
-    near = dist2 <= r * r
-    out = prev.copy()
-    out[near] = t[near]
-    return out
-
-
-def make_example(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], spec: ExampleSpec,
-                 rng: np.random.Generator, centre_hint: Sequence[int] | None = None) -> PromptableExample | None:
-    """Draw one training example from one object.
-
-    Args:
-        image: Spatial intensity array of the object's image.
-        mask: Bool mask of the object (same shape).
-        spacing: Voxel spacing (mm).
-        spec: :class:`ExampleSpec` (its crop's dimensionality must match the image).
-        rng: Random generator.
-        centre_hint: The object's first-click voxel, when known (saves a distance transform).
-
-    Returns:
-        The example, or None when the object vanished in the crop (too thin at this FOV).
+def sample_crop(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], spec: ExampleSpec, rng: np.random.Generator,
+                centre_hint: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Resample a crop around one object: ``(intensities float32, truth bool)``, or None when the object vanishes.
 
     Raises:
         ConfigError: If the image and the crop differ in dimensionality.
@@ -184,39 +134,96 @@ def make_example(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], 
     extent_mm = float(((hi - lo + 1) * sp).max())
     rel = float(np.exp(rng.uniform(np.log(spec.rel_size[0]), np.log(spec.rel_size[1]))))
     fov_mm = max(extent_mm / rel, float(min(spec.crop)) * float(sp.min()) * 0.5)  # at most 2x upsampling
-    step_mm = fov_mm / max(spec.crop)
-    step = step_mm / sp
+    step = (fov_mm / max(spec.crop)) / sp
     centre0 = np.asarray(centre_hint if centre_hint is not None else first_click(mask, spacing).index, float)
     centre = (centre0 + (lo + hi) / 2) / 2 + rng.uniform(-0.15, 0.15, spec.ndim) * fov_mm / sp
     img = resample_crop(image, centre, step, spec.crop, order=1, cval=float(np.min(image)))
-    t = resample_crop(mask.astype(np.float32), centre, step, spec.crop, order=1) > 0.5
+    t = resample_crop(mask, centre, step, spec.crop, order=1) > 0.5
     if t.sum() < 3:
         return None
-    first = first_click(t)
-    u = rng.random()
-    boxes: list[tuple[Sequence[int], Sequence[int]]] = []
-    prev: np.ndarray | None = None
-    if u < spec.p_first:
-        mode, clicks = "first", [first]
-    elif u < spec.p_first + spec.p_box:
-        mode, clicks = "box", []
-        b = box_from_mask(t, rng.uniform(0.0, 0.08), rng)
-        boxes.append((tuple(int(v) for v in b.minimum), tuple(int(v) for v in b.maximum)))
+    return img, t
+
+
+def _random_inside(t: np.ndarray, rng: np.random.Generator) -> Click:
+    """A positive click inside ``t``, drawn in proportion to the distance from the boundary."""
+    dist = ndi.distance_transform_edt(np.pad(t, 1))[tuple(slice(1, -1) for _ in t.shape)].ravel()
+    p = dist / dist.sum()
+    k = int(rng.choice(dist.size, p=p))
+    return Click(tuple(int(v) for v in np.unravel_index(k, t.shape)), True)
+
+
+def _corrupt(t: np.ndarray, first: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """A plausible wrong previous mask: grown or shrunk, shifted, with blobs added or cut, or only near the first click."""
+    kind = rng.integers(5)
+    nd = t.ndim
+    if kind == 0:
+        r = int(rng.integers(1, 5))
+        out = ndi.binary_dilation(t, iterations=r) if rng.random() < 0.5 else ndi.binary_erosion(t, iterations=r)
+    elif kind == 1:
+        out = np.roll(t, tuple(int(v) for v in rng.integers(-4, 5, nd)), axis=tuple(range(nd)))
+    elif kind == 2:
+        noise = ndi.gaussian_filter(rng.standard_normal(t.shape), rng.uniform(2, 6))
+        blobs = noise > np.quantile(noise, rng.uniform(0.85, 0.98))
+        out = (t | blobs) if rng.random() < 0.5 else (t & ~blobs)
+    elif kind == 3:
+        dist = np.sqrt(sum((g - c) ** 2 for g, c in zip(np.indices(t.shape), first)))
+        out = t & (dist <= rng.uniform(2, 12))
     else:
-        mode = "refine"
-        clicks = [first]
-        if rng.random() < 0.25:
-            b = box_from_mask(t, rng.uniform(0.0, 0.08), rng)
-            boxes.append((tuple(int(v) for v in b.minimum), tuple(int(v) for v in b.maximum)))
-            clicks = []
-        prev = _corrupt(t, first.index, rng)
-        rounds = int(rng.integers(1, spec.max_clicks + 1))
-        for k in range(rounds):
-            click = next_click(t, prev)
-            if click is None:
-                break
-            clicks.append(click)
-            if k < rounds - 1:
-                prev = _fix(prev, t, click, rng)
-    inputs = encode_prompts(img, clicks, boxes, prev, spec.disc_radius)
-    return PromptableExample(inputs, t.astype(np.float32)[None], mode, tuple(clicks))
+        out = ndi.binary_dilation(t, iterations=int(rng.integers(1, 4))) & (rng.random(t.shape) > 0.02)
+        out = ndi.binary_opening(out) if rng.random() < 0.5 else out
+    return np.asarray(out, bool)
+
+
+def initial_state(image: np.ndarray, truth: np.ndarray, spec: ExampleSpec, rng: np.random.Generator) -> CropState:
+    """The prompts an example starts from (see the module docstring)."""
+    state = CropState(image, truth)
+    u = rng.random()
+    if u < spec.p_box:
+        b = box_from_mask(truth, rng.uniform(0.0, 0.08), rng)
+        state.boxes.append((tuple(int(v) for v in b.minimum), tuple(int(v) for v in b.maximum)))
+        state.mode = "box"
+        return state
+    first = first_click(truth) if rng.random() < spec.p_centre_click else _random_inside(truth, rng)
+    state.clicks.append(first)
+    if u < spec.p_box + spec.p_corrupt:
+        state.mode = "corrupt"
+        state.refine(_corrupt(truth, first.index, rng))
+    return state
+
+
+def click_weights(clicks: Sequence[Click], shape: Sequence[int], radius: float, weight: float) -> np.ndarray:
+    """Loss weights: 1, plus ``weight`` at each click falling linearly to 0 at ``radius`` crop voxels (float32)."""
+    out = np.ones(tuple(shape), np.float32)
+    if not clicks or weight <= 0:
+        return out
+    seeds = np.ones(tuple(shape), bool)
+    seeds[tuple(np.array([c.index for c in clicks]).T)] = False
+    dist = ndi.distance_transform_edt(seeds)
+    return out + np.float32(weight) * np.clip(1.0 - dist / max(radius, 1e-6), 0.0, 1.0).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class PromptableExample:
+    """``inputs`` (len(CHANNELS), *crop) and ``target`` (1, *crop), float32; ``mode`` and ``clicks`` for inspection."""
+
+    inputs: np.ndarray
+    target: np.ndarray
+    mode: str
+    clicks: tuple[Click, ...]
+
+
+def make_example(image: np.ndarray, mask: np.ndarray, spacing: Sequence[float], spec: ExampleSpec,
+                 rng: np.random.Generator, centre_hint: Sequence[int] | None = None) -> PromptableExample | None:
+    """One example in its initial state (no network refinement): for inspection and tests.
+
+    Returns:
+        The example, or None when the object vanished in the crop (too thin at this FOV).
+
+    Raises:
+        ConfigError: If the image and the crop differ in dimensionality.
+    """
+    crop = sample_crop(image, mask, spacing, spec, rng, centre_hint)
+    if crop is None:
+        return None
+    state = initial_state(*crop, spec, rng)
+    return PromptableExample(state.inputs(spec), state.truth.astype(np.float32)[None], state.mode, tuple(state.clicks))
