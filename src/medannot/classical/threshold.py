@@ -13,6 +13,7 @@ from skimage import filters
 from medannot.classical.progress import Progress, step_of
 from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError, InputError
+from medannot.io.colour import colour_note
 
 __all__ = ["fixed_threshold", "multiotsu", "otsu"]
 
@@ -20,7 +21,8 @@ __all__ = ["fixed_threshold", "multiotsu", "otsu"]
 def scalar_array(image: Image, what: str, sigma_mm: float = 0.0, progress: Progress | None = None) -> np.ndarray:
     """The single channel as float32, optionally Gaussian-smoothed with ``sigma_mm`` (mm)."""
     if image.channels != 1:
-        raise InputError(f"{what} needs a single-channel image, got {image.channels} channels; select or average channels first")
+        raise InputError(f"{what} needs a single-channel image, got {image.channels} channels{colour_note(image.channels)}; "
+                         "select or average channels first")
     if sigma_mm < 0:
         raise ConfigError(f"{what}: -p sigma_mm must be >= 0 (mm), got {sigma_mm}")
     arr = image.array[0].astype(np.float32, copy=False)

@@ -26,6 +26,7 @@ from medannot.data.geometry import Geometry
 from medannot.data.image import Image
 from medannot.errors import InputError, ModelError
 from medannot.inference.engines import Engine, OnnxRetinaNet, onnx_network
+from medannot.io.colour import colour_note
 from medannot.models.bundle import Bundle
 from medannot.models.registry import create_network
 
@@ -125,7 +126,8 @@ class Detector:
             what = "a 2D image" if image.ndim == 2 else "a 3D volume"
             raise ModelError(f"model {b.name!r} is {b.spatial_dims}D but was given {what} of shape {image.spatial_shape}; use a {b.spatial_dims}D model or input")
         if image.channels != b.in_channels:
-            raise InputError(f"model {b.name!r} expects {b.in_channels} channel(s), got {image.channels} (array shape {image.array.shape}); convert the image first")
+            raise InputError(f"model {b.name!r} expects {b.in_channels} channel(s), got {image.channels} (array shape {image.array.shape})"
+                             f"{colour_note(image.channels) if b.in_channels == 1 else ''}; convert the image first")
         if image.is_label:
             raise InputError(f"model {b.name!r} detects objects in intensity images, got a label map; pass the image, not its labels")
 

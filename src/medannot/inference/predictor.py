@@ -22,6 +22,7 @@ from monai.inferers import sliding_window_inference
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError, ModelError
 from medannot.inference.engines import Engine, OnnxNetwork, onnx_network
+from medannot.io.colour import colour_note
 from medannot.models.bundle import Bundle
 
 __all__ = ["Prediction", "Predictor"]
@@ -120,8 +121,9 @@ class Predictor:
             )
         if image.channels != b.in_channels:
             raise InputError(
-                f"model {b.name!r} expects {b.in_channels} channel(s), got {image.channels} (array shape {image.array.shape}); "
-                + ("convert the image to grey first" if b.in_channels == 1 else "stack the channels the model was trained on")
+                f"model {b.name!r} expects {b.in_channels} channel(s), got {image.channels} (array shape {image.array.shape})"
+                + (f"{colour_note(image.channels)}; convert the image to grey first" if b.in_channels == 1
+                   else "; stack the channels the model was trained on")
             )
         if image.is_label:
             raise InputError(f"model {b.name!r} segments intensity images, got a label map; pass the image, not its labels")

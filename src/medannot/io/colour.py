@@ -15,7 +15,7 @@ import numpy as np
 
 from medannot.errors import InputError
 
-__all__ = ["GREY_RULE", "to_grey"]
+__all__ = ["GREY_RULE", "colour_note", "same_channels", "to_grey"]
 
 #: The rule, for model cards and ``meta``.
 GREY_RULE = "mean of R, G, B (unweighted, alpha ignored)"
@@ -42,3 +42,18 @@ def to_grey(array: np.ndarray) -> np.ndarray:
     if c not in (3, 4):
         raise InputError(f"cannot make grey from {c} channels; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
     return arr[:3].astype(np.float32).mean(axis=0, keepdims=True)
+
+
+def same_channels(array: np.ndarray) -> bool:
+    """True when a channel-first RGB picture ``(3, *spatial)`` holds the same values in R, G and B (a grey picture stored
+    as colour, which the readers read as one grey channel)."""
+    arr = np.asarray(array)
+    return arr.ndim >= 2 and arr.shape[0] == 3 and bool(np.array_equal(arr[0], arr[1]) and np.array_equal(arr[1], arr[2]))
+
+
+def colour_note(channels: int) -> str:
+    """What a message about a colour input should add: why it was not read as grey (empty unless 3 or 4 channels)."""
+    if channels not in (3, 4):
+        return ""
+    return (f" (a colour picture: its R, G and B differ, so it was not read as grey; pictures stored as colour with identical "
+            f"channels are read as grey{', the alpha channel is dropped' if channels == 4 else ''})")

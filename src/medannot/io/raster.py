@@ -1,6 +1,7 @@
 """2D pictures (PNG, JPEG, BMP via Pillow; TIFF via tifffile) and TIFF 3D stacks.
 
-Reading (2D): grey -> ``(1, H, W)``, RGB -> ``(3, H, W)``, an alpha channel is dropped,
+Reading (2D): grey -> ``(1, H, W)``, RGB -> ``(3, H, W)`` (RGB whose three channels are identical -> ``(1, H, W)``,
+noted in ``meta["pixel_steps"]``), an alpha channel is dropped,
 16-bit samples keep their dtype (no implicit rescaling). The geometry is 2D with the
 identity direction and 1 mm spacing, unless a TIFF states its resolution in a physical
 unit (inch, cm, mm, um, or an ImageJ unit), which is then converted to mm per pixel.
@@ -24,6 +25,7 @@ from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError, OutputError
 from medannot.io._common import check_allocation, check_readable_file, label_dtype_for_writing, parse_kind, to_label_array
 from medannot.io.atomic import atomic_path
+from medannot.io.colour import colour_note, same_channels
 
 __all__ = ["read_raster", "read_tiff_stack", "write_raster"]
 
@@ -44,10 +46,13 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _finish(arr: np.ndarray, spacing: tuple[float, ...], kind: ImageKind, path: Path, meta: dict) -> Image:
+    if same_channels(arr):  # a grey picture stored as RGB: one grey channel, said in meta
+        arr = arr[:1]
+        meta = {**meta, "pixel_steps": [*meta.get("pixel_steps", []), "R, G and B identical: read as one grey channel"]}
     if kind is ImageKind.LABEL:
         if arr.shape[0] != 1:
             raise InputError(
-                f"expected a single-channel label image (grey or palette), received {arr.shape[0]} channels", path
+                f"expected a single-channel label image (grey or palette), received {arr.shape[0]} channels{colour_note(arr.shape[0])}", path
             )
         arr = to_label_array(arr, path)
     elif arr.dtype == bool:
