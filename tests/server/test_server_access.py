@@ -78,6 +78,35 @@ def _mask_of(c, cid):
     return c.get(v["mask_url"]).content, v["id"]
 
 
+CLICK = {"kind": "point", "point": [10.0, 8.0, 5.0], "positive": True, "label": 1}
+"""A click inside the bright block of the synthetic volume (identity affine: mm = voxel)."""
+
+
+def _session(c, w):
+    """A Smart-tool session with one click (made by the project admin), to undo."""
+    r = w["live"].client("padmin").post(f"/api/cases/{w['cid']}/interactions", json=CLICK)
+    assert r.status_code == 200, r.text
+    return {"json": {"session": int(r.headers["X-Session"])}}
+
+
+def _trainable(w):
+    """Project P with three accepted cases (one validates) and no training job waiting, so a round can be queued."""
+    from sqlalchemy import select
+
+    from medannot.server.models import Job
+
+    with w["live"].db.write() as s:
+        main = s.get(CaseRecord, w["cid"])
+        have = list(s.scalars(select(CaseRecord).where(CaseRecord.project_id == w["pid"], CaseRecord.name.like("trainable-%"))))
+        for n in range(len(have), 3):
+            s.add(CaseRecord(project_id=w["pid"], name=f"trainable-{n}", status="accepted", image_sha256=main.image_sha256,
+                             source_format="nifti", spatial_dims=3, shape=main.shape, affine=main.affine,
+                             split="val" if n == 0 else "train"))
+        s.execute(update(Job).where(Job.project_id == w["pid"], Job.kind == "train", Job.state.in_(("queued", "running")))
+                  .values(state="failed", message="access test: cleared"))
+    return {"json": {"note": "access test"}}
+
+
 # (method, path, action or "site" (site admins only) or None (any logged-in user), request maker)
 def _req_version(c, w):
     data, vid = _mask_of(c, w["cid"])
@@ -134,6 +163,16 @@ ROUTES = [
     ("POST", "/api/cases/{cid}/reopen", Action.REVIEW, _locked),
     ("POST", "/api/cases/{cid}/jobs", Action.UPLOAD, _open(None)),
     ("GET", "/api/jobs/{jid}", Action.READ, None),
+    ("GET", "/api/projects/{pid}/models", Action.READ, None),
+    ("POST", "/api/projects/{pid}/train", Action.MANAGE, lambda c, w: _trainable(w)),
+    ("POST", "/api/projects/{pid}/models/{ref}/activate", Action.MANAGE, None),
+    ("GET", "/api/projects/{pid}/settings", Action.READ, None),
+    ("PATCH", "/api/projects/{pid}/settings", Action.MANAGE, lambda c, w: {"json": {"strategy": "random"}}),
+    ("POST", "/api/projects/{pid}/repropose", Action.UPLOAD, None),
+    ("GET", "/api/projects/{pid}/next", Action.READ, _open(None)),
+    ("POST", "/api/cases/{cid}/interactions", Action.EDIT, _open(lambda c, w: {"json": CLICK})),
+    ("POST", "/api/cases/{cid}/interactions/undo", Action.EDIT, _open(_session)),
+    ("GET", "/api/cases/{cid}/interactions", Action.READ, None),
     ("POST", "/api/logout", None, None),
 ]
 SCOPED = ("{pid}", "{cid}", "{jid}")
@@ -177,7 +216,7 @@ def test_route_by_role(world, user, route):
     path = template
     if "{vid}" in path:
         path = path.replace("{vid}", str(_latest(live.client("padmin"), world["cid"])["id"]))
-    path = path.format(pid=world["pid"], cid=world["cid"], jid=world["jid"], uid=world["uid"], username="extra")
+    path = path.format(pid=world["pid"], cid=world["cid"], jid=world["jid"], uid=world["uid"], username="extra", ref="base")
     r = live.client(user).request(method, path, **kwargs)
     ok = 200 <= r.status_code < 300 if want == 200 else r.status_code == want
     assert ok, f"{user} {method} {path}: expected {want}, got {r.status_code} {r.text[:200]}"

@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from server_helpers import add_project, add_users, nifti_bytes, run_jobs, synthetic_volume, upload
 from sqlalchemy import func, select, update
@@ -111,9 +112,12 @@ def test_a_worker_that_lost_its_lease_stores_nothing(live, project):
         s.execute(update(Job).where(Job.id == job_id).values(lease_expires=utcnow() - timedelta(seconds=1)))
     assert fast.run_once() == job_id and _job(live, job_id).state == "done"
     assert not slow._beat(job_id, 0.5)
-    from medannot.tasks.segmentation import ClassicalSegmenter
+    from medannot.server.worker import _Target
+    from medannot.workflows.learning.proposer import Proposal
 
-    slow._store(job_id, _job(live, job_id).case_id, "0" * 64, ClassicalSegmenter("otsu").provenance({}))
+    case_id = _job(live, job_id).case_id
+    late = Proposal(np.zeros((1, 1, 1), np.uint8), None, {"name": "otsu", "version": ""})
+    slow._store(job_id, _Target(case_id, "0" * 64, 3, "otsu", "otsu", None, None, False, 0), "0" * 64, late, None)
     assert _proposals(live, job_id) == 1
     with live.db.read() as s:
         assert s.scalar(select(AnnotationVersion.mask_sha256).where(AnnotationVersion.job_id == job_id)) != "0" * 64

@@ -68,7 +68,7 @@ def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
     Raises:
         ConfigError: Unusable database URL or exposure rules violated (see :meth:`ServerSettings.check_exposure`).
     """
-    from medannot.server.routes import auth, cases, exports, jobs, projects, versions
+    from medannot.server.routes import auth, cases, exports, interactions, jobs, learning, projects, versions
 
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +131,8 @@ def create_app(settings: ServerSettings, start_worker: bool = False) -> FastAPI:
         """Liveness: ``{"status": "ok"}`` (no authentication)."""
         return {"status": "ok"}
 
-    for router in (auth.router, projects.router, cases.router, versions.router, jobs.router, exports.router):
+    for router in (auth.router, projects.router, cases.router, versions.router, jobs.router, exports.router, learning.router,
+                   interactions.router):
         app.include_router(router)
     from medannot.server.monailabel.routes import router as monailabel_router  # MONAI Label clients (3D Slicer)
     app.include_router(monailabel_router)

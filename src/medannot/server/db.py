@@ -89,7 +89,12 @@ class Database:
                 raise
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (safe when several processes start at once)."""
+        """Bring the schema to the newest Alembic revision (safe when several processes start at once).
+
+        On SQLite the migrations run with foreign keys off: Alembic rebuilds a table to change a column or add a
+        constraint (copy, drop, rename), and dropping a table with foreign keys on would fire the ON DELETE actions
+        of the rows that reference it. References are checked before the migration commits.
+        """
         from alembic import command
         from alembic.config import Config
 
@@ -97,11 +102,24 @@ class Database:
         cfg = Config()
         cfg.set_main_option("script_location", script_location)
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
-        with self.write_engine.begin() as conn:
-            if not self.is_sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with self.write_engine.connect() as conn:
+            raw = conn.connection.driver_connection if self.is_sqlite else None
+            if raw is not None:  # outside any transaction (SQLite ignores it inside one): see the note below
+                raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    if not self.is_sqlite:
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    if raw is not None:
+                        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                        if broken:
+                            raise ConfigError(f"database migration left {len(broken)} broken references (first in table "
+                                              f"{broken[0][0]}); the database was left as it was")
+            finally:
+                if raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")
 
     def restrict_files(self) -> None:
         """SQLite: make the database file and its WAL/shared-memory files 0600 (SQLite gives new ones the same mode)."""

@@ -149,14 +149,18 @@ def version_json(v: AnnotationVersion | None, names: dict[int, str]) -> dict | N
         "id": v.id, "number": v.number, "kind": v.kind,
         "author": names.get(v.author_id) if v.author_id else (f"model {v.model_name}" if v.model_name else None),
         "created": v.created.isoformat(), "model_name": v.model_name, "model_version": v.model_version,
-        "base_version_id": v.base_version_id, "job_id": v.job_id,
+        "base_version_id": v.base_version_id, "job_id": v.job_id, "model_version_id": v.model_version_id,
         "mask_url": f"/api/cases/{v.case_id}/versions/{v.id}/mask",
     }
 
 
 def project_json(p: Project, role: str | None) -> dict:
-    """The API form of a project."""
-    return {"id": p.id, "name": p.name, "model": p.model, "labels": p.labels, "role": role}
+    """The API form of a project: ``model`` is its base model (``""``: it started from nothing), ``active_version_id``
+    the trained version that proposes now (None: the base model), ``settings`` its learning settings."""
+    from medannot.workflows.learning.settings import parse_settings
+
+    return {"id": p.id, "name": p.name, "model": p.model, "labels": p.labels, "role": role,
+            "active_version_id": p.active_version_id, "settings": parse_settings(p.settings or {}).model_dump(mode="json")}
 
 
 def case_summary(s: Session, case: CaseRecord) -> dict:
@@ -171,6 +175,7 @@ def case_summary(s: Session, case: CaseRecord) -> dict:
         "id": case.id, "name": case.name, "status": case.status, "updated": case.updated.isoformat(),
         "latest_version": version_json(latest, names),
         "job": None if j is None else {k: j[k] for k in ("id", "state", "progress", "message")},
+        "split": case.split, "uncertainty": case.score,
     }
 
 
@@ -180,6 +185,7 @@ def case_detail(s: Session, case: CaseRecord, project: Project) -> dict:
     names = usernames(s, {v.author_id for v in versions})
     latest = versions[0] if versions else None
     accepted = next((v for v in versions if v.kind == "accepted"), None)
+    proposal = next((v for v in versions if v.kind == "proposal"), None)
     out = case_summary(s, case)
     out.update({
         "project_id": case.project_id, "labels": project.labels, "model": project.model,
@@ -188,6 +194,10 @@ def case_detail(s: Session, case: CaseRecord, project: Project) -> dict:
         "latest_version": version_json(latest, names), "accepted_version": version_json(accepted, names),
         "effort": store.finite(case.effort) if case.status == "accepted" else None, "reject_reason": case.reject_reason,
         "locked": store.is_locked(case),
+        "proposed_by": None if proposal is None else {
+            "model_name": proposal.model_name, "model_version": proposal.model_version,
+            "model_version_id": proposal.model_version_id, "version_id": proposal.id, "created": proposal.created.isoformat()},
+        "interactions": store.interaction_counts(s, case.id),
     })
     return out
 

@@ -114,11 +114,11 @@ def job_json(job: Job) -> dict: ...
 @overload
 def job_json(job: None) -> None: ...
 def job_json(job: Job | None) -> dict | None:
-    """The API form of a job (``id``, ``state``, ``progress``, ...), or None."""
+    """The API form of a job (``id``, ``kind``: annotate or train, ``state``, ``progress``, ...), or None."""
     if job is None:
         return None
     return {
-        "id": job.id, "case_id": job.case_id, "project_id": job.project_id, "state": job.state, "progress": round(job.progress, 3),
-        "message": job.message, "attempts": job.attempts, "model": job.model,
+        "id": job.id, "kind": job.kind, "case_id": job.case_id, "project_id": job.project_id, "state": job.state,
+        "progress": round(job.progress, 3), "message": job.message, "attempts": job.attempts, "model": job.model,
         "created": job.created.isoformat(), "finished": job.finished.isoformat() if job.finished else None,
     }

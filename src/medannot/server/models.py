@@ -7,6 +7,9 @@ Integrity that matters is enforced by the database, not by the code around it:
     * ``idempotency_keys (user_id, scope, key)`` unique: a repeated POST creates nothing twice.
     * ``drafts (case_id, user_id)`` unique: one autosaved draft per reviewer and case.
     * ``login_throttle.key`` unique: one failure counter per user name and per client address.
+    * ``model_versions (project_id, number)`` unique: a version number is taken once; ``model_versions.job_id``
+      unique: a training job yields at most one version, even when a worker that lost its lease finishes late.
+    * ``interactions (case_id, session, seq)`` unique: two interactions cannot take the same place in a session.
 """
 
 from __future__ import annotations
@@ -78,9 +81,11 @@ class Project(Base):
     __tablename__ = "projects"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    model: Mapped[str] = mapped_column(String(500))
+    model: Mapped[str] = mapped_column(String(500))  # the base model the project was created with; "" = none (starts from nothing)
     labels: Mapped[list] = mapped_column(JSON)  # [{"value", "name", "color"}]
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    settings: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # LearningSettings (None: the defaults)
+    active_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # model_versions.id proposing now; None: the base model
 
 
 class Membership(Base):
@@ -111,6 +116,9 @@ class CaseRecord(Base):
     updated: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     effort: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    split: Mapped[str | None] = mapped_column(String(8), nullable=True)  # train | val, fixed when first accepted
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)  # uncertainty of the latest proposal
+    embedding: Mapped[list | None] = mapped_column(JSON, nullable=True)  # retrieval vector (diversity)
 
 
 class AnnotationVersion(Base):
@@ -128,6 +136,7 @@ class AnnotationVersion(Base):
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, unique=True)
     base_version_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     provenance: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    model_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id", ondelete="SET NULL"), nullable=True)
 
 
 class Draft(Base):
@@ -144,8 +153,8 @@ class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(32), default="annotate")
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True, nullable=True)  # None: train
+    kind: Mapped[str] = mapped_column(String(32), default="annotate")  # annotate | train
     model: Mapped[str] = mapped_column(String(500))
     state: Mapped[str] = mapped_column(String(16), default="queued", index=True)  # queued|running|done|failed
     progress: Mapped[float] = mapped_column(Float, default=0.0)
@@ -156,6 +165,55 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    detail: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # annotate: model_version_id; train: number, cases, trigger
+
+
+class ModelVersion(Base):
+    """A trained model of a project (:mod:`medannot.workflows.learning.registry`); its bundle is complete before the row exists."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("project_id", "number", name="uq_model_version_number"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # candidate | active | rejected | retired
+    bundle_dir: Mapped[str] = mapped_column(String(500))  # relative to the data folder
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    parent_model: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    train_cases: Mapped[list] = mapped_column(JSON)
+    val_cases: Mapped[list] = mapped_column(JSON)
+    cases_sha256: Mapped[str] = mapped_column(String(64))
+    label_values: Mapped[list] = mapped_column(JSON)
+    recipe: Mapped[dict] = mapped_column(JSON)
+    gate: Mapped[dict] = mapped_column(JSON)
+    trigger: Mapped[str] = mapped_column(String(200))
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, unique=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activated: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Interaction(Base):
+    """One Smart-tool interaction (a click or a box) on a case: recorded, so effort counts clicks and boxes."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (UniqueConstraint("case_id", "session", "seq", name="uq_interaction_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), nullable=True)
+    session: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8))  # point | box
+    positive: Mapped[bool] = mapped_column(Boolean, default=True)
+    coords: Mapped[list] = mapped_column(JSON)  # RAS mm: [x, y, z] or [[x, y, z], [x, y, z]]
+    label: Mapped[int] = mapped_column(Integer)
+    engine: Mapped[str] = mapped_column(String(500))
+    undone: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    voxels: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class IdempotencyKey(Base):

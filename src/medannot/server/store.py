@@ -27,6 +27,7 @@ from medannot.server.models import (
     AnnotationVersion,
     AuditEntry,
     CaseRecord,
+    Interaction,
     Job,
     Membership,
     Project,
@@ -115,21 +116,35 @@ def check_model(model: str) -> None:
     labels_for_model(model)
 
 
-def add_project(session: Session, name: str, model: str, labels: object | None = None) -> Project:
+def add_project(session: Session, name: str, model: str | None, labels: object | None = None,
+                settings: dict | None = None) -> Project:
     """Create a project; without ``labels`` the model's label map is used.
 
+    A project may start from nothing (``model`` None or empty): it needs ``labels`` then, and its first accepted
+    cases train its first model (:mod:`medannot.server.learning`).
+
+    Args:
+        settings: Learning settings (:class:`medannot.workflows.learning.settings.LearningSettings` fields; None: defaults).
+
     Raises:
-        InputError: Empty or taken name, bad labels. ModelError: unknown model.
+        InputError: Empty or taken name, bad labels, no model and no labels. ModelError: unknown model.
+        ConfigError: Bad learning settings.
     """
+    from medannot.workflows.learning.settings import parse_settings
+
     name = (name or "").strip()
+    model = (model or "").strip()
     if not name or len(name) > 200:
         raise InputError("project name must be 1-200 characters")
     if session.scalar(select(Project).where(Project.name == name)) is not None:
         raise InputError(f"project {name!r} exists already")
+    if not model and not labels:
+        raise InputError("a project without a model needs its labels, e.g. '1=lesion'; give a model or labels")
     label_list = parse_labels(labels) if labels else labels_for_model(model)
-    if labels:
+    if labels and model:
         check_model(model)
-    project = Project(name=name, model=model, labels=label_list)
+    chosen = parse_settings(settings) if settings else None
+    project = Project(name=name, model=model, labels=label_list, settings=chosen.model_dump(mode="json") if chosen else None)
     session.add(project)
     session.flush()
     return project
@@ -179,6 +194,16 @@ def next_number(session: Session, case_id: int) -> int:
     """The number the next version of the case gets."""
     top = session.scalar(select(func.coalesce(func.max(AnnotationVersion.number), 0)).where(AnnotationVersion.case_id == case_id))
     return int(top or 0) + 1
+
+
+def interaction_counts(session: Session, case_id: int) -> dict[str, int]:
+    """Smart-tool interactions on a case: ``clicks`` (points), ``boxes``, ``undone`` (of those, later undone), ``sessions``.
+
+    Every interaction counts as effort, undone or not (the reviewer made it).
+    """
+    rows = session.execute(select(Interaction.kind, Interaction.undone, Interaction.session).where(Interaction.case_id == case_id)).all()
+    return {"clicks": sum(1 for k, _, _ in rows if k == "point"), "boxes": sum(1 for k, _, _ in rows if k == "box"),
+            "undone": sum(1 for _, u, _ in rows if u), "sessions": len({sess for _, _, sess in rows})}
 
 
 def latest_job(session: Session, case_id: int) -> Job | None:

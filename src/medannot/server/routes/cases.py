@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
@@ -18,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.datastructures import UploadFile
 
 from medannot.errors import MedannotError
-from medannot.server import idempotency, store
+from medannot.server import idempotency, learning, store
 from medannot.server import jobs as queue
 from medannot.server.deps import (
     ERRORS,
@@ -118,7 +119,7 @@ def _create_cases(c: AppContext, user: User, pid: int, key: str | None, prepared
                             source_format=p.source_format, spatial_dims=p.image.ndim, shape=shape, affine=affine, created_by=user.id)
                 s.add(case)
                 s.flush()
-                queue.enqueue(s, case, project.model)
+                learning.enqueue_annotation(s, case, project, c.settings.data_dir)
                 store.audit(s, user, "upload", pid, case.id, {"name": p.name, "format": p.source_format})
                 cases.append(case)
             body = {"cases": [case_summary(s, case) for case in cases], "skipped": skipped}
@@ -245,10 +246,11 @@ def accept(cid: CaseId, body: AcceptBody, request: Request, user: User = Depends
         dims, already = case.spatial_dims, latest.kind == "accepted" and case.status == "accepted"
         mask_sha, proposal_sha = latest.mask_sha256, proposal.mask_sha256 if proposal else None
     effort = None
-    if proposal_sha is not None and not already:
+    if not already:  # without a proposal (a project with no model yet) the effort is against an empty mask
         accepted, spacing = mask_array(c.blobs.get(mask_sha))
-        proposed, _ = mask_array(c.blobs.get(proposal_sha))
+        proposed = mask_array(c.blobs.get(proposal_sha))[0] if proposal_sha is not None else np.zeros_like(accepted)
         effort = correction_effort(proposed, accepted, spacing, dims, body.seconds_spent, label_values)
+        effort["proposal"] = "model" if proposal_sha is not None else "none"
     try:
         with c.db.write() as s:
             case, project, _ = case_access(s, user, cid, Action.REVIEW)
@@ -261,11 +263,15 @@ def accept(cid: CaseId, body: AcceptBody, request: Request, user: User = Depends
                 s.add(AnnotationVersion(case_id=cid, number=latest.number + 1, kind="accepted", mask_sha256=mask_sha,
                                         author_id=user.id, base_version_id=latest.id))
                 s.flush()
+                if effort is not None:
+                    effort.update(store.interaction_counts(s, cid))
                 case.effort = effort
             store.touch(case, "accepted")
             case.reject_reason = None
             s.execute(delete(Draft).where(Draft.case_id == cid, Draft.user_id == user.id))
             store.audit(s, user, "accept", case.project_id, cid, {"version_id": body.version_id, "effort": effort})
+            if not already:
+                learning.on_accepted(s, case, project)
             s.flush()
             return case_detail(s, case, project)
     except IntegrityError:
@@ -327,7 +333,7 @@ def reopen(cid: CaseId, request: Request, body: ReopenBody | None = None, user: 
 
 @router.post("/cases/{cid}/jobs", status_code=201)
 def reannotate(cid: CaseId, request: Request, user: User = Depends(current_user)) -> JSONResponse:
-    """Queue another annotation job for the case with the project's model (``Idempotency-Key`` honoured)."""
+    """Queue another annotation job for the case with the model that proposes now (``Idempotency-Key`` honoured)."""
     c = ctx(request)
     key = idempotency_key(request)
     scope = f"POST /api/cases/{cid}/jobs"
@@ -341,7 +347,7 @@ def reannotate(cid: CaseId, request: Request, user: User = Depends(current_user)
             if store.is_locked(case):
                 return locked(case, "a new annotation job")
             row = idempotency.reserve(s, user.id, scope, key) if key else None
-            job = queue.enqueue(s, case, project.model)
+            job = learning.enqueue_annotation(s, case, project, c.settings.data_dir)
             body = queue.job_json(job)
             if row is not None:
                 row.status_code, row.response = 201, body

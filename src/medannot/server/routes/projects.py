@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from medannot.server import accounts, store
+from medannot.server import accounts, learning, store
 from medannot.server.deps import ERRORS, ProjectId, case_summary, ctx, current_user, project_access, project_json
 from medannot.server.models import AuditEntry, CaseRecord, Membership, User
 from medannot.server.security import Action, Role
@@ -20,10 +20,13 @@ Username = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Z
 
 
 class NewProject(BaseModel):
+    """A new project: ``model`` empty or left out starts it from nothing (then ``labels`` are needed)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=200)
-    model: str = Field(min_length=1, max_length=500)
+    model: str = Field("", max_length=500)
     labels: str | dict[str, Any] | list[dict[str, Any]] | None = None
+    settings: dict[str, Any] | None = None
 
 
 class MemberBody(BaseModel):
@@ -45,7 +48,7 @@ def create_project(body: NewProject, request: Request, user: User = Depends(curr
     if not user.is_admin:
         raise HTTPException(403, "only site admins create projects")
     with ctx(request).db.write() as s:
-        project = store.add_project(s, body.name, body.model, body.labels)
+        project = store.add_project(s, body.name, body.model, body.labels, body.settings)
         creator = s.get(User, user.id)
         if creator is None:
             raise HTTPException(401, "your user no longer exists; log in again")
@@ -99,16 +102,30 @@ def remove_member(pid: ProjectId, username: Username, request: Request, user: Us
 
 @router.get("/projects/{pid}/cases")
 def list_cases(pid: ProjectId, request: Request, status: str | None = Query(None, max_length=32),
+               order: Literal["id", "strategy"] = Query("id", description="``id`` (upload order) or ``strategy``: the "
+                                                        "unreviewed cases first, in the project's active-learning order"),
                user: User = Depends(current_user)) -> list[dict]:
-    """Cases of the project, optionally with one ``status`` (pending, in_review, accepted, rejected)."""
+    """Cases of the project, optionally with one ``status`` (pending, in_review, accepted, rejected).
+
+    With ``order=strategy`` the unreviewed cases (pending, in review) come first in the order of the project's
+    strategy (random, uncertainty, diversity, mix), each with its ``rank`` (1 = offered first) and ``score``; the
+    reviewed ones follow by id (``rank`` null).
+    """
     if status is not None and status not in store.CASE_STATUSES:
         raise HTTPException(422, f"status must be one of {', '.join(store.CASE_STATUSES)}")
     with ctx(request).db.read() as s:
-        project_access(s, user, pid, Action.READ)
+        project, _ = project_access(s, user, pid, Action.READ)
         query = select(CaseRecord).where(CaseRecord.project_id == pid).order_by(CaseRecord.id)
         if status is not None:
             query = query.where(CaseRecord.status == status)
-        return [case_summary(s, c) for c in s.scalars(query)]
+        rows = list(s.scalars(query))
+        if order == "id":
+            return [case_summary(s, c) for c in rows]
+        ranked = {c.id: (i, score) for i, (c, score) in enumerate(learning.case_order(s, project), 1)}
+        rows.sort(key=lambda c: (c.id not in ranked, ranked.get(c.id, (0, None))[0], c.id))
+        strategy = learning.learning_settings(project).strategy.value
+        return [{**case_summary(s, c), "rank": ranked[c.id][0] if c.id in ranked else None,
+                 "score": ranked[c.id][1] if c.id in ranked else None, "strategy": strategy} for c in rows]
 
 
 def _audit_rows(rows: list[AuditEntry]) -> list[dict]:
