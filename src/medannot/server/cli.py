@@ -1,4 +1,6 @@
-"""CLI commands of the server: ``medannot serve``, ``medannot worker``, ``medannot users``, ``medannot projects``.
+"""CLI commands of the server: ``medannot serve``, ``medannot worker``, ``medannot users``, ``medannot projects``
+(with the learning loop's ``projects train / models / activate / settings / repropose`` and ``medannot simulate``
+from :mod:`medannot.server.cli_learning`).
 
 Registered on the main Typer app by :func:`register`; heavy imports stay inside the commands.
 """
@@ -278,28 +280,32 @@ def users_list(data: Path = typer.Option(Path("medannot_data"), "--data", help=D
 @projects_app.command("add")
 def projects_add(
     name: str = typer.Argument(..., help="Project name."),
-    model: str = typer.Option(..., "--model", help="Bundled model, bundle folder, or classical method (e.g. otsu)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Bundled model, bundle folder, or classical method (e.g. otsu); "
+                                         "leave it out to start from nothing (then give --labels)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="'1=grey matter,2=white matter' (default: the model's labels)."),
     member: list[str] = typer.Option([], "--member", help="USER=ROLE (admin, annotator, reviewer); repeatable."),
+    setting: list[str] = typer.Option([], "--set", help="Learning setting KEY=VALUE (e.g. retrain_every=10, strategy=uncertainty, "
+                                      "engine=growcut, gate.max_label_drop=0.02, recipe.time_budget_s=300); repeatable."),
     data: Path = typer.Option(Path("medannot_data"), "--data", help=DATA_HELP),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
-    """Create a project with a label map, a model and members."""
+    """Create a project with a label map, a model (or none: it learns from its accepted cases) and members."""
     from sqlalchemy import select
 
     from medannot.errors import InputError
     from medannot.server import store
+    from medannot.server.cli_learning import parse_settings_options
     from medannot.server.models import User
 
     with _database(data, db).write() as s:
-        project = store.add_project(s, name, model, labels)
+        project = store.add_project(s, name, model, labels, parse_settings_options(setting) or None)
         for item in member:
             username, _, role = item.partition("=")
             user = s.scalar(select(User).where(User.username == username))
             if user is None:
                 raise InputError(f"--member {item!r}: no user {username!r}; add it with `medannot users add`")
             store.set_member(s, project, user, role)
-        typer.echo(f"project {project.name} created (id {project.id}, model {project.model}, "
+        typer.echo(f"project {project.name} created (id {project.id}, model {project.model or 'none: learns from its accepted cases'}, "
                    f"labels {', '.join(str(lab['value']) + '=' + lab['name'] for lab in project.labels)})")
 
 
@@ -368,6 +374,10 @@ def register(app: typer.Typer, friendly_errors) -> None:  # noqa: ANN001
     """Add the server commands to the ``medannot`` Typer app, wrapped in its ``friendly_errors``."""
     app.command("serve")(friendly_errors(serve))
     app.command("worker")(friendly_errors(worker))
+    from medannot.server import cli_learning
+
+    cli_learning.add_commands(projects_app)
+    app.command("simulate")(friendly_errors(cli_learning.simulate))
     for sub in (users_app, projects_app):
         for cmd in sub.registered_commands:
             cmd.callback = friendly_errors(cmd.callback)

@@ -1,17 +1,17 @@
-"""A project's promptable engine by name: a classical engine, or a promptable bundle once one is installed.
+"""A project's promptable engine by name: a classical engine, or a promptable bundle (the network) once one is installed.
 
 The review page's Smart tool and the simulated annotator use whatever :func:`create_promptable` returns: any
-object that follows :class:`~medannot.data.prompts.PromptableEngine` (``name``, ``segment(image, prompts)``).
-Classical engines are built by :func:`medannot.classical.interactive.create_engine`; any other name is loaded as a
-bundle (``medannot.tasks.load_predictor``), and its predictor is used when it is a promptable engine, so the
-promptable network plugs in by name (the project setting ``engine``) without a change here.
+object that follows :class:`~medannot.data.prompts.PromptableEngine` (``name``, ``segment(image, prompts)``). Names
+are resolved by the promptable task's :func:`medannot.tasks.promptable.create_engine` (classical engines by name,
+bundled promptable models, promptable bundle folders; engines are built once and kept warm), so the promptable
+network plugs in by name (the project setting ``engine``) without a change here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from medannot.classical.interactive import create_engine, list_engines
+from medannot.classical.interactive import list_engines
 from medannot.data.prompts import PromptableEngine
 from medannot.errors import ConfigError, MedannotError
 
@@ -19,31 +19,28 @@ __all__ = ["check_engine_name", "create_promptable", "list_promptable"]
 
 
 def list_promptable() -> list[str]:
-    """Names of the engines available without a bundle (the classical ones)."""
-    return list_engines()
+    """Names of the engines available now: the classical ones and the bundled promptable models."""
+    from medannot.tasks.promptable import list_engines as all_engines
+
+    return all_engines()
 
 
 def create_promptable(name: str, **params: Any) -> PromptableEngine:
-    """The engine called ``name``.
+    """The engine called ``name`` (built once and reused).
 
     Raises:
-        ConfigError: Neither a classical engine nor a bundle whose predictor is a promptable engine (the
-            classical names are listed).
+        ConfigError: Neither a classical engine nor a promptable bundle (the valid names are listed).
     """
-    if name in list_engines():
-        return create_engine(name, **params)
-    hint = f"use one of {', '.join(list_engines())} or a promptable segmentation bundle"
-    try:
-        from medannot.tasks import load_predictor
+    from medannot.tasks.promptable import create_engine
 
-        predictor = load_predictor(name)
-    except MedannotError:
-        raise ConfigError(f"unknown promptable engine {name[:100]!r}; {hint}") from None
-    except Exception:  # noqa: BLE001 - a name that is no path at all: the same one line
-        raise ConfigError(f"unknown promptable engine {name[:100]!r}; {hint}") from None
-    if not isinstance(predictor, PromptableEngine):
-        raise ConfigError(f"model {name[:100]!r} is not a promptable engine (it has no segment(image, prompts)); {hint}")
-    return predictor
+    try:
+        return create_engine(name, **params)
+    except ConfigError:
+        raise
+    except MedannotError as exc:
+        raise ConfigError(f"engine {name[:100]!r}: {str(exc).splitlines()[0][:200]}") from None
+    except Exception:  # noqa: BLE001 - a name that is no path at all: the same one line as an unknown engine
+        raise ConfigError(f"unknown engine {name[:100]!r}; choose one of: {', '.join(list_promptable())}") from None
 
 
 def check_engine_name(name: str) -> str:
