@@ -35,6 +35,7 @@ from scipy import ndimage as ndi
 from medannot.data.image import Image
 from medannot.data.prompts import Prompts, VoxelPrompts
 from medannot.errors import InputError, ModelError
+from medannot.models.bundle import Bundle
 
 __all__ = [
     "CHANNELS",
@@ -214,12 +215,14 @@ class NetworkEngine:
         network: Takes ``(N, len(CHANNELS), *crop)`` and returns ``(N, 1, *crop)`` logits.
         settings: Crop and encoding (:class:`PromptableSettings`).
         name: Engine name (a bundle's name).
+        bundle: The bundle the network came from (provenance: version, weights sha256), if any.
         timings: Seconds of the last interaction by step (filled by :meth:`segment`).
     """
 
     network: torch.nn.Module
     settings: PromptableSettings
     name: str = "network"
+    bundle: Bundle | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -317,8 +320,11 @@ class NetworkEngine:
         return out
 
     def describe(self) -> dict[str, Any]:
-        """Name and settings, for provenance."""
-        return {"engine": self.name, **self.settings.model_dump(mode="json")}
+        """Name, bundle version and weights hash, and settings, for provenance."""
+        out: dict[str, Any] = {"engine": self.name}
+        if self.bundle is not None:
+            out.update(version=self.bundle.version, sha256=self.bundle.spec.sha256 or "")
+        return {**out, **self.settings.model_dump(mode="json")}
 
 
 def keep_clicked(mask: np.ndarray, vp: VoxelPrompts) -> np.ndarray:

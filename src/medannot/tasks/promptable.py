@@ -56,7 +56,7 @@ def engine_from_bundle(bundle: Bundle) -> NetworkEngine:
         raise ModelError(f"model {bundle.name!r} is a {bundle.task} model, not a promptable one; "
                          f"choose one of: {', '.join(list_engines())}")
     settings = PromptableSettings.parse(bundle.spec.promptable, f"{bundle.name}/bundle.json")
-    return NetworkEngine(bundle.build_network(), settings, name=bundle.name)
+    return NetworkEngine(bundle.build_network(), settings, name=bundle.name, bundle=bundle)
 
 
 def _promptable_bundles() -> list[Bundle]:
@@ -131,17 +131,20 @@ class PromptSegmenter:
         sessions: The prompts of each object, in label order (value 1, 2, ...); a later object overwrites an
             earlier one where they overlap.
         bundle: The bundle behind a network engine (for provenance).
+        base_labels: A previous label map the result starts from (object n replaces value n; see
+            :func:`medannot.workflows.segment.segment_image`); None starts from nothing.
     """
 
     engine: PromptableEngine
     sessions: Sequence[Prompts] = ()
     bundle: Bundle | None = None
+    base_labels: np.ndarray | None = None
     task: Task = Task.PROMPTABLE
     label_map: LabelMap = field(default_factory=LabelMap)
 
     def with_sessions(self, sessions: Sequence[Prompts]) -> PromptSegmenter:
         """A copy that segments these prompt sessions."""
-        return PromptSegmenter(self.engine, tuple(sessions), self.bundle)
+        return PromptSegmenter(self.engine, tuple(sessions), self.bundle, self.base_labels)
 
     def check(self, image: Image) -> None:
         """Validate every session against ``image`` before anything runs or is written.
@@ -165,25 +168,42 @@ class PromptSegmenter:
     def predict(self, image: Image) -> SegmentationResult:
         """The label map of every session (values 1..n named after each session's label), on ``image``'s grid.
 
+        With ``base_labels`` the map starts from them and each session replaces its own value (others are kept,
+        named ``object <value>``).
+
         Raises:
             InputError: See :meth:`check`.
         """
         self.check(image)
         start = time.perf_counter()
-        labels = np.zeros(image.spatial_shape, np.uint8 if len(self.sessions) < 255 else np.uint16)
+        base = self.base_labels
+        values = self._values()
+        top = max([*values, int(base.max()) if base is not None and base.size else 0])
+        dtype = np.uint8 if top < 255 else np.uint16
+        labels = np.zeros(image.spatial_shape, dtype) if base is None else np.asarray(base).astype(dtype)
         seconds = []
-        for value, s in enumerate(self.sessions, 1):
+        for value, s in zip(values, self.sessions):
             t0 = time.perf_counter()
             mask = np.asarray(self.engine.segment(image, s), bool)
             seconds.append(time.perf_counter() - t0)
+            labels[labels == value] = 0
             labels[mask] = value
-        names = {v: s.label for v, s in enumerate(self.sessions, 1)}
-        names = _unique_names(names)
-        self.label_map = LabelMap.parse(names)
+        names = {v: f"object {v}" for v in (np.unique(labels) if base is not None else []) if v != 0}
+        names.update({v: s.label for v, s in zip(values, self.sessions)})
+        self.label_map = LabelMap.parse(_unique_names({int(k): v for k, v in sorted(names.items())}))
         out = Image(labels[None], image.geometry, ImageKind.LABEL)
         return SegmentationResult(labels=out, label_map=self.label_map,
-                                  timings_s={"engine": time.perf_counter() - start, **{f"object_{v}": t for v, t in enumerate(seconds, 1)}},
+                                  timings_s={"engine": time.perf_counter() - start, **{f"object_{v}": t for v, t in zip(values, seconds)}},
                                   explanations={"prompts": [s.to_dict() for s in self.sessions]})
+
+    def _values(self) -> list[int]:
+        """Label value of each session: 1..n, or a lone session's value in a one-value previous label map."""
+        base = self.base_labels
+        if base is not None and len(self.sessions) == 1:
+            present = [int(v) for v in np.unique(base) if v != 0]
+            if len(present) == 1:
+                return present
+        return list(range(1, len(self.sessions) + 1))
 
     def provenance(self, input_info: dict[str, Any]) -> Provenance:
         """The engine (name, version and weights hash of a network) and every session's prompts."""
