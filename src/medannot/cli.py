@@ -231,9 +231,14 @@ def _ray_factory(model: str | None, options: Any, method: str | None, method_par
 @app.command()
 @friendly_errors
 def evaluate(
-    pred: Path = typer.Argument(..., help="Predicted label file or folder (e.g. the --out of annotate)."),
-    truth: Path = typer.Argument(..., help="Ground-truth label file or folder, matched by case name; for a classifier's output, a CSV (case or path, label)."),
+    pred: Path = typer.Argument(..., help="Predicted label file or folder (e.g. the --out of annotate); with --interactive the images (or a dataset folder)."),
+    truth: Optional[Path] = typer.Argument(None, help="Ground-truth label file or folder, matched by case name; for a classifier's output, a CSV (case or path, label)."),
     out: Path = typer.Option(Path("medannot_eval"), "--out", "-o", help="Folder for metrics.csv, metrics.json, report.html."),
+    interactive: bool = typer.Option(False, "--interactive", help="Simulated user on PRED's images against TRUTH masks: Dice after 1..N clicks, NoC@80/85/90 per engine."),
+    engine: list[str] = typer.Option([], "--engine", help="With --interactive: an engine (repeatable): growcut, region-growing, random-walker, promptable-2d, a bundle folder."),
+    clicks: int = typer.Option(20, "--clicks", min=1, help="With --interactive: interactions per object (the NoC cap)."),
+    first: str = typer.Option("click", "--first", help="With --interactive: the first interaction, click or box."),
+    max_objects: Optional[int] = typer.Option(None, "--max-objects", min=1, help="With --interactive: at most this many objects (label values) per case."),
     resample: bool = typer.Option(False, "--resample", help="Resample predictions onto the truth grid when grids differ."),
     labels: Optional[str] = typer.Option(None, "--labels", help='Label names: 1=liver,2=tumour or JSON \'{"1": "liver"}\'.'),
     tolerance: float = typer.Option(1.0, "--tolerance", min=0.0, help="Surface Dice tolerance in mm."),
@@ -259,6 +264,17 @@ def evaluate(
     from medannot.reporting import PrintFormat, print_evaluation
 
     fmt = PrintFormat.parse(print_format)  # a typo lists the valid names before anything runs
+    if interactive:
+        from medannot.workflows.segment import evaluate_interactive
+
+        values = sorted(parse_label_names(labels) or {}) or None
+        print_evaluation(evaluate_interactive(pred, truth, engine, out, max_clicks=clicks, first=first, labels=values,
+                                              max_objects=max_objects), out, fmt)
+        return
+    if engine or max_objects is not None:
+        fail("--engine and --max-objects go with --interactive")
+    if truth is None:
+        fail("give TRUTH: the ground-truth label file or folder (or use --interactive on a dataset folder with labels)")
     from medannot.tasks import EvaluateOptions, Task, get_task, task_of_predictions
 
     if match not in {"iou", "overlap"}:
@@ -269,6 +285,30 @@ def evaluate(
                               missing_as_empty=missing_as_empty, include_absent=include_absent)
     result = get_task(task).evaluate(pred, truth, out, options)
     print_evaluation(result, out, fmt)
+
+
+@app.command()
+@friendly_errors
+def segment(
+    image: Path = typer.Argument(..., help="One image: NIfTI, NRRD, MHA, PNG/TIFF, a DICOM file or one DICOM series folder."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="PROMPTS.json: points, boxes, scribbles of one object or a list of objects (README)."),
+    point: list[str] = typer.Option([], "--point", help="Positive click X,Y,Z in world mm (RAS, as a viewer shows; X,Y in 2D); repeatable."),
+    negative: list[str] = typer.Option([], "--negative", help="Negative click X,Y,Z (not the object); repeatable."),
+    box: list[str] = typer.Option([], "--box", help="Box X0,Y0,Z0,X1,Y1,Z1 (two opposite corners; X0,Y0,X1,Y1 in 2D); repeatable."),
+    voxel: bool = typer.Option(False, "--voxel", help="--point/--negative/--box are voxel indices in the file's array order, not mm."),
+    previous: Optional[Path] = typer.Option(None, "--previous", help="Labels to refine (on the image's grid): object n refines label n."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="promptable-2d (2D default), growcut (3D default), region-growing, random-walker, or a bundle folder."),
+    label: Optional[str] = typer.Option(None, "--label", help="Name of the object given on the command line."),
+    out: Path = typer.Option(Path("medannot_out"), "--out", "-o", help="Output folder; the case goes to OUT/<case>/."),
+    record_machine: bool = typer.Option(False, "--record-machine", help="Record the computer's and user's names in annotation.json."),
+) -> None:
+    """Segment the object(s) you point at: clicks, boxes or scribbles -> OUT/<case>/labels.nii.gz, overlays, annotation.json."""
+    from medannot.workflows.segment import prompt_sessions, read_prompts_file, segment_image
+
+    sessions = prompt_sessions(read_prompts_file(prompts) if prompts is not None else [], point, negative, box, voxel, label)
+    done = segment_image(image, sessions, out, engine=engine, previous=previous, record_machine=record_machine)
+    times = ", ".join(f"{t:.2f}" for t in done.seconds)
+    typer.echo(f"{done.name}: {len(done.seconds)} object(s) with {done.engine} ({times} s) -> {done.folder}")
 
 
 @app.command()
