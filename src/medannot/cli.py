@@ -506,6 +506,10 @@ from medannot.server.cli import register as _register_server_commands  # noqa: E
 
 _register_server_commands(app, friendly_errors)
 
+from medannot.workflows.federated_cli import register as _register_federated_commands  # noqa: E402 - federated server, client, simulate
+
+_register_federated_commands(app, friendly_errors)
+
 @app.command()
 @friendly_errors
 def index(

@@ -441,9 +441,33 @@ def join(binding: TaskBinding, data_dir: str | Path, name: str, address: str = "
     from flwr.compat.client.app import start_client_internal
 
     SiteTrainer(binding, data_dir, name)  # fail fast on a bad folder
+    _wait_for_server(address, max_wait_s)
     app = _client_app(binding, [(name, str(data_dir))], audit)
     start_client_internal(server_address=address, node_config={}, load_client_app_fn=lambda *_: app, insecure=root_certificate is None,
                           root_certificates=root_certificate, max_wait_time=max_wait_s)
+
+
+def _wait_for_server(address: str, max_wait_s: float | None) -> None:
+    """Wait until ``HOST:PORT`` accepts connections (Flower's client gives up at once when the server is not up yet).
+
+    Raises:
+        ConfigError: Not reachable within ``max_wait_s`` seconds (None: wait on).
+    """
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"server address {address!r} must be HOST:PORT, e.g. 127.0.0.1:8080")
+    deadline = None if max_wait_s is None else time.monotonic() + max_wait_s
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+            return
+        except OSError as exc:
+            if deadline is not None and time.monotonic() > deadline:
+                raise ConfigError(f"cannot reach the federated server at {address} ({exc.strerror or exc}) within {max_wait_s:.0f} s; "
+                                  "start `medannot federated server` first, or check the address") from None
+        time.sleep(1.0)
 
 
 def simulate(run: FederatedRun, sites: Sequence[tuple[str, str | Path]], audit: str | Path | None = None,
