@@ -112,7 +112,7 @@ def annotate(
     mc_dropout: int = typer.Option(0, "--mc-dropout", min=0, help="Monte-Carlo dropout passes for --uncertainty (networks with dropout only)."),
     engine: str = typer.Option("pytorch", "--engine", help="Network runtime: pytorch (default), onnxruntime (the bundle's model.onnx) or onnxruntime-int8 (model.int8.onnx)."),
     output_format: list[str] = typer.Option(
-        [], "--format", help="Also write dicom-seg (seg.dcm), rtstruct (rtstruct.dcm), dicom-sr (sr.dcm: TID 1500 volumes and lesion "
+        [], "--format", help="Also write nrrd (labels.seg.nrrd: a 3D Slicer segmentation, any input), dicom-seg (seg.dcm), rtstruct (rtstruct.dcm), dicom-sr (sr.dcm: TID 1500 volumes and lesion "
         "diameters, with seg.dcm; stored beside the SEG on a PACS), report (report.html: key slices, measurements, provenance); "
         "nifti always; repeatable or comma list; the DICOM ones for DICOM inputs only."
     ),

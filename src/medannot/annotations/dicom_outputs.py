@@ -1,8 +1,9 @@
-"""Which files ``annotate --format`` writes, and the DICOM writers it adds to a case folder.
+"""Which files ``annotate --format`` writes, and the writers it adds to a case folder.
 
-``nifti`` (``labels.nii.gz``, always written), ``dicom-seg`` (``seg.dcm``) and ``rtstruct``
-(``rtstruct.dcm``). The DICOM formats need a DICOM input (a series folder or a DICOMweb
-study), since they reference the source instances.
+``nifti`` (``labels.nii.gz``, always written), ``nrrd`` (``labels.seg.nrrd``: a 3D Slicer segmentation, any input),
+``dicom-seg`` (``seg.dcm``), ``rtstruct`` (``rtstruct.dcm``), ``dicom-sr`` (``sr.dcm``) and ``report``
+(``report.html``). The DICOM formats need a DICOM input (a series folder or a DICOMweb study), since they reference
+the source instances.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class OutputFormat(enum.StrEnum):
     RTSTRUCT = "rtstruct"
     DICOM_SR = "dicom-sr"
     REPORT = "report"
+    NRRD = "nrrd"
 
     @property
     def needs_dicom(self) -> bool:
@@ -102,7 +104,8 @@ def case_writers(
 ) -> list[Callable[[Path], dict[str, str]]]:
     """Writers for the formats among ``formats`` beyond NIfTI; each writes into a folder and returns ``{key: file name}``.
 
-    In this order: ``seg.dcm``, ``rtstruct.dcm``, ``sr.dcm`` (the SR of the ``seg.dcm`` just written), ``report.html``.
+    In this order: ``labels.seg.nrrd``, ``seg.dcm``, ``rtstruct.dcm``, ``sr.dcm`` (the SR of the ``seg.dcm`` just written),
+    ``report.html``.
     The algorithm is named after the provenance: the bundle name and version (a classical method: its name and
     the medannot version). Measurements (SR and report) are made once, on first use; lesions are the labels with
     ``instance_maps`` and those named as abnormal structures (:func:`medannot.annotations.measurements.lesion_labels`).
@@ -140,6 +143,16 @@ def case_writers(
             measured.append(measure(labels, label_map, lesion_labels(label_map, instance_maps), instance_maps))
         return measured[0]
 
+    if OutputFormat.NRRD in formats:
+
+        def write_nrrd(folder: Path) -> dict[str, str]:
+            from medannot.annotations.slicer_seg import SLICER_SEG_FILE, write_slicer_segmentation
+
+            named = label_map if isinstance(label_map, LabelMap) else LabelMap.parse(label_map)
+            write_slicer_segmentation(labels, named, folder / SLICER_SEG_FILE)
+            return {"labels_nrrd": SLICER_SEG_FILE}
+
+        writers.append(write_nrrd)
     if OutputFormat.DICOM_SEG in formats:
 
         def write_seg(folder: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Readers and writers by format: NIfTI, PNG/JPEG/TIFF, DICOM (file or series folder), InVesalius, dataset layouts.
+"""Readers and writers by format: NIfTI, PNG/JPEG/TIFF, DICOM (file or series folder), InVesalius, dataset layouts,
+NRRD and MetaImage (through SimpleITK, :mod:`medannot.io.itk_formats`), FreeSurfer MGH/MGZ (nibabel, :mod:`medannot.io.mgh`).
 
 Entry points:
     * :func:`read_image` reads a path (file or DICOM series folder), ``bytes`` or a binary file object; the format
@@ -27,7 +28,16 @@ from typing import BinaryIO, Union
 
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError, OutputError
-from medannot.io._common import DICOM_SUFFIXES, INV3_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, check_readable_file, parse_kind
+from medannot.io._common import (
+    DICOM_SUFFIXES,
+    INV3_SUFFIXES,
+    ITK_SUFFIXES,
+    MGH_SUFFIXES,
+    NIFTI_SUFFIXES,
+    RASTER_SUFFIXES,
+    check_readable_file,
+    parse_kind,
+)
 from medannot.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from medannot.io.colour import to_grey
 
@@ -47,7 +57,7 @@ __all__ = [
 #: What :func:`read_image` reads: a path (``str`` / ``os.PathLike``), the file's ``bytes``, or a binary file object.
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 
-_WRITABLE = (".nii.gz", ".nii", ".png", ".tif", ".tiff")
+_WRITABLE = (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".nrrd", ".mha")
 
 
 def _has_dicom_preamble(head: bytes) -> bool:
@@ -58,7 +68,8 @@ def read_image(source: ImageSource, kind: ImageKind | str | None = None, *, name
     """Read an image from a path (a file or a DICOM series folder), from ``bytes`` or from a binary file object.
 
     Args:
-        source: ``.nii``/``.nii.gz``; ``.png``/``.jpg``/``.jpeg``/``.tif``/``.tiff``/``.bmp`` (2D); a DICOM file
+        source: ``.nii``/``.nii.gz`` (NIfTI-1 or NIfTI-2); ``.nrrd``/``.nhdr``/``.mha``/``.mhd`` (2D or 3D);
+            ``.mgh``/``.mgz``; ``.png``/``.jpg``/``.jpeg``/``.tif``/``.tiff``/``.bmp`` (2D); a DICOM file
             (``.dcm`` or any file with the ``DICM`` preamble); a folder holding one DICOM series; an InVesalius
             project (``.inv3``); a ``.zip`` holding one image or one DICOM series. Or the same file's ``bytes``,
             or a binary file object (opened ``"rb"``; read from its position to the end).
@@ -100,6 +111,14 @@ def read_image(source: ImageSource, kind: ImageKind | str | None = None, *, name
         from medannot.io.invesalius import read_inv3
 
         return read_inv3(p, kind=kind)
+    if name_lower.endswith(ITK_SUFFIXES):
+        from medannot.io.itk_formats import read_itk
+
+        return read_itk(p, kind=kind)
+    if name_lower.endswith(MGH_SUFFIXES):
+        from medannot.io.mgh import read_mgh
+
+        return read_mgh(p, kind=kind)
     p, head = check_readable_file(p)
     if name_lower.endswith(DICOM_SUFFIXES) or _has_dicom_preamble(head):
         from medannot.io.dicom import read_dicom_file
@@ -109,7 +128,11 @@ def read_image(source: ImageSource, kind: ImageKind | str | None = None, *, name
         from medannot.io.memory import read_zip
 
         return read_zip(p, kind)
-    supported = ", ".join(NIFTI_SUFFIXES + RASTER_SUFFIXES + DICOM_SUFFIXES + INV3_SUFFIXES + (".zip",))
+    if head.startswith(b"NRRD000"):
+        from medannot.io.itk_formats import read_itk
+
+        return read_itk(p, kind=kind)
+    supported = ", ".join(NIFTI_SUFFIXES + RASTER_SUFFIXES + DICOM_SUFFIXES + INV3_SUFFIXES + ITK_SUFFIXES + MGH_SUFFIXES + (".zip",))
     raise InputError(f"unknown image format (suffix {p.suffix or 'none'!r}, no DICOM preamble); expected one of {supported}", p)
 
 
@@ -138,7 +161,8 @@ def write_image(image: Image, path: str | Path) -> Path:
 
     Args:
         image: Image to write.
-        path: ``.nii.gz``/``.nii`` (any image), ``.png`` (2D, 1 or 3 channels), ``.tif``/``.tiff`` (2D or 3D).
+        path: ``.nii.gz``/``.nii`` (any image), ``.png`` (2D, 1 or 3 channels), ``.tif``/``.tiff`` (2D or 3D),
+            ``.nrrd``/``.mha`` (any image, gzip-compressed, through SimpleITK).
 
     Returns:
         The written path.
@@ -156,6 +180,10 @@ def write_image(image: Image, path: str | Path) -> Path:
         from medannot.io.raster import write_raster
 
         return write_raster(image, p)
+    if name.endswith((".nrrd", ".mha")):
+        from medannot.io.itk_formats import write_itk
+
+        return write_itk(image, p)
     raise OutputError(f"cannot write suffix {p.suffix or 'none'!r}; expected one of {', '.join(_WRITABLE)}", p)
 
 

@@ -131,7 +131,10 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 INV3_SUFFIXES = (".inv3",)
-KNOWN_SUFFIXES = NIFTI_SUFFIXES + (".ome.tiff", ".ome.tif") + RASTER_SUFFIXES + DICOM_SUFFIXES + INV3_SUFFIXES
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")  # NRRD and MetaImage (medannot.io.itk_formats)
+MGH_SUFFIXES = (".mgz", ".mgh")  # FreeSurfer (medannot.io.mgh)
+KNOWN_SUFFIXES = (NIFTI_SUFFIXES + (".ome.tiff", ".ome.tif") + RASTER_SUFFIXES + DICOM_SUFFIXES + INV3_SUFFIXES + (".seg.nrrd",)
+                  + ITK_SUFFIXES + MGH_SUFFIXES)
 
 
 def is_hidden(path: Path) -> bool:

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 from medannot.data.case import Case
 from medannot.data.image import ImageKind
 from medannot.errors import InputError, MedannotError
-from medannot.io._common import DICOM_SUFFIXES, INV3_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, is_hidden, strip_image_suffix
+from medannot.io._common import (
+    DICOM_SUFFIXES,
+    INV3_SUFFIXES,
+    ITK_SUFFIXES,
+    MGH_SUFFIXES,
+    NIFTI_SUFFIXES,
+    RASTER_SUFFIXES,
+    is_hidden,
+    strip_image_suffix,
+)
 
 if TYPE_CHECKING:
     from medannot.io.dicomweb import DatasetHook, PacsSettings, RemoteSeries
@@ -22,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["InputItem", "discover_inputs", "safe_name"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-_IMAGE_SUFFIXES = NIFTI_SUFFIXES + RASTER_SUFFIXES + INV3_SUFFIXES
+_IMAGE_SUFFIXES = NIFTI_SUFFIXES + RASTER_SUFFIXES + INV3_SUFFIXES + ITK_SUFFIXES + MGH_SUFFIXES
 
 
 def safe_name(text: str, fallback: str = "case") -> str:

@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError
-from medannot.io._common import DICOM_SUFFIXES, MAX_IMAGE_BYTES, NIFTI_SUFFIXES, RASTER_SUFFIXES
+from medannot.io._common import DICOM_SUFFIXES, ITK_SUFFIXES, MAX_IMAGE_BYTES, MGH_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES
 from medannot.io.bounded import InflateBudget, ZipLimits, check_zip, open_zip, read_member_bytes
 from medannot.io.invesalius import INV3_SUFFIXES
 
@@ -45,6 +45,8 @@ class ImageFormat(enum.StrEnum):
     RASTER = "raster"
     INV3 = "inv3"
     ZIP = "zip"
+    ITK = "itk"  # NRRD, MetaImage (attached forms only from memory)
+    MGH = "mgh"
 
 
 def format_of_name(name: str) -> ImageFormat | None:
@@ -52,7 +54,8 @@ def format_of_name(name: str) -> ImageFormat | None:
     lower = name.lower()
     for suffixes, fmt in ((NIFTI_SUFFIXES, ImageFormat.NIFTI), (RASTER_SUFFIXES, ImageFormat.RASTER),
                           (DICOM_SUFFIXES, ImageFormat.DICOM), (INV3_SUFFIXES, ImageFormat.INV3),
-                          (ZIP_SUFFIXES, ImageFormat.ZIP)):  # fmt: skip
+                          (ZIP_SUFFIXES, ImageFormat.ZIP), (ITK_SUFFIXES, ImageFormat.ITK),
+                          (MGH_SUFFIXES, ImageFormat.MGH)):  # fmt: skip
         if lower.endswith(suffixes):
             return fmt
     return None
@@ -68,6 +71,10 @@ def sniff_format(head: bytes) -> ImageFormat | None:
         return ImageFormat.ZIP
     if head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00"):
         return ImageFormat.NIFTI
+    if head.startswith((b"NRRD000", b"ObjectType = Image", b"NDims = ")):
+        return ImageFormat.ITK
+    if head.startswith(b"\x00\x00\x00\x01") and len(head) >= 90:
+        return ImageFormat.MGH  # MGH version 1, big-endian
     if head.startswith(b"\x1f\x8b"):
         try:
             inner = gzip.GzipFile(fileobj=io.BytesIO(head)).read(512)
@@ -75,6 +82,8 @@ def sniff_format(head: bytes) -> ImageFormat | None:
             inner = b""
         if len(inner) >= 262 and inner[257:262] == b"ustar":
             return ImageFormat.INV3  # a gzipped tar: an InVesalius project is the one medannot reads
+        if inner.startswith(b"\x00\x00\x00\x01") and inner[344:348] not in (b"n+1\x00", b"ni1\x00"):
+            return ImageFormat.MGH  # a gzipped MGH (.mgz)
         return ImageFormat.NIFTI
     return None
 
@@ -132,7 +141,7 @@ def read_bytes(source: bytes | bytearray | memoryview | BinaryIO, kind: ImageKin
     fmt = format_of_name(where.name) or sniff_format(data[:512])
     if fmt is None:
         raise InputError("unknown image format: the name has no image suffix and the bytes hold no known signature "
-                         "(DICOM, NIfTI, PNG, JPEG, BMP, TIFF, InVesalius, zip); pass name='file.ext'", where)  # fmt: skip
+                         "(DICOM, NIfTI, PNG, JPEG, BMP, TIFF, InVesalius, NRRD, MetaImage, MGH, zip); pass name='file.ext'", where)  # fmt: skip
     label = str(where)
     if fmt is ImageFormat.NIFTI:
         from medannot.io.nifti import read_nifti
@@ -148,6 +157,14 @@ def read_bytes(source: bytes | bytearray | memoryview | BinaryIO, kind: ImageKin
         return read_inv3(data, kind, name=label)
     if fmt is ImageFormat.ZIP:
         return read_zip(data, kind, where, series_uid)
+    if fmt is ImageFormat.ITK:
+        from medannot.io.itk_formats import read_itk
+
+        return read_itk(data, kind, name=label)
+    if fmt is ImageFormat.MGH:
+        from medannot.io.mgh import read_mgh
+
+        return read_mgh(data, kind, name=label)
     from medannot.io.dicom_file import read_dicom_file
 
     return read_dicom_file(data, kind, name=label)
