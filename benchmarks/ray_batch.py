@@ -66,7 +66,8 @@ def main() -> None:
             t0 = time.perf_counter()
             res = annotate_inputs(tiles, predictor, root / f"plain{i}")
             plain.append(time.perf_counter() - t0)
-            assert all(r.ok for r in res)
+            if not all(r.ok for r in res):
+                raise SystemExit(f"plain run failed cases: {[r.reason for r in res if not r.ok][:3]}")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20)
         arms: dict[int, dict[str, float]] = {}
         try:
@@ -75,7 +76,9 @@ def main() -> None:
                 for i in range(args.repeat):
                     batch = RayBatch(factory, RaySettings(workers=workers, threads=1, in_flight=2))
                     res = batch.run(tiles, root / f"ray{workers}-{i}", progress=False)
-                    assert all(r.ok and not r.resumed for r in res)
+                    bad = [r.reason or f"{r.name}: resumed" for r in res if not r.ok or r.resumed]
+                    if bad:
+                        raise SystemExit(f"Ray run with {workers} worker(s) failed cases: {bad[:3]}")
                     if not best or batch.timings["cases"] < best["cases"]:
                         best = dict(batch.timings)
                 arms[workers] = best
