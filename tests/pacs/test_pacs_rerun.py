@@ -18,8 +18,8 @@ from medannot.annotations.pacs_store import OnExisting, existing_outputs, store_
 from medannot.cli import app
 from medannot.errors import ConfigError, PacsError
 from medannot.io.dicomweb import DicomWebLocation, PacsClient, load_dicomweb_series
-from medannot.testing.orthanc import free_port
 from medannot.tasks.segmentation import ClassicalSegmenter
+from medannot.testing.orthanc import free_port
 from medannot.workflows.annotate import annotate_inputs
 
 runner = CliRunner()
