@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -20,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from medannot.data import Image, ImageKind
 from medannot.server import learning
@@ -74,9 +76,22 @@ def service(request: Request) -> InteractiveService:
     return state.interactive
 
 
-def _session_rows(s: object, cid: int, session: int) -> list[Interaction]:
-    return list(s.scalars(select(Interaction).where(Interaction.case_id == cid, Interaction.session == session,  # type: ignore[attr-defined]
+@dataclass(frozen=True)
+class _Step:
+    """An interaction as prompts need it (plain values: usable after its session closed)."""
+
+    kind: str
+    positive: bool
+    coords: list
+
+
+def _session_rows(s: Session, cid: int, session: int) -> list[Interaction]:
+    return list(s.scalars(select(Interaction).where(Interaction.case_id == cid, Interaction.session == session,
                                                     Interaction.undone.is_(False)).order_by(Interaction.seq)))
+
+
+def _steps(rows: list[Interaction]) -> list[_Step]:
+    return [_Step(r.kind, bool(r.positive), list(r.coords)) for r in rows]
 
 
 def _mask_response(case: dict, mask: object, headers: dict[str, str]) -> Response:
@@ -113,10 +128,10 @@ def add_interaction(cid: CaseId, body: InteractionBody, request: Request, user: 
     with c.db.read() as s:
         session = body.session or int(s.scalar(select(func.coalesce(func.max(Interaction.session), 0))
                                                .where(Interaction.case_id == cid)) or 0) + 1
-        rows = _session_rows(s, cid, session)
+        steps = _steps(_session_rows(s, cid, session))
     new = Interaction(case_id=cid, user_id=user.id, session=session, kind=body.kind, positive=body.positive if body.kind == "point"
                       else True, coords=coords, label=body.label, engine=info["engine"][:500])
-    mask, seconds = service(request).segment(info["engine"], info["sha"], info["dims"], prompts_from([*rows, new], info["dims"]))
+    mask, seconds = service(request).segment(info["engine"], info["sha"], info["dims"], prompts_from([*steps, _Step(new.kind, new.positive, list(coords or []))], info["dims"]))
     new.voxels, new.seconds = int(mask.sum()), round(seconds, 4)
     for _ in range(5):
         try:
@@ -151,7 +166,7 @@ def undo_interaction(cid: CaseId, body: UndoBody, request: Request, user: User =
         if not rows:
             raise HTTPException(404, f"session {body.session} of case {cid} has nothing to undo")
         rows[-1].undone = True
-        left = rows[:-1]
+        left = _steps(rows[:-1])
     import numpy as np
 
     if left:

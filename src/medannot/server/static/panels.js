@@ -61,15 +61,27 @@ export function renderCaseList(list, cases, query, openId, onOpen) {
   const shown = cases.filter((c) => !needle || String(c.name).toLowerCase().includes(needle));
   list.replaceChildren(...shown.map((c) => {
     const job = jobText(c.job);
+    const meta = caseMeta(c);
     const button = el("button", { type: "button", className: "case-button", dataset: { caseId: String(c.id) } },
       el("span", { className: "case-name", textContent: c.name }),
       el("span", { className: `badge status-${c.status}`, textContent: statusText(c.status) }),
+      meta ? el("span", { className: "case-meta", textContent: meta }) : null,
       job ? el("span", { className: "job", textContent: job }) : null);
     button.addEventListener("click", () => onOpen(c));
     const item = el("li", { className: String(c.id) === String(openId) ? "current" : "" }, button);
     return item;
   }));
   return shown.length;
+}
+
+/** "#3 score 0.412 · proposed by v2": the case's place in the project's order and the model that proposed it. */
+function caseMeta(c) {
+  const parts = [];
+  if (c.rank) parts.push(`#${c.rank}`);
+  if (typeof c.score === "number") parts.push(`score ${c.score.toFixed(3)}`);
+  const v = c.latest_version;
+  if (v && v.kind === "proposal" && v.model_name) parts.push(`proposed by ${v.model_version || v.model_name}`);
+  return parts.join(" \u00b7 ");
 }
 
 /** True when some case of the list still waits for its annotation job. */
@@ -105,14 +117,15 @@ function fact(term, value) {
 
 /** Model and version facts of the case: where its masks came from. */
 export function renderProvenance(container, detail, versions) {
-  const proposal = [...versions].reverse().find((v) => v.kind === "proposal") || null;
+  const proposal = versions.find((v) => v.kind === "proposal") || null; // the newest proposal
   const latest = versions[0] || detail.latest_version || null;
-  const model = proposal && proposal.model_name
-    ? `${proposal.model_name}${proposal.model_version ? ` ${proposal.model_version}` : ""}` : null;
+  const by = detail.proposed_by || proposal;
+  const model = by && by.model_name ? `${by.model_name}${by.model_version ? ` ${by.model_version}` : ""}` : null;
   container.replaceChildren(
     ...fact("Case", detail.name),
     ...fact("Status", statusText(detail.status)),
     ...fact("Proposed by", model || (proposal ? proposal.author : "no proposal yet")),
+    ...fact("Split", detail.split ? (detail.split === "val" ? "validation (never trains)" : "training") : null),
     ...fact("Proposed", proposal ? formatTime(proposal.created) : null),
     ...fact("Latest version", latest ? `v${latest.number} ${latest.kind} by ${latest.author}` : null),
     ...fact("Accepted version", detail.accepted_version ? `v${detail.accepted_version.number}` : null),
@@ -145,10 +158,43 @@ export function renderEffort(section, container, effort) {
   const seconds = typeof effort.seconds === "number" ? effort.seconds : null;
   const time = seconds === null ? null : seconds >= 60
     ? `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s` : `${round(seconds, 1)} s`;
+  const none = effort.proposal === "none"; // nothing was proposed (a project without a model yet)
   container.replaceChildren(
-    ...fact("Dice vs proposal", round(effort.dice, 4)),
-    ...fact("HD95 vs proposal (mm)", effort.hd95_mm === null ? "n/a (empty mask)" : round(effort.hd95_mm, 2)),
+    ...fact("Dice vs proposal", none ? "no proposal (annotated from nothing)" : round(effort.dice, 4)),
+    ...fact("HD95 vs proposal (mm)", none ? "-" : effort.hd95_mm === null ? "n/a (empty mask)" : round(effort.hd95_mm, 2)),
     ...fact("Voxels changed", effort.voxels_changed),
+    ...fact("Smart clicks / boxes", typeof effort.clicks === "number" ? `${effort.clicks} / ${effort.boxes}` : null),
     ...fact("Time spent", time),
   );
+}
+
+/**
+ * The model panel: what proposes now, the versions (status, validation Dice, the gate's reason) and, for project
+ * admins, an Activate button per version.
+ * @param {object} models - GET /api/projects/{pid}/models.
+ * @param {boolean} manage - the caller may train and activate.
+ * @param {(ref: string) => void} onActivate
+ */
+export function renderModels(facts, list, models, manage, onActivate) {
+  const job = (models.training_jobs || []).find((j) => ["queued", "running"].includes(j.state));
+  facts.replaceChildren(
+    ...fact("Proposing", models.proposing || "nothing yet (no model: draw or use Smart)"),
+    ...fact("Base model", models.base_model || "none"),
+    ...fact("Training", job ? `${job.state} ${Math.round(job.progress * 100)} %: ${job.message}` : "idle"),
+  );
+  list.replaceChildren(...(models.versions || []).map((v) => {
+    const dice = v.validation && typeof v.validation.mean_dice === "number" ? v.validation.mean_dice.toFixed(3) : "-";
+    const before = v.gate && v.gate.active && typeof v.gate.active.mean_dice === "number" ? v.gate.active.mean_dice.toFixed(3) : null;
+    const item = el("li", { dataset: { version: v.name, status: v.status } },
+      el("span", { className: `kind status-${v.status}`, textContent: `${v.name} ${v.status}` }),
+      el("span", { textContent: ` val Dice ${dice}${before ? ` (active had ${before})` : ""}` }),
+      el("div", { className: "muted", textContent: `${v.train_cases.length} train / ${v.val_cases.length} val \u00b7 ${v.trigger}` }),
+      el("div", { className: "muted", textContent: v.gate && v.gate.reason ? `gate: ${v.gate.reason}` : "" }));
+    if (manage && !v.active) {
+      const button = el("button", { type: "button", textContent: "Activate", dataset: { activate: v.name } });
+      button.addEventListener("click", () => onActivate(v.name));
+      item.append(button);
+    }
+    return item;
+  }));
 }

@@ -5,8 +5,9 @@
 import { ApiError, clearLogin, getToken, getUser, redirectToLogin, request, requestBytes, requestJson,
   sendBytes } from "./api.js";
 import { MaskViewer } from "./viewer.js";
-import { formatTime, hasRunningJobs, renderCaseList, renderEffort, renderLabels, renderProvenance,
+import { formatTime, hasRunningJobs, renderCaseList, renderEffort, renderLabels, renderModels, renderProvenance,
   renderVersions, setStatusBadge } from "./panels.js";
+import { SmartTool } from "./smart.js";
 import { installShortcuts, renderShortcutTable } from "./shortcuts.js";
 import { ActiveClock } from "./clock.js";
 
@@ -20,6 +21,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   projects: [],
   project: null,
+  models: null, // GET /api/projects/{pid}/models
   cases: [],
   detail: null, // GET /api/cases/{cid} of the open case
   versions: [],
@@ -34,6 +36,20 @@ const viewer = new MaskViewer($("viewer-canvas"), {
   onEdit: () => markEdited(),
   onLocation: (loc) => showLocation(loc),
   onWindow: (min, max) => showWindow(min, max),
+});
+
+const smart = new SmartTool(viewer, document.querySelector(".canvas-box"), {
+  caseId: () => (state.detail && !state.busy ? state.detail.id : null),
+  label: () => viewer.activeLabel,
+  onResult: ({ voxels, seconds, count }) => {
+    document.body.dataset.smartCount = String(count);
+    message(`Smart: ${voxels} voxels after ${count} interaction${count === 1 ? "" : "s"} (${seconds.toFixed(2)} s).`);
+  },
+  onError: (err) => {
+    if (isLocked(err)) showLocked();
+    else message(`Smart tool: ${describeError(err)}`, "error");
+  },
+  busy: (on) => { document.body.dataset.smartBusy = String(on); },
 });
 
 // ---------------------------------------------------------------- small UI helpers
@@ -144,13 +160,79 @@ async function selectProject(project) {
     return;
   }
   await refreshCases();
+  await refreshModels();
+}
+
+// ---------------------------------------------------------------- the project's model (learning loop)
+
+function mayManage() {
+  return Boolean(state.project) && state.project.role === "admin";
+}
+
+async function refreshModels() {
+  if (!state.project) return;
+  try {
+    state.models = await requestJson(`/api/projects/${state.project.id}/models`);
+  } catch (err) {
+    message(`Could not load the project's models: ${describeError(err)}`, "error");
+    return;
+  }
+  renderModels($("model-facts"), $("model-list"), state.models, mayManage(), (ref) => activateVersion(ref));
+  $("train-button").hidden = !mayManage();
+  $("repropose-button").hidden = state.project.role === "reviewer";
+  const training = (state.models.training_jobs || []).some((j) => ["queued", "running"].includes(j.state));
+  document.body.dataset.training = String(training);
+}
+
+async function trainModel() {
+  try {
+    const job = await requestJson(`/api/projects/${state.project.id}/train`, { method: "POST", json: {} });
+    message(`Training queued (job ${job.id}): ${job.message}`);
+  } catch (err) {
+    message(`Could not train: ${describeError(err)}`, "error");
+  }
+  await refreshModels();
+}
+
+async function activateVersion(ref) {
+  try {
+    const answer = await requestJson(`/api/projects/${state.project.id}/models/${ref}/activate`, { method: "POST", json: {} });
+    message(`${answer.proposing} proposes now; ${answer.reproposals} unreviewed case(s) queued for new proposals.`);
+  } catch (err) {
+    message(`Could not activate ${ref}: ${describeError(err)}`, "error");
+  }
+  await refreshModels();
+  await refreshCases();
+}
+
+async function reproposeCases() {
+  try {
+    const answer = await requestJson(`/api/projects/${state.project.id}/repropose`, { method: "POST" });
+    message(`${answer.queued} case(s) queued for new proposals.`);
+  } catch (err) {
+    message(`Could not re-propose: ${describeError(err)}`, "error");
+  }
+  await refreshCases();
+}
+
+async function openNextCase() {
+  if (!state.project) return;
+  try {
+    const next = await requestJson(`/api/projects/${state.project.id}/next`);
+    await openCase(next.id);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) message("Every case of this project has been reviewed.");
+    else message(`Could not find the next case: ${describeError(err)}`, "error");
+  }
 }
 
 async function refreshCases() {
   if (!state.project) return;
   const status = $("status-filter").value;
-  const query = status ? `?status=${encodeURIComponent(status)}` : "";
-  state.cases = await requestJson(`/api/projects/${state.project.id}/cases${query}`);
+  const query = new URLSearchParams({ order: "strategy", ...(status ? { status } : {}) });
+  state.cases = await requestJson(`/api/projects/${state.project.id}/cases?${query}`);
+  const strategy = state.project.settings ? state.project.settings.strategy : null;
+  $("case-order").textContent = strategy ? `Order: ${strategy}` : "";
   renderCases();
 }
 
@@ -161,8 +243,10 @@ function renderCases() {
 }
 
 setInterval(() => {
-  if (hasRunningJobs(state.cases) && document.visibilityState === "visible") {
-    refreshCases().catch(() => {});
+  if (document.visibilityState !== "visible") return;
+  if (hasRunningJobs(state.cases)) refreshCases().catch(() => {});
+  if (document.body.dataset.training === "true") {
+    refreshModels().then(() => (document.body.dataset.training === "true" ? null : refreshCases())).catch(() => {});
   }
 }, JOB_POLL_SECONDS * 1000);
 
@@ -172,6 +256,7 @@ async function openCase(caseId) {
   if (state.busy) return;
   if (state.detail && String(state.detail.id) === String(caseId)) return;
   await autosaveDraft();
+  smart.finishObject();
   state.busy = true;
   setPageState("loading");
   hideBanner();
@@ -213,8 +298,9 @@ async function openCase(caseId) {
         [["Discard draft", () => discardDraft(), "discard-draft"]]);
     }
     setSaveState(draft ? "draft restored (not saved as a version)" : latest ? `v${latest.number} loaded` : "no mask yet");
-    message(latest ? "" : "No proposal yet: the annotation job has not finished. You can draw from scratch.",
-      latest ? "info" : "warn");
+    const noModel = state.models && !state.models.proposing;
+    message(latest ? "" : noModel ? "This project has no model yet: draw the mask or use the Smart tool (S); accepted cases train it."
+      : "No proposal yet: the annotation job has not finished. You can draw from scratch.", latest ? "info" : "warn");
     const listed = state.cases.find((c) => String(c.id) === String(caseId));
     if (listed) listed.status = detail.status; // opening marked it in review
     renderCases();
@@ -243,7 +329,7 @@ function renderLabelBar() {
   const labels = viewer.labels;
   if (!labels.some((l) => l.value === viewer.activeLabel) && labels.length) viewer.setActiveLabel(labels[0].value);
   renderLabels($("labels"), labels, viewer.activeLabel, viewer.hidden,
-    (value) => { viewer.setActiveLabel(value); if (viewer.tool === "navigate") setTool("draw"); renderLabelBar(); },
+    (value) => { viewer.setActiveLabel(value); smart.finishObject(); if (viewer.tool === "navigate") setTool("draw"); renderLabelBar(); },
     (value, visible) => viewer.setLabelVisible(value, visible));
 }
 
@@ -366,6 +452,7 @@ async function saveVersion({ force = false } = {}) {
     state.base = version;
     state.dirty = false;
     state.draftDirty = false;
+    smart.finishObject();
     state.versions = [version, ...state.versions.filter((v) => v.id !== version.id)];
     state.detail.latest_version = version;
     hideBanner();
@@ -451,6 +538,7 @@ async function afterDecision(detail, text) {
   setSaveState(text);
   message(text);
   await refreshCases();
+  await refreshModels(); // an accepted case may have started a training round
 }
 
 function openRejectDialog() {
@@ -464,6 +552,8 @@ function openRejectDialog() {
 
 function setTool(tool) {
   viewer.setTool(tool);
+  smart.setEnabled(tool === "smart");
+  $("new-object-button").hidden = tool !== "smart";
   for (const button of document.querySelectorAll("[data-tool]")) {
     button.classList.toggle("active", button.dataset.tool === tool);
   }
@@ -510,6 +600,10 @@ function wireControls() {
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") input.blur(); });
   }
   $("undo-button").addEventListener("click", () => undo());
+  $("new-object-button").addEventListener("click", () => newObject());
+  $("train-button").addEventListener("click", () => trainModel());
+  $("repropose-button").addEventListener("click", () => reproposeCases());
+  $("next-button").addEventListener("click", () => openNextCase());
   $("opacity").addEventListener("input", (e) => viewer.setOpacity(Number(e.target.value)));
   const applyWindow = () => viewer.setWindow(Number($("window-min").value), Number($("window-max").value));
   $("window-min").addEventListener("change", applyWindow);
@@ -537,7 +631,16 @@ function wireControls() {
 }
 
 function undo() {
+  if (smart.canUndo()) {
+    smart.undo().then((done) => { if (done) message(`Undone: ${smart.count} interaction(s) left on this object.`); });
+    return;
+  }
   if (!viewer.undo()) message("Nothing to undo.");
+}
+
+function newObject() {
+  smart.finishObject();
+  message("Smart tool: the next click starts a new object.");
 }
 
 function stepPen(delta) {
@@ -580,10 +683,12 @@ async function main() {
       const label = viewer.labels[index];
       if (!label) return;
       viewer.setActiveLabel(label.value);
+      smart.finishObject();
       if (viewer.tool === "navigate") setTool("draw");
       renderLabelBar();
     },
     undo: () => undo(),
+    newObject: () => newObject(),
     save: () => saveVersion(),
     accept: () => acceptCase(),
     reject: () => openRejectDialog(),

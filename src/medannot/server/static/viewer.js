@@ -14,7 +14,7 @@ export const VIEWS = {
   sagittal: SLICE_TYPE.SAGITTAL,
 };
 export const VIEW_ORDER = ["multiplanar", "axial", "coronal", "sagittal"];
-export const TOOLS = ["navigate", "draw", "erase"];
+export const TOOLS = ["navigate", "draw", "erase", "smart"];
 
 /** Steps NiiVue keeps for undo (each is an RLE copy of the mask). */
 const UNDO_STEPS = 32;
@@ -37,6 +37,45 @@ export function labelColor(label) {
 export async function gzip(bytes) {
   const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
   return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/**
+ * A label volume's voxels in NiiVue's drawing order (RAS), as NiiVue's loadDrawing lays them out: the file's axes
+ * permuted and flipped by the image's permRAS.
+ * @param {NVImage} volume - a loaded one-channel volume on the image grid.
+ * @returns {Uint8Array}
+ */
+export function rasBitmap(volume) {
+  const dims = volume.hdr.dims;
+  const perm = volume.permRAS;
+  const layout = [0, 0, 0];
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      if (Math.abs(perm[i]) - 1 === j) layout[j] = i * Math.sign(perm[i]);
+    }
+  }
+  let stride = 1;
+  const instride = [1, 1, 1];
+  const inflip = [false, false, false];
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      if (Math.abs(layout[j]) !== i) continue;
+      instride[j] = stride;
+      if (layout[j] < 0 || Object.is(layout[j], -0)) inflip[j] = true;
+      stride *= dims[j + 1];
+    }
+  }
+  const lut = (n, step, flip) => Array.from({ length: n }, (_, k) => (flip ? n - 1 - k : k) * step);
+  const [xl, yl, zl] = [lut(dims[1], instride[0], inflip[0]), lut(dims[2], instride[1], inflip[1]), lut(dims[3], instride[2], inflip[2])];
+  const out = new Uint8Array(dims[1] * dims[2] * dims[3]);
+  const img = volume.img;
+  let j = 0;
+  for (let z = 0; z < dims[3]; z++) {
+    for (let y = 0; y < dims[2]; y++) {
+      for (let x = 0; x < dims[1]; x++) out[xl[x] + yl[y] + zl[z]] = img[j++] ? 1 : 0;
+    }
+  }
+  return out;
 }
 
 export class MaskViewer {
@@ -141,6 +180,41 @@ export class MaskViewer {
     return await gzip(raw);
   }
 
+  /** A copy of the drawing (RAS voxel order), or null before a case is open. */
+  drawingCopy() {
+    return this.nv && this.nv.drawBitmap ? this.nv.drawBitmap.slice() : null;
+  }
+
+  /**
+   * Paint an object's mask over a base drawing: where the mask (a 0/1 NIfTI on the image grid) is set the voxels get
+   * `label`, elsewhere the base stays. The result is the drawing (one undo step, an edit).
+   * @param {ArrayBuffer} maskBytes - the object's mask as the server sent it.
+   * @param {Uint8Array|null} base - the drawing before the object was started (RAS order).
+   * @param {number} label - the value painted.
+   * @returns {Promise<number>} voxels of the object.
+   */
+  async composeObject(maskBytes, base, label) {
+    const nv = this.nv;
+    const mask = await NVImage.loadFromUrl({ url: maskBytes, name: "object.nii.gz" });
+    const object = rasBitmap(mask);
+    if (object.length !== nv.drawBitmap.length) throw new Error("the object's mask does not fit the image grid");
+    const out = base && base.length === object.length ? base.slice() : new Uint8Array(object.length);
+    let voxels = 0;
+    for (let i = 0; i < object.length; i++) {
+      if (object[i]) {
+        out[i] = label;
+        voxels++;
+      }
+    }
+    nv.drawBitmap = out;
+    nv.drawAddUndoBitmap();
+    this.undoDepth = Math.min(this.undoDepth + 1, UNDO_STEPS - 1);
+    nv.refreshDrawing(true);
+    nv.drawScene();
+    this.callbacks.onEdit?.("smart");
+    return voxels;
+  }
+
   /** Counts of voxels per label value in the current drawing (for the status panel). */
   labelCounts() {
     const counts = new Map();
@@ -180,12 +254,12 @@ export class MaskViewer {
     this.applyLabelColors();
   }
 
-  /** "navigate" (click moves the crosshair), "draw" (paint the active label) or "erase" (paint 0). */
+  /** "navigate" (click moves the crosshair), "draw" (paint the active label), "erase" (paint 0) or "smart" (smart.js). */
   setTool(tool) {
     this.tool = tool;
     if (!this.hasImage) return;
     const nv = this.nv;
-    if (tool === "navigate") {
+    if (tool === "navigate" || tool === "smart") {  // the Smart tool takes the mouse itself (smart.js)
       nv.setDrawingEnabled(false);
     } else {
       nv.setDrawingEnabled(true);
