@@ -10,7 +10,8 @@ of the held-out half through the real inference path).
 Arms: pooled (all eight tiles in one place: the centralised upper reference), each site alone, FedAvg and (with
 ``--fedprox MU``) FedProx. Prints a Markdown table and writes ``OUT/results.json``.
 
-Usage: ``nice python scripts/federated_compare.py [--epochs 30] [--local-epochs 2] [--seeds 0 1] [--uneven] [--fedprox 0.01]``
+Usage: ``nice python scripts/federated_compare.py [--epochs 40] [--local-epochs 2] [--seeds 0 1 2] [--uneven] [--fedprox 0.01]``
+(``--data-only`` writes the dataset folders and stops: the README's three-site example uses them).
 """
 
 from __future__ import annotations
@@ -78,15 +79,19 @@ def federated(name: str, sites: list[tuple[str, Path]], held: Path, out: Path, e
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30, help="epochs per site (federated: rounds x local epochs)")
+    parser.add_argument("--epochs", type=int, default=40, help="epochs per site (federated: rounds x local epochs)")
     parser.add_argument("--local-epochs", type=int, default=2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--uneven", action="store_true", help="sites of 5, 2 and 1 tiles instead of 3, 3 and 2")
     parser.add_argument("--fedprox", type=float, default=None, help="also run FedProx with this mu")
     parser.add_argument("--out", type=Path, default=Path("runs/federated-compare"))
+    parser.add_argument("--data-only", action="store_true", help="only write the site, pooled and held-out dataset folders (OUT/even|uneven/data)")
     args = parser.parse_args()
     out: Path = args.out / ("uneven" if args.uneven else "even")
     sites, pooled, held = make_sites(out / "data", args.uneven)
+    if args.data_only:
+        print("\n".join(f"{name}: {folder}" for name, folder in [*sites, ("pooled", pooled), ("held-out", held)]))
+        return
     results: dict[str, list[dict[str, Any]]] = {}
     for seed in args.seeds:
         run_dir = out / f"seed{seed}"

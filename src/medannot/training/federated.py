@@ -11,7 +11,7 @@ measured, renamed into place) whose model card records the rounds, the sites' ca
 Flower carries the messages: :func:`serve` / :func:`join` for real sites over gRPC, :func:`simulate` for
 Flower's simulation engine (Ray) on one machine. Optional central differential privacy: Flower's
 ``DifferentialPrivacyServerSideFixedClipping`` clips each site's update to ``dp_clip`` (L2) and adds Gaussian
-noise (``dp_noise`` x ``dp_clip``) to the average. An :class:`AuditLog` mod on a site writes every message it
+noise of standard deviation ``dp_noise x dp_clip / sites`` to every weight of the average. An :class:`AuditLog` mod on a site writes every message it
 sends to a folder, byte for byte as serialised, for whoever must check what leaves the site.
 
 The task registry sits above this layer: callers pass a :class:`TaskBinding` (config validation and training
