@@ -266,3 +266,54 @@ def test_a_training_job_whose_worker_lost_its_lease_stores_no_version(loop):
         versions = list(s.scalars(select(ModelVersion).where(ModelVersion.job_id == job_id)))
         assert len(versions) == 1 and versions[0].number == number
         assert s.get(Job, job_id).state == "done" and queue.job_json(s.get(Job, job_id))["kind"] == "train"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_training_leaves_no_version_and_the_round_resumes(live):
+    """SIGKILL a real worker process while it trains: no version and no bundle appear; when its lease runs out another
+    worker claims the job, resumes the round from its checkpoint and stores exactly one version."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from medannot.server.training_jobs import run_training_job  # noqa: F401 - the module the worker runs
+
+    add_users(live, ["kill-admin"], admin={"kill-admin"})
+    admin = live.client("kill-admin")
+    slow_recipe = {**FAST, "recipe": {**FAST["recipe"], "epochs": 60, "iterations_per_epoch": 5}}
+    pid = admin.post("/api/projects", json={"name": "killed-round", "labels": "1=nucleus", "settings": slow_recipe}).json()["id"]
+    for name, pixels, truth in nuclei_tiles(4, start=20):
+        r = admin.post(f"/api/projects/{pid}/cases", files={"file": (f"{name}.png", png(pixels), "image/png")})
+        correct_and_accept(admin, r.json()["cases"][0]["id"], truth)
+    run_jobs(live)  # the embedding jobs (and other modules' jobs): the training job is next
+    job_id = admin.post(f"/api/projects/{pid}/train").json()["id"]
+    out = Path(live.settings.data_dir) / "models" / f"project-{pid}" / "v1"
+    checkpoint = out.with_name(f".{out.name}.checkpoint.pt")
+    cmd = [str(Path(sys.executable).with_name("medannot")), "worker", "--data", str(live.settings.data_dir), "--lease-seconds", "2",
+           "--heartbeat-seconds", "0.3", "--poll-seconds", "0.2"] + (["--db", live.settings.db_url] if live.settings.db_url else [])
+    worker = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.is_file():  # at least one epoch trained and checkpointed
+            assert time.monotonic() < deadline and worker.poll() is None, "the worker never started training"
+            time.sleep(0.1)
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait(timeout=30)
+    job = admin.get(f"/api/jobs/{job_id}").json()
+    assert job["state"] == "running" and job["attempts"] == 1 and 0 < job["progress"] < 0.9
+    assert not out.exists() and admin.get(f"/api/projects/{pid}/models").json()["versions"] == []
+    time.sleep(2.5)  # its lease runs out
+    run_jobs(live)
+    job = admin.get(f"/api/jobs/{job_id}").json()
+    assert job["state"] == "done" and job["attempts"] == 2, job
+    models = admin.get(f"/api/projects/{pid}/models").json()
+    assert [v["name"] for v in models["versions"]] == ["v1"] and models["proposing"] == "v1"
+    recipe = models["versions"][0]["recipe"]
+    assert recipe["resumed_from"] >= 5 and recipe["steps_done"] == recipe["steps_planned"] == 300  # resumed, not restarted
+    assert (out / "bundle.json").is_file() and not checkpoint.exists()

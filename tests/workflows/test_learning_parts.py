@@ -147,3 +147,30 @@ def test_case_list_source_maps_values_and_keeps_validation_cases_out(tmp_path):
 def test_learning_settings_defaults_are_documented_values():
     s = LearningSettings()
     assert (s.retrain_every, s.min_cases, s.val_fraction, s.strategy, s.gate.max_label_drop) == (0, 3, 0.2, Strategy.RANDOM, 0.02)
+
+
+def test_a_round_is_bounded_by_its_time_budget_and_reports_progress(tmp_path):
+    """A round whose budget runs out skips its remaining steps, still ships a complete, measured bundle, and says so."""
+    from medannot.io import write_image
+    from medannot.models.bundle import Bundle
+    from medannot.workflows.learning.rounds import LabelledCase, RoundSpec, run_round
+    from medannot.workflows.learning.settings import TrainingRecipe
+
+    cases = []
+    for k in range(3):
+        image, truth = nuclei_tile(col=k)
+        ip, lp = tmp_path / f"c{k}_img.nii.gz", tmp_path / f"c{k}_lab.nii.gz"
+        write_image(image, ip)
+        write_image(image.with_array(truth[None], kind="label"), lp)
+        cases.append(LabelledCase(f"c{k}", ip, lp))
+    recipe = TrainingRecipe(epochs=2, iterations_per_epoch=400, batch_size=2, channels=[8, 16], num_threads=1, time_budget_s=2.0)
+    seen: list[tuple[float, str]] = []
+    spec = RoundSpec("budget", "v1", 2, [{"value": 1, "name": "nucleus", "color": "#ff0000"}], cases[:2], cases[2:], (64, 64),
+                     tmp_path / "models" / "v1", None, recipe)
+    result = run_round(spec, lambda f, m: seen.append((f, m)))
+    assert result.budget_hit and 0 < result.steps_done < result.steps_planned == 800
+    bundle = Bundle.load(result.bundle)
+    assert bundle.spec.metrics["mean_dice"] >= 0.0 and bundle.spec.version == "v1"
+    assert not list((tmp_path / "models").glob(".*")), "a checkpoint or staging folder was left behind"
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any(m == "validating" for _, m in seen)

@@ -199,7 +199,7 @@ def _store(worker: Worker, job_id: int, plan: dict[str, Any], spec: RoundSpec, r
                 raise _LeaseLost
             recipe = plan["settings"].recipe.model_dump(mode="json")
             recipe.update({"steps_done": result.steps_done, "steps_planned": result.steps_planned,
-                           "budget_hit": result.budget_hit, "parent_model": spec.parent})
+                           "budget_hit": result.budget_hit, "parent_model": spec.parent, "resumed_from": result.resumed_from})
             version = ModelVersion(
                 project_id=project.id, number=plan["number"], status=VersionStatus.CANDIDATE.value,
                 bundle_dir=spec.out.relative_to(data_dir).as_posix(), bundle_sha256=sha,

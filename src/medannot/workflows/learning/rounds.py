@@ -92,6 +92,7 @@ class RoundResult:
         steps_planned: Steps of the recipe.
         budget_hit: True when the time budget cut the round short.
         parent: The parent bundle, or None.
+        resumed_from: Steps already done by an earlier, interrupted try (read from its checkpoint; 0: a fresh start).
     """
 
     bundle: Path
@@ -100,6 +101,7 @@ class RoundResult:
     steps_planned: int
     budget_hit: bool
     parent: str | None
+    resumed_from: int = 0
 
 
 def auto_patch(min_shape: Sequence[int], spatial_dims: int, divisor: int) -> list[int]:
@@ -266,4 +268,5 @@ def run_round(spec: RoundSpec, on_progress: Callable[[float, str], None] | None 
     out = run_training(cfg, build, progress=False)
     ckpt.unlink(missing_ok=True)
     hooks = holder["hooks"]
-    return RoundResult(Path(out), time.monotonic() - start, done_before + hooks.trained, planned, hooks.skipped > 0, spec.parent)
+    return RoundResult(Path(out), time.monotonic() - start, done_before + hooks.trained, planned, hooks.skipped > 0, spec.parent,
+                       done_before)
