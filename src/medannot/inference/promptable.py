@@ -6,7 +6,8 @@ crop and returns one logit map. One interaction:
 
 1. the field of view (FOV, a square / cube in mm, crop voxels isotropic in mm) is centred on the prompts: at
    the image's finest resolution around a lone first click, or ``fov_margin`` x the extent of every prompt
-   (box, clicks, scribbles, previous mask) when that is larger;
+   (box, clicks, scribbles, previous mask) when that is larger; it is moved inward to stay inside the image
+   where it fits;
 2. image, prompts and previous mask are sampled into the crop (:func:`resample_crop` reads only the region it
    needs, so the cost follows the crop, not the volume) and encoded (:func:`encode_prompts`);
 3. while the mask reaches the crop's border (and the FOV does not yet hold the whole image), the FOV is
@@ -268,7 +269,8 @@ class NetworkEngine:
         full = np.asarray(array.shape) * sp
         n_forward = 0
         for k in range(s.max_grow + 1):
-            view = _View(np.asarray(centre, float), np.full(len(crop), fov / max(crop)) / sp, crop)
+            centre = _inside(np.asarray(centre, float), fov / sp, np.asarray(array.shape))
+            view = _View(centre, np.full(len(crop), fov / max(crop)) / sp, crop)
             prob = self._predict(array, vp, view)
             n_forward += 1
             m = prob > s.threshold
@@ -315,7 +317,7 @@ class NetworkEngine:
         hi = np.clip(np.ceil(view.offset + (nz.max(0) + 1) * view.step).astype(int) + 1, 1, np.asarray(shape))
         sub_shape = tuple(int(b - a) for a, b in zip(lo, hi))
         sub = ndi.affine_transform(prob, 1.0 / view.step, offset=(lo - view.offset) / view.step, output_shape=sub_shape,
-                                   order=1, mode="nearest", prefilter=False)
+                                   order=1, mode="grid-constant", cval=0.0, prefilter=False)
         out[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))] = sub > self.settings.threshold
         return out
 
@@ -325,6 +327,13 @@ class NetworkEngine:
         if self.bundle is not None:
             out.update(version=self.bundle.version, sha256=self.bundle.spec.sha256 or "")
         return {**out, **self.settings.model_dump(mode="json")}
+
+
+def _inside(centre: np.ndarray, fov_voxels: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    """``centre`` moved so the FOV stays inside the image where it fits (centred on the image where it does not)."""
+    half = fov_voxels / 2
+    lo, hi = half - 0.5, shape - 0.5 - half
+    return np.where(lo <= hi, np.clip(centre, lo, np.maximum(lo, hi)), (shape - 1) / 2)
 
 
 def keep_clicked(mask: np.ndarray, vp: VoxelPrompts) -> np.ndarray:

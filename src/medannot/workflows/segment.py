@@ -157,7 +157,12 @@ def _load_image(path: str | Path) -> tuple[str, Image, dict[str, Any]]:
 
 
 def _with_previous(sessions: list[Prompts], previous: Image, image: Image) -> tuple[list[Prompts], np.ndarray]:
-    """Each session's previous mask from a label map: value n for session n, or its one value for a lone session."""
+    """Each session's previous mask from a label map: value n for session n, or its one value for a lone session.
+
+    A one-slice volume (how medannot writes a 2D image's labels) is read as the plane it is.
+    """
+    if image.ndim == 2 and previous.ndim == 3 and previous.spatial_shape[2] == 1:
+        previous = previous.as_plane()
     if not previous.same_grid(image):
         raise GeometryError(
             f"the previous mask is on another grid than the image: shape {previous.spatial_shape} vs {image.spatial_shape} "
@@ -223,6 +228,8 @@ def _objects(data: str | Path, truth: str | Path | None, values: Sequence[int] |
             continue
         image = _grey(item.load().image)
         lab = read_image(label_path, kind=ImageKind.LABEL)
+        if image.ndim == 2 and lab.ndim == 3 and lab.spatial_shape[2] == 1:
+            lab = lab.as_plane()
         if lab.spatial_shape != image.spatial_shape:
             skipped.append(f"{item.name}: truth shape {lab.spatial_shape} differs from the image's {image.spatial_shape}")
             continue
