@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 TINY_CONFIG = {
     "name": "tiny-promptable", "task": "promptable", "spatial_dims": 2,
     "network": {"name": "promptable-unet", "params": {"features": [4, 4, 8, 8, 16, 4]}},
