@@ -169,3 +169,15 @@ def test_bundle_json_carries_the_promptable_section_only_for_its_task(tiny_bundl
     bad = Bundle.from_dict(data)
     with pytest.raises(ModelError, match="invalid promptable section"):
         PromptableSettings.parse(bad.spec.promptable)
+
+
+def test_a_3d_interaction_costs_one_crop_whatever_the_volume_size():
+    for shape in ((40, 40, 40), (300, 260, 200)):
+        net = _Everything()
+        engine = NetworkEngine(net, PromptableSettings(crop=[16, 16, 16], max_grow=1, keep_clicked=False))
+        vol = Image.from_spatial(np.zeros(shape, np.float32), spacing=(1.0, 1.0, 2.0))
+        mask = engine.segment(vol, Prompts().with_point(tuple(s // 2 for s in shape)))
+        assert all(c == (1, 5, 16, 16, 16) for c in net.calls) and len(net.calls) == 2
+        # 32 mm after one doubling: 32 voxels along the 1 mm axes, 16 along the 2 mm one (isotropic crop voxels in mm)
+        nz = np.argwhere(mask)
+        assert np.allclose(nz.max(0) - nz.min(0) + 1, (32, 32, 16), atol=1)

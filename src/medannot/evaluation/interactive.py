@@ -114,8 +114,7 @@ def next_click(truth: np.ndarray, pred: np.ndarray, spacing: Sequence[float] | N
     for positive, err in ((True, truth & ~pred), (False, pred & ~truth)):
         if not err.any():
             continue
-        conn = 4 if err.ndim == 2 else 6
-        lab = cc3d.connected_components(err, connectivity=conn)
+        lab = cc3d.connected_components(err, connectivity=4) if err.ndim == 2 else cc3d.connected_components(err, connectivity=6)
         counts = np.bincount(lab.ravel())
         counts[0] = 0
         k = int(np.argmax(counts))
