@@ -239,7 +239,7 @@ def _bad_files(tmp_path):
     ds.save_as(tmp_path / "huge.dcm")
     with_nested_sequence(pydicom_test_file("CT_small.dcm"), tmp_path / "deep.dcm", depth=4000)
     return {"text.dcm": "not a DICOM", "cut_header.dcm": "truncated", "cut_pixels.dcm": "shorter than declared",
-            "huge.dcm": "GiB", "deep.dcm": "nested too deeply"}  # fmt: skip
+            "huge.dcm": "needed for 50000x50000x50 frames", "deep.dcm": "nested too deeply"}  # fmt: skip
 
 
 def test_cli_one_line_per_bad_file_and_exit_code_2(tmp_path):

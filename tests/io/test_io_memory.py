@@ -114,7 +114,7 @@ def test_zip_bomb_and_mixed_archives_are_refused(tmp_path):
     for sig, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):  # declare 3.75 GiB unpacked
         at = data.index(sig) + offset
         data[at : at + 4] = (0xF0000000).to_bytes(4, "little")
-    with pytest.raises(InputError, match="decompression bomb"):
+    with pytest.raises(InputError, match=r"bomb.zip: declares 3.8 GiB uncompressed, more than the 2.1 GiB allowed"):
         read_image(bytes(data), name="bomb.zip")
     honest_lie = bytearray(bomb.getvalue())  # declares less than it holds: refused while reading, not allocated
     for sig, offset in ((b"PK\x01\x02", 24), (b"PK\x03\x04", 22)):

@@ -37,6 +37,7 @@ from medannot.io._common import (
     RASTER_SUFFIXES,
     check_readable_file,
     parse_kind,
+    special_file_reason,
 )
 from medannot.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from medannot.io.colour import to_grey
@@ -94,6 +95,9 @@ def read_image(source: ImageSource, kind: ImageKind | str | None = None, *, name
 
         return read_bytes(source, kind, name)
     p = Path(source)
+    special = special_file_reason(p)
+    if special is not None:
+        raise InputError(special, p)
     if p.is_dir():
         from medannot.io.dicom import read_dicom_series
 

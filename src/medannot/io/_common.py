@@ -2,24 +2,153 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from medannot.data.image import ImageKind
 from medannot.errors import InputError
+from medannot.io.limits import ReadLimits, check_image_size
 
-#: Memory a single decoded image may need before a reader refuses it (bytes).
-MAX_IMAGE_BYTES = 32 * 1024**3
+#: Default of :attr:`medannot.io.limits.ReadLimits.max_image_bytes` (the limit in force is ``read_limits()``).
+MAX_IMAGE_BYTES = ReadLimits().max_image_bytes
 
 
-def _open(path: Path):  # indirection so tests can simulate an unreadable file when running as root
-    return open(path, "rb")
+_NONFINITE_CHUNK = 1 << 24
+
+#: Folders deeper than this below the folder given are not searched (a tree 1,000 deep is a trap, not a study).
+MAX_FOLDER_DEPTH = 64
+
+
+def special_file_reason(path: str | Path) -> str | None:
+    """Why ``path`` cannot be read as a file or searched as a folder, or None for a regular file, a folder or a
+    path that does not exist. Never opens anything (a FIFO would block).
+
+    Returns:
+        A one-line reason: a FIFO, a device, a socket, a symbolic link loop or a dangling link.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to a file that does not exist (dangling link); fix or remove the link" if os.path.islink(path) else None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop (the link points back to itself); point it at a real file"
+        return f"cannot be examined ({exc.strerror or exc})"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe), not a file: medannot does not read from pipes; save the data to a file and pass that"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device (such as /dev/zero), not a file: pass an image file"
+    if stat.S_ISSOCK(mode):
+        return "a socket, not a file: pass an image file"
+    return "not a regular file: pass an image file"
+
+
+def open_regular(path: str | Path) -> BinaryIO:
+    """Open a regular file for reading; anything else (FIFO, device, socket) is refused without blocking.
+
+    The file is opened non-blocking and checked with ``fstat`` before use, so a FIFO swapped in after a check
+    cannot hang the reader.
+
+    Raises:
+        InputError: Not a regular file (the message says what it is).
+        OSError: As :func:`open` (missing, permission denied).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "Is a directory", str(path))
+        if not stat.S_ISREG(mode):
+            raise InputError(special_file_reason(path) or "not a regular file: pass an image file", Path(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def walk_files(root: str | Path, max_depth: int = MAX_FOLDER_DEPTH, skip_hidden_folders: bool = True,
+               prune: Callable[[Path], bool] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Regular files under ``root`` (recursively, iteratively: no recursion limit), sorted, and what was skipped.
+
+    Symbolic links to folders are followed once (a link back to a folder already searched is skipped as a loop);
+    FIFOs, devices, sockets, link loops and dangling links are skipped with their reason, never opened; folders
+    more than ``max_depth`` levels below ``root`` are not searched (one skipped entry says so).
+
+    Args:
+        root: The folder.
+        max_depth: Deepest folder level searched (``root`` is level 0).
+        skip_hidden_folders: Leave out folders whose name starts with ``.`` (silently).
+        prune: Folders for which this returns True are left out silently (e.g. an output folder inside the input).
+
+    Returns:
+        ``(files, skipped)``: files sorted by path (hidden files included: the caller decides), and ``(path, reason)``
+        pairs for what was not searched or is not a regular file.
+    """
+    root = Path(root)
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        st = os.stat(root)
+        seen.add((st.st_dev, st.st_ino))
+    except OSError:
+        return files, skipped
+    stack: list[tuple[Path, int]] = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append((folder, f"folder cannot be listed ({exc.strerror or exc})"))
+            continue
+        subfolders: list[tuple[Path, int]] = []
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+                is_file = not is_dir and entry.is_file()
+            except OSError:
+                is_dir = is_file = False
+            if is_dir:
+                if (skip_hidden_folders and entry.name.startswith(".")) or (prune is not None and prune(path)):
+                    continue
+                if depth + 1 > max_depth:
+                    skipped.append((path, f"more than {max_depth} folders below {root.name or root}; not searched"))
+                    continue
+                try:
+                    st = os.stat(path)
+                except OSError as exc:
+                    skipped.append((path, f"folder cannot be examined ({exc.strerror or exc})"))
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    skipped.append((path, "a link back to a folder already searched (a loop); not searched again"))
+                    continue
+                seen.add(key)
+                subfolders.append((path, depth + 1))
+            elif is_file:
+                files.append(path)
+            else:
+                skipped.append((path, special_file_reason(path) or "not a regular file"))
+        stack.extend(reversed(subfolders))
+    return sorted(files), skipped
+
+
+def _open(path: Path) -> BinaryIO:  # indirection so tests can simulate an unreadable file when running as root
+    return open_regular(path)
 
 
 def check_readable_file(path: str | Path) -> tuple[Path, bytes]:
-    """Check that ``path`` is an existing, non-empty, readable file.
+    """Check that ``path`` is an existing, non-empty, readable regular file.
 
     Args:
         path: File to check.
@@ -28,9 +157,13 @@ def check_readable_file(path: str | Path) -> tuple[Path, bytes]:
         The path and its first 512 bytes (for format sniffing).
 
     Raises:
-        InputError: Missing, a folder, empty, or unreadable; the message starts with the path.
+        InputError: Missing, a folder, a FIFO / device / socket / link loop (never opened), empty, or unreadable;
+            the message starts with the path.
     """
     p = Path(path)
+    special = special_file_reason(p)
+    if special is not None:
+        raise InputError(special, p)
     if not p.exists():
         raise InputError("file not found; check the path", p)
     if p.is_dir():
@@ -48,18 +181,33 @@ def check_readable_file(path: str | Path) -> tuple[Path, bytes]:
     return p, head
 
 
-def check_allocation(path: Path, nbytes: int, what: str = "image") -> None:
-    """Refuse to allocate absurd amounts of memory for a declared image size.
+def check_allocation(path: Path, nbytes: int, what: str = "image", compressed_size: int | None = None, label: bool = False) -> None:
+    """Refuse a declared image size before allocating it: over the limit in force, or (``compressed_size`` given)
+    more than its compressed bytes can hold (:func:`medannot.io.limits.check_image_size`).
+
+    Args:
+        path: The file.
+        nbytes: Bytes of pixel data as stored (not what later steps make of them).
+        what: What is declared (named in the message).
+        compressed_size: Size of the compressed data, when the pixels are compressed.
+        label: A label map (compresses far better than an intensity image).
 
     Raises:
-        InputError: If ``nbytes`` exceeds :data:`MAX_IMAGE_BYTES`.
+        InputError: One line with the declared size, the limit and how to raise it.
     """
-    if nbytes > MAX_IMAGE_BYTES:
-        raise InputError(
-            f"declared {what} size needs {nbytes / 1024**3:.1f} GiB, more than the {MAX_IMAGE_BYTES / 1024**3:.0f} GiB "
-            "limit; the header is probably corrupt",
-            path,
-        )
+    check_image_size(path, nbytes, what, compressed_size, label)
+
+
+def count_nonfinite(arr: np.ndarray) -> int:
+    """NaN and infinite values in a float array, counted piece by piece (no copy of the array); 0 for integer arrays."""
+    if arr.dtype.kind not in "fc":
+        return 0
+    if arr.size <= _NONFINITE_CHUNK or arr.ndim == 1:
+        flat = arr.reshape(-1) if arr.ndim != 1 else arr
+        return int(sum(int(np.count_nonzero(~np.isfinite(flat[i : i + _NONFINITE_CHUNK]))) for i in range(0, max(flat.size, 1), _NONFINITE_CHUNK)))
+    axis = int(np.argmax(arr.shape))
+    return sum(count_nonfinite(arr[(slice(None),) * axis + (i,)])
+               for i in range(arr.shape[axis]))
 
 
 def smallest_unsigned(max_value: int) -> np.dtype:

@@ -12,6 +12,7 @@ reader then knows where the Pixel Data element starts, so it can
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -25,7 +26,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from medannot.errors import InputError
-from medannot.io._common import check_allocation
+from medannot.io._common import check_allocation, open_regular
 
 #: Uncompressed little-endian transfer syntaxes whose Pixel Data can be copied as they are.
 NATIVE_LITTLE_ENDIAN = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
@@ -36,8 +37,45 @@ _UNDEFINED = 0xFFFFFFFF
 IDENTIFIER_KEYWORDS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber",
                        "SOPClassUID")  # fmt: skip
 ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
+def _pydicom_value_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from pydicom.errors import BytesLengthException
+    except ImportError:  # pragma: no cover - pydicom < 2.2
+        return ()
+    return (BytesLengthException,)
+
+
 READ_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
-               EOFError, IndexError, OverflowError, struct.error)  # fmt: skip
+               EOFError, IndexError, OverflowError, ZeroDivisionError, struct.error, *_pydicom_value_errors())  # fmt: skip
+
+
+def damaged_header(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a reader of one file or series: an error pydicom raises while converting a header value later than
+    the parse (pydicom converts lazily) becomes one :class:`InputError` naming the file (``path``/``source`` argument,
+    or the ``name`` keyword for bytes)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InputError:
+            raise
+        except RecursionError:
+            where = _where(args, kwargs)
+            raise InputError("DICOM sequences are nested too deeply to read (corrupt or malicious file)", where) from None
+        except READ_ERRORS as exc:
+            where = _where(args, kwargs)
+            raise InputError(f"cannot read a header value ({one_line(exc)[:160]}); the file is damaged", where) from None
+
+    return wrapper
+
+
+def _where(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Path | None:
+    source = args[0] if args else kwargs.get("path", kwargs.get("source"))
+    if isinstance(source, (str, Path)):
+        return Path(source)
+    name = kwargs.get("name")
+    return Path(name) if name else None
 
 
 def one_line(exc: BaseException | Warning | str) -> str:
@@ -125,7 +163,7 @@ def read_header(path: Path, notes: list[str] | None = None, data: bytes | None =
     from pydicom.errors import InvalidDicomError
 
     try:
-        with (io.BytesIO(data) if data is not None else open(path, "rb")) as fh, warnings.catch_warnings(record=True) as caught:
+        with (io.BytesIO(data) if data is not None else open_regular(path)) as fh, warnings.catch_warnings(record=True) as caught:
             size = len(data) if data is not None else os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise InputError("file is empty (0 bytes); the copy or download probably failed", path)
@@ -133,6 +171,8 @@ def read_header(path: Path, notes: list[str] | None = None, data: bytes | None =
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
             ts = str(ds.file_meta.get("TransferSyntaxUID", "")) if ds.file_meta is not None else ""
             element = _pixel_element(fh, ts, size) if _little_endian_explicit_or_native(ts) else None
+    except InputError:
+        raise
     except FileNotFoundError:
         raise InputError("file not found; check the path", path) from None
     except IsADirectoryError:
@@ -252,9 +292,9 @@ def check_declared_size(header: Header, fmt: PixelFormat) -> None:
         InputError: The declared size is impossible for the file (``truncated`` / ``corrupt`` in the message).
     """
     path, ds = header.path, header.dataset
-    check_allocation(path, fmt.nbytes * 2, "DICOM image")
     el = header.pixels
     if el is None:
+        check_allocation(path, fmt.nbytes, "DICOM image")
         return  # big endian, deflated or float pixel data: pydicom reads and checks the whole file
     shape = f"{fmt.rows}x{fmt.columns}x{fmt.frames} frames x {fmt.samples} samples at {fmt.bits_allocated} bits"
     ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
@@ -266,9 +306,26 @@ def check_declared_size(header: Header, fmt: PixelFormat) -> None:
                 "the header is corrupt",
                 path,
             )
-    elif el.stored < fmt.nbytes:
-        what = "the file is truncated" if el.length is not None and el.length >= fmt.nbytes else "the header or the file is corrupt"
-        raise InputError(f"pixel data shorter than declared: {el.stored} bytes stored, {fmt.nbytes} needed for {shape}; {what}", path)
+    else:
+        check_native_length(el.stored, el.length, fmt, path)
+    check_allocation(path, fmt.nbytes, "DICOM image")
+
+
+def check_native_length(stored: int, declared: int | None, fmt: PixelFormat, path: Path) -> None:
+    """Uncompressed pixel data must be exactly what Rows x Columns x frames x samples x BitsAllocated need (plus one
+    byte of padding to an even length): fewer is a truncated file, more means the header does not describe them.
+
+    Raises:
+        InputError: One line with both sizes and which it is.
+    """
+    shape = f"{fmt.rows}x{fmt.columns}x{fmt.frames} frames x {fmt.samples} samples at {fmt.bits_allocated} bits"
+    if stored < fmt.nbytes:
+        what = "the file is truncated" if declared is not None and declared >= fmt.nbytes else "the header or the file is corrupt"
+        raise InputError(f"pixel data shorter than declared: {stored} bytes stored, {fmt.nbytes} needed for {shape}; {what}", path)
+    if stored > fmt.nbytes + (fmt.nbytes % 2) and (declared is None or declared <= stored):  # (a length past the end of the
+        # file says nothing about where the pixels end: then only their count matters)
+        raise InputError(f"pixel data longer than declared: {stored} bytes stored, {fmt.nbytes} needed for {shape}; the header "
+                         "(Rows, Columns, BitsAllocated, SamplesPerPixel or NumberOfFrames) does not describe these pixels", path)
 
 
 def correct_unused_bits(raw: np.ndarray, fmt: PixelFormat) -> np.ndarray:
@@ -343,7 +400,6 @@ def decode_dataset(ds, path: Path, notes: list[str]) -> np.ndarray:
             raise InputError("DICOM file declares an image but holds no pixel data; the file is probably truncated", path)
         raise InputError("DICOM file has no pixel data (not an image: a report, structure set, DICOMDIR, or a truncated file)", path)
     fmt = PixelFormat.of(ds, path)
-    check_allocation(path, fmt.nbytes * 2, "DICOM image")
     if "PixelData" in ds:
         stored = len(ds.PixelData)
         ts = ds.file_meta.get("TransferSyntaxUID") if ds.file_meta is not None else None
@@ -355,8 +411,9 @@ def decode_dataset(ds, path: Path, notes: list[str]) -> np.ndarray:
                     "the header is corrupt",
                     path,
                 )
-        elif stored < fmt.nbytes:
-            raise InputError(f"pixel data shorter than declared: {stored} bytes stored, {fmt.nbytes} needed for {shape}; the file is truncated", path)
+        else:
+            check_native_length(stored, None, fmt, path)
+    check_allocation(path, fmt.nbytes, "DICOM image")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -26,18 +26,68 @@ def identifiers(ds) -> dict[str, str]:
     return out
 
 
-def rescale_pair(item) -> tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept), (1, 0) when absent."""
-    return number(item, "RescaleSlope", 1.0), number(item, "RescaleIntercept", 0.0)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def frame_rescale(ds, frame: int) -> tuple[float, float]:
+def _rescale_value(item, keyword: str, default: float, path: Path | None) -> float:
+    value = item.get(keyword) if item is not None else None
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{keyword} is {str(value)[:30]!r}, not a number; the header is damaged", path) from None
+
+
+def check_rescale(slope: float, intercept: float, stored_max: float, path: Path | None) -> None:
+    """A Modality LUT that gives finite values: a slope that is finite and not 0, a finite intercept, and results
+    within float32 for stored values up to ``stored_max`` in magnitude.
+
+    Raises:
+        InputError: One line with the values and what is wrong.
+    """
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise InputError(f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g} are not both finite; the header is damaged", path)
+    if slope == 0:
+        raise InputError("RescaleSlope is 0, which maps every pixel to the same value; the header is damaged", path)
+    if abs(slope) * stored_max + abs(intercept) > _FLOAT32_MAX:
+        raise InputError(f"RescaleSlope {slope:g} and RescaleIntercept {intercept:g} give values beyond float32; the header is damaged",
+                         path)
+
+
+def _stored_max(ds) -> float:
+    try:
+        bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    except (TypeError, ValueError):
+        bits = 16
+    return float(2 ** min(max(bits, 1), 64))
+
+
+def rescale_pair(item, path: Path | None = None, stored_max: float = 2.0**32) -> tuple[float, float]:
+    """(RescaleSlope, RescaleIntercept), (1, 0) when absent.
+
+    Raises:
+        InputError: A value that is not a number, not finite, a slope of 0, or results beyond float32
+            (:func:`check_rescale`, stored values up to ``stored_max``).
+    """
+    slope, intercept = _rescale_value(item, "RescaleSlope", 1.0, path), _rescale_value(item, "RescaleIntercept", 0.0, path)
+    check_rescale(slope, intercept, stored_max, path)
+    return slope, intercept
+
+
+def frame_rescale(ds, frame: int, path: Path | None = None) -> tuple[float, float]:
     """(slope, intercept) of one frame: the per-frame / shared Pixel Value Transformation of an enhanced image,
-    else the top-level RescaleSlope/Intercept; RT dose multiplies the slope by DoseGridScaling."""
+    else the top-level RescaleSlope/Intercept; RT dose multiplies the slope by DoseGridScaling.
+
+    Raises:
+        InputError: As :func:`rescale_pair`.
+    """
     item = functional_item(ds, frame, "PixelValueTransformationSequence", "RescaleSlope")
-    slope, icpt = rescale_pair(item) if item is not None else rescale_pair(ds)
+    stored_max = _stored_max(ds)
+    slope, icpt = rescale_pair(item if item is not None else ds, path, stored_max)
     if "GridFrameOffsetVector" in ds and "DoseGridScaling" in ds:
         slope *= number(ds, "DoseGridScaling", 1.0)
+        check_rescale(slope, icpt, stored_max, path)
     return slope, icpt
 
 

@@ -167,6 +167,8 @@ def open_dataset(root: str | Path) -> DatasetLayout:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read dataset.json ({' '.join(str(exc).split())})", path) from None
+    except RecursionError:
+        raise InputError("cannot read dataset.json (its lists or objects are nested too deeply); the file is damaged", path) from None
     if not isinstance(raw, dict):
         raise InputError("dataset.json must hold a JSON object", path)
     labels = parse_label_map(raw.get("labels") or {}, path)

@@ -41,13 +41,15 @@ import numpy as np
 
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, MedannotError
-from medannot.io._common import check_allocation, is_hidden, parse_kind
+from medannot.io._common import check_allocation, is_hidden, parse_kind, special_file_reason, walk_files
 from medannot.io._dicom_pixels import (
+    READ_ERRORS,
     Header,
     PixelFormat,
     check_declared_size,
     convert_identifiers,
     correct_unused_bits,
+    damaged_header,
     decode_dataset,
     is_native,
     one_line,
@@ -80,6 +82,7 @@ from medannot.io.dicom_geometry import (
     pixel_spacing,
     plane_of,
     position_or_none,
+    slice_thickness,
     stack_geometry,
 )
 
@@ -129,13 +132,9 @@ class DicomFolder:
 
 
 def _list_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
-    files, skipped = [], []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).parts
-        if any(part.startswith(".") for part in rel[:-1]):
-            continue  # inside a hidden folder
-        if not p.is_file():
-            continue
+    found, skipped = walk_files(folder)
+    files = []
+    for p in found:
         if p.name.startswith("._"):
             skipped.append((p, "macOS resource fork ('._' file)"))
         elif p.name == ".DS_Store":
@@ -164,6 +163,9 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path | MemoryFile]) ->
     """
     if isinstance(source, (str, Path)):
         root = Path(source)
+        special = special_file_reason(root)
+        if special is not None:
+            raise InputError(special, root)
         if not root.exists():
             raise InputError("folder not found; check the path", root)
         if not root.is_dir():
@@ -233,7 +235,7 @@ def _slice_of(header: Header, where: Path) -> Slice:
     photometric = Photometric.of(hdr)
     if photometric.is_palette:
         raise InputError(f"{p.name} is a PALETTE COLOR image; a 3D series must be grey", where)
-    slope, icpt = rescale_pair(hdr)
+    slope, icpt = rescale_pair(hdr, p, 2.0 ** fmt.bits_stored)
     return Slice(ipp, r, c, sp, (fmt.rows, fmt.columns), p.name, (header, fmt, photometric), slope, icpt)
 
 
@@ -268,6 +270,8 @@ def _slices_of_headers(headers: list[Header], where: Path) -> list[Slice | Medan
             if exc.path == where:
                 raise  # a problem of the whole series (multi-frame or colour member)
             out.append(exc)
+        except READ_ERRORS as exc:  # a header value pydicom cannot convert: this file is damaged
+            out.append(InputError(f"cannot read a header value ({one_line(exc)[:160]}); the file is damaged", header.path))
     return out
 
 
@@ -314,7 +318,7 @@ def _load_pixels(slices: list[Slice], where: Path, notes: list[str]) -> np.ndarr
     fmt = next(iter(formats))
     native = len(formats) == 1 and all(is_native(s.source[0], fmt) for s in slices)
     n, (rows, cols) = len(slices), slices[0].shape
-    check_allocation(where, rows * cols * n * 4, "DICOM volume")
+    check_allocation(where, rows * cols * n * max(1, fmt.bits_allocated // 8), "DICOM volume")
     if native:
         raw = np.empty((n, rows, cols), dtype=fmt.native_dtype())
         tasks: list[Callable[[], None]] = [partial(read_native_pixels, s.source[0], raw[k]) for k, s in enumerate(slices)]
@@ -387,6 +391,7 @@ def _stacked_slices(scan: DicomFolder, uid: str, where: Path, notes: list[str]) 
     return slices, dz, bad
 
 
+@damaged_header
 def read_dicom_series(
     source: str | Path | Sequence[str | Path | MemoryFile],
     kind: ImageKind | str | None = None,
@@ -433,7 +438,7 @@ def read_dicom_series(
     notes: list[str] = []
     slices, dz, bad = _stacked_slices(scan, uid, where, notes)
     first = files[0][1]
-    thickness = number(first, "SpacingBetweenSlices", 0.0) or number(first, "SliceThickness", 1.0) or 1.0
+    thickness = slice_thickness(first, ("SpacingBetweenSlices", "SliceThickness"))
     vol, steps = to_volume(_load_pixels(slices, where, notes), slices, kind, where, [s.source[2] for s in slices])
     geometry = stack_geometry(slices, dz, thickness, where)
     meta: dict[str, Any] = {"source": str(where), "format": "dicom-series", **identifiers(first)}
@@ -449,6 +454,7 @@ def read_dicom_series(
     return Image(vol, geometry, kind, meta)
 
 
+@damaged_header
 def series_headers(source: str | Path | Sequence[str | Path | MemoryFile], series_uid: str | None = None) -> list[Any]:
     """Headers (no pixel data) of the files :func:`read_dicom_series` reads, in its slice order.
 

@@ -22,6 +22,7 @@ from medannot.io._dicom_pixels import (
     check_declared_size,
     convert_identifiers,
     correct_unused_bits,
+    damaged_header,
     decode_dataset,
     is_native,
     read_dataset,
@@ -34,11 +35,11 @@ from medannot.io.dicom_geometry import (
     Slice,
     frame_slices,
     functional_item,
-    number,
     order_slices,
     pixel_spacing,
     plane_affine,
     plane_of,
+    slice_thickness,
     stack_geometry,
 )
 
@@ -108,6 +109,7 @@ def _meta(ds: Any, where: Path, fmt_name: str, photometric: Photometric) -> dict
     return {"source": str(where), "format": fmt_name, **identifiers(ds), "photometric": photometric.interpretation}
 
 
+@damaged_header
 def read_dicom_file(path: str | Path | bytes, kind: ImageKind | str | None = None, *, name: str | None = None) -> Image:
     """Read one DICOM file: single frame -> 2D image, multi-frame with positions -> 3D image.
 
@@ -151,7 +153,7 @@ def read_dicom_file(path: str | Path | bytes, kind: ImageKind | str | None = Non
             )
         ordered, dz = order_slices(frame_slices(ds, p, p.name), p)
         for s in ordered:
-            s.slope, s.intercept = frame_rescale(ds, int(s.source))
+            s.slope, s.intercept = frame_rescale(ds, int(s.source), p)
     arr, described = stored_pixels(header, fmt, notes)
     meta = _meta(ds, p, "dicom", photometric)
     if ordered:
@@ -160,14 +162,14 @@ def read_dicom_file(path: str | Path | bytes, kind: ImageKind | str | None = Non
         order = [int(s.source) for s in ordered]
         raw = arr if order == list(range(len(order))) else arr[order]
         vol, steps = to_volume(raw, ordered, kind, p, [photometric] * len(ordered))
-        geometry = stack_geometry(ordered, dz, number(ds, "SliceThickness", 1.0) or 1.0, p)
+        geometry = stack_geometry(ordered, dz, slice_thickness(ds), p)
         _finish_meta(meta, steps, notes)
         return Image(vol, geometry, kind, meta)
-    values, steps = frame_values(arr, described, photometric, kind, rescale_pair(ds), p)
+    values, steps = frame_values(arr, described, photometric, kind, rescale_pair(ds, p, 2.0**fmt.bits_stored), p)
     spacing = _spacing_2d(ds, p, notes)
     if "ImageOrientationPatient" in ds and "ImagePositionPatient" in ds:
         r, c, ipp = plane_of(ds, p, p.name)
-        meta["plane_affine_ras"] = plane_affine(r, c, ipp, spacing, number(ds, "SliceThickness", 1.0) or 1.0).tolist()
+        meta["plane_affine_ras"] = plane_affine(r, c, ipp, spacing, slice_thickness(ds)).tolist()
     _finish_meta(meta, steps, notes)
     return Image(np.ascontiguousarray(values), Geometry(spacing=spacing), kind, meta)
 
@@ -179,6 +181,7 @@ def _finish_meta(meta: dict[str, Any], steps: list[str], notes: list[str]) -> No
         meta["warnings"] = notes
 
 
+@damaged_header
 def read_dicom_frames(path: str | Path | bytes, kind: ImageKind | str | None = None, *, name: str | None = None) -> list[Image]:
     """Every frame of one DICOM file as a 2D image, with the values :func:`read_dicom_file` gives a single frame.
 
@@ -215,7 +218,7 @@ def read_dicom_frames(path: str | Path | bytes, kind: ImageKind | str | None = N
         raise InputError(f"decoded pixels have {arr.shape[0]} frames, the header declares {fmt.frames}", p)
     out = []
     for f in range(fmt.frames):
-        values, steps = frame_values(arr[f], described, photometric, kind, frame_rescale(ds, f), p)
+        values, steps = frame_values(arr[f], described, photometric, kind, frame_rescale(ds, f, p), p)
         item = functional_item(ds, f, "PixelMeasuresSequence", "PixelSpacing") if fmt.frames > 1 else None
         spacing = _spacing_2d(ds if item is None else item, p, notes)
         meta = _meta(ds, p, "dicom", photometric)

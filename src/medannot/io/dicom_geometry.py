@@ -38,6 +38,7 @@ from medannot.data.geometry import Geometry
 from medannot.errors import GeometryError, InputError
 
 __all__ = [
+    "slice_thickness",
     "LPS_TO_RAS",
     "FramePlane",
     "Slice",
@@ -66,6 +67,8 @@ _TILT_DEGREES = 0.5  # larger in-plane drift of the stack is a gantry tilt (or a
 _SHIFT_ATOL = 0.05  # mm of in-plane drift ignored (positions rounded to 0.01-0.1 mm by scanners)
 _POSITION_TOL_VOXELS = 0.05  # a frame may sit this far (in voxels) from a slice of the label grid
 _AXIS_TOL_MM = 1e-3  # per-axis step vectors (direction x spacing) must agree to this, in mm
+_MIN_SPACING_MM, _MAX_SPACING_MM = 1e-6, 1e5  # pixel sizes outside these are damaged headers, not images
+_MAX_POSITION_MM = 1e7  # a position farther than 10 km from the scanner's origin is a damaged header
 
 
 def lps_to_ras(points: np.ndarray) -> np.ndarray:
@@ -106,6 +109,16 @@ def number(ds: Any, keyword: str, default: float) -> float:
         return default
 
 
+def slice_thickness(ds: Any, keywords: tuple[str, ...] = ("SliceThickness",)) -> float:
+    """The first of ``keywords`` that holds a usable thickness (mm): finite, positive and a size a slice can have;
+    1 mm otherwise. Used only where no slice positions give the step (a single slice)."""
+    for keyword in keywords:
+        value = number(ds, keyword, 0.0)
+        if np.isfinite(value) and _MIN_SPACING_MM <= value <= _MAX_SPACING_MM:
+            return float(value)
+    return 1.0
+
+
 def pixel_spacing(ds: Any, path: Path | None) -> np.ndarray | None:
     """PixelSpacing (else ImagerPixelSpacing) in mm: (between rows, between columns); ``None`` when absent.
 
@@ -117,6 +130,9 @@ def pixel_spacing(ds: Any, path: Path | None) -> np.ndarray | None:
         sp = floats(ds, "ImagerPixelSpacing", 2, path)
     if sp is not None and np.any(sp <= 0):
         raise GeometryError(f"PixelSpacing must be positive, got {sp.tolist()}", path)
+    if sp is not None and (np.any(sp > _MAX_SPACING_MM) or np.any(sp < _MIN_SPACING_MM)):
+        raise InputError(f"PixelSpacing {sp.tolist()} mm is no pixel size (expected {_MIN_SPACING_MM:g} to {_MAX_SPACING_MM:g} mm); "
+                         "the header is damaged", path)
     return sp
 
 
@@ -139,6 +155,9 @@ def plane_from(iop: np.ndarray | None, ipp: np.ndarray | None, path: Path | None
     r, c = iop[:3], iop[3:]
     if abs(np.linalg.norm(r) - 1) > 1e-2 or abs(np.linalg.norm(c) - 1) > 1e-2 or abs(r @ c) > 1e-2:
         raise GeometryError(f"ImageOrientationPatient is not two orthogonal unit vectors: {iop.tolist()}", path)
+    if np.any(np.abs(ipp) > _MAX_POSITION_MM):
+        raise GeometryError(f"ImagePositionPatient {ipp.tolist()} mm is farther than {_MAX_POSITION_MM:g} mm from the origin; the header "
+                            "is damaged", path)
     return r / np.linalg.norm(r), c / np.linalg.norm(c), ipp
 
 
@@ -533,7 +552,7 @@ def stack_datasets(datasets: Sequence[Any], where: Path | str | None) -> tuple[l
               for p in planes]  # fmt: skip
     here = None if where is None else Path(where)
     ordered, dz = order_slices(slices, here)
-    thickness = float(number(datasets[0], "SliceThickness", 1.0) or 1.0)
+    thickness = slice_thickness(datasets[0])
     geometry = stack_geometry(ordered, dz, thickness, where)
     rows, cols = planes[0].shape
     if len(planes) == len(datasets):

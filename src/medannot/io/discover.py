@@ -22,6 +22,7 @@ from medannot.io._common import (
     NIFTI_SUFFIXES,
     RASTER_SUFFIXES,
     is_hidden,
+    special_file_reason,
     strip_image_suffix,
 )
 
@@ -173,6 +174,9 @@ def discover_inputs(path: str | Path, pacs_settings: PacsSettings | None = None,
         remote = discover_dicomweb(str(path), pacs_settings, dataset_hook)
         return _unique([InputItem(r.name, (), "dicomweb", None, r.location.series_uid, {"modality": r.modality}, r) for r in remote])
     p = Path(path)
+    special = special_file_reason(p)
+    if special is not None:
+        raise InputError(special, p)
     if not p.exists():
         raise InputError("input not found; check the path", p)
     if p.is_file():

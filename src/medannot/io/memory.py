@@ -23,16 +23,24 @@ from typing import BinaryIO
 
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError
-from medannot.io._common import DICOM_SUFFIXES, ITK_SUFFIXES, MAX_IMAGE_BYTES, MGH_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES
-from medannot.io.bounded import InflateBudget, ZipLimits, check_zip, open_zip, read_member_bytes
+from medannot.io._common import DICOM_SUFFIXES, ITK_SUFFIXES, MGH_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, parse_kind
+from medannot.io.bounded import InflateBudget, ZipLimits, check_zip, format_bytes, open_zip, read_member_bytes
 from medannot.io.invesalius import INV3_SUFFIXES
+from medannot.io.limits import read_limits
 
 __all__ = ["ImageFormat", "data_of", "format_of_name", "read_bytes", "read_zip", "sniff_format"]
 
 ZIP_SUFFIXES = (".zip",)
-#: Zip archives: the reader's memory limit in all, stored or deflated members, no nested archives, and no member
-#: declaring more than deflate can reach (~1032:1): a larger ratio is a forged header.
-_ZIP_LIMITS = ZipLimits(max_members=100_000, max_total_bytes=MAX_IMAGE_BYTES, max_ratio=1100)
+#: Bytes of file data allowed beyond the image limit (headers of DICOM files, the NIfTI header, file formats).
+_SLACK = 64 * 1024**2
+
+
+def _zip_limits(label: bool) -> ZipLimits:
+    """Zip archives: the reader's memory limit in all (:func:`medannot.io.limits.read_limits`), stored or deflated
+    members, no nested archives, and no member declaring more than an image of its kind compresses to (a larger
+    ratio is a bomb or a forged header)."""
+    limits = read_limits()
+    return ZipLimits(max_members=100_000, max_total_bytes=limits.max_image_bytes + _SLACK, max_ratio=limits.ratio(label))
 _CHUNK = 16 * 1024**2
 _RASTER_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
@@ -106,8 +114,9 @@ def data_of(source: bytes | bytearray | memoryview | BinaryIO, where: Path) -> b
             if not chunk:
                 break
             total += len(chunk)
-            if total > MAX_IMAGE_BYTES:
-                raise InputError(f"the file object holds more than {MAX_IMAGE_BYTES / 1024**3:.0f} GiB; read it from a path instead", where)
+            if total > read_limits().max_image_bytes + _SLACK:
+                raise InputError(f"the file object holds more than {format_bytes(read_limits().max_image_bytes + _SLACK)}, more than one "
+                                 "image may; if it is right, raise the limit (medannot --max-image-mb)", where)
             chunks.append(bytes(chunk))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read the file object ({' '.join(str(exc).split())})", where) from None
@@ -193,11 +202,12 @@ def read_zip(source: str | Path | bytes, kind: ImageKind | str | None = None, wh
     what = str(where)
     archive = open_zip(io.BytesIO(bytes(source)) if isinstance(source, (bytes, bytearray, memoryview)) else source, what)
     with archive:
-        infos = check_zip(archive, _ZIP_LIMITS, what, skip=_skipped_member)
+        zip_limits = _zip_limits(parse_kind(kind) is ImageKind.LABEL)
+        infos = check_zip(archive, zip_limits, what, skip=_skipped_member)
         if not infos:
             raise InputError("the zip archive holds no file", where)
-        budget = InflateBudget(_ZIP_LIMITS.max_total_bytes)
-        members = [(info.filename, read_member_bytes(archive, info, what, budget, _ZIP_LIMITS)) for info in infos]
+        budget = InflateBudget(zip_limits.max_total_bytes)
+        members = [(info.filename, read_member_bytes(archive, info, what, budget, zip_limits)) for info in infos]
     formats = [format_of_name(n) or sniff_format(d[:512]) for n, d in members]
     if len(members) == 1 and formats[0] not in (ImageFormat.DICOM, ImageFormat.ZIP, None):
         return read_bytes(members[0][1], kind, f"{where}/{members[0][0]}")

@@ -14,11 +14,16 @@ float32 precision (exact for typical values, ~1e-5 mm for arbitrary origins near
 
 from __future__ import annotations
 
-import gzip
 import io
+import logging
+import os
 import struct
-import zlib
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
@@ -28,19 +33,24 @@ from medannot.errors import GeometryError, InputError, OutputError
 from medannot.io._common import (
     check_allocation,
     check_readable_file,
+    count_nonfinite,
     label_dtype_for_writing,
+    open_regular,
     parse_kind,
     to_label_array,
 )
 from medannot.io.atomic import atomic_path
+from medannot.io.bounded import GZIP_MAGIC, BoundedGzipReader, InflateLimits, declared_nbytes, format_bytes, read_exactly
+from medannot.io.limits import read_limits
 
 __all__ = ["read_nifti", "write_nifti"]
 
-# gzip (deflate) cannot compress better than ~1032:1; a header declaring more data than
-# that is corrupt, and is refused before anything is allocated.
-_MAX_DEFLATE_RATIO = 1100
-
 _XFORM_CODES = {"unknown": 0, "scanner": 1, "aligned": 2, "talairach": 3, "mni": 4}
+_NIFTI1, _NIFTI2 = 348, 540
+#: Inflated bytes allowed after the declared voxels of a .nii.gz (padding some writers leave); more is refused.
+_TRAILING = 1 << 20
+#: Sane voxel sizes and positions (mm): outside these the header is damaged, whatever nibabel makes of it.
+_MIN_SPACING_MM, _MAX_SPACING_MM, _MAX_ORIGIN_MM = 1e-6, 1e5, 1e7
 
 
 def _one_line(exc: BaseException) -> str:
@@ -48,68 +58,218 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _load_header(path: Path, head: bytes):
-    import nibabel as nib
-    from nibabel.filebasedimages import ImageFileError
+_SILENT = logging.getLogger("medannot.io.nifti.nibabel_checks")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
 
-    gz = path.name.lower().endswith(".gz")
-    if gz and head[:2] != b"\x1f\x8b":
-        raise InputError("not a gzip file although it is named .nii.gz; expected a compressed NIfTI image", path)
+
+@contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """nibabel reports header problems on its ``nibabel.global`` logger and as warnings; medannot decides itself
+    (refuse with a reason, or accept), so neither reaches the user's terminal."""
+    log = logging.getLogger("nibabel.global")
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.CRITICAL + 1)
+    log.propagate = False
     try:
-        img = nib.load(path)
-    except (ImageFileError, OSError, EOFError, zlib.error, ValueError, gzip.BadGzipFile) as exc:
-        raise InputError(f"not a readable NIfTI file ({_one_line(exc)})", path) from None
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise InputError(f"expected a NIfTI image, nibabel read it as {type(img).__name__}", path)
-    return img
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        log.setLevel(level)
+        log.propagate = propagate
 
 
-def _load_header_bytes(data: bytes, where: Path):
-    """A NIfTI image over bytes held in memory (gzipped or not), voxels not read yet."""
+@dataclass(frozen=True)
+class _Head:
+    """A checked NIfTI header: nibabel's object, where the voxels start and how many bytes they take."""
+
+    header: Any
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+    nbytes: int
+
+
+def _raw_header(stream: IO[bytes], where: Path) -> tuple[bytes, str, int]:
+    """The header bytes (348 or 540), the byte order and the NIfTI version, read from ``stream``."""
+    raw = read_exactly(stream, _NIFTI1, str(where))
+    for order in ("<", ">"):
+        size = struct.unpack(order + "i", raw[:4])[0]
+        if size == _NIFTI1:
+            return raw, order, 1
+        if size == _NIFTI2:
+            return raw + read_exactly(stream, _NIFTI2 - _NIFTI1, str(where)), order, 2
+    raise InputError(f"not a NIfTI file (the header size field holds {struct.unpack('<i', raw[:4])[0]}, not 348 or 540); "
+                     "the file is damaged or not NIfTI", where)
+
+
+def _check_extensions(raw_ext: bytes, order: str, first: int, offset: int, where: Path) -> None:
+    """Header extensions between the header and the voxels must each fit there (``esize`` >= 8 bytes)."""
+    pos = 0
+    end = offset - first
+    while pos + 8 <= min(end, len(raw_ext)):
+        esize, _ = struct.unpack(order + "ii", raw_ext[pos : pos + 8])
+        if esize < 8 or pos + esize > end:
+            raise InputError(f"header extension at byte {first + pos} declares {esize} bytes, which do not fit between the header "
+                             f"and the voxels (byte {offset}); the header is damaged", where)
+        pos += esize
+
+
+def _parse_header(raw: bytes, order: str, version: int, where: Path) -> _Head:
+    """Check a NIfTI header's fields before anything else is read; nibabel parses what passes."""
     import nibabel as nib
 
-    gz = data[:2] == b"\x1f\x8b"
+    magic = raw[344:348] if version == 1 else raw[4:8]
+    single = (b"n+1\x00", b"n+2\x00")
+    if magic not in single:
+        if magic in (b"ni1\x00", b"ni2\x00"):
+            raise InputError("the header says its voxels are in a separate .img file (a .hdr/.img pair); convert it to a "
+                             "single .nii file", where)
+        raise InputError(f"not a NIfTI file (magic {magic!r}, expected {single[version - 1]!r}); the header is damaged", where)
+    klass = nib.Nifti1Header if version == 1 else nib.Nifti2Header
     try:
-        stream: io.IOBase = gzip.GzipFile(fileobj=io.BytesIO(data)) if gz else io.BytesIO(data)
-        head = stream.read(4)
-        stream.seek(0)
-        if len(head) < 4:
-            raise InputError("not a readable NIfTI file (shorter than its header)", where)
-        sizeof_hdr = {struct.unpack("<i", head)[0], struct.unpack(">i", head)[0]}
-        klass = nib.Nifti2Image if 540 in sizeof_hdr else nib.Nifti1Image
-        return klass.from_stream(stream), gz
+        with _quiet_nibabel():
+            header = klass(raw, endianness=order, check=False)
+            dims = [int(d) for d in header["dim"]]
+            ndim = dims[0]
+            if not 1 <= ndim <= 7:
+                raise InputError(f"header declares {ndim} dimensions (dim[0]); expected 1 to 7: the header is damaged", where)
+            shape = tuple(dims[1 : ndim + 1])
+            if any(d < 1 for d in shape):
+                raise InputError(f"header declares the shape {shape}; every axis needs at least one voxel", where)
+            code = int(header["datatype"])
+            try:
+                dtype = np.dtype(header.get_data_dtype())
+            except (KeyError, nib.spatialimages.HeaderDataError, TypeError, ValueError):
+                raise InputError(f"header declares the voxel type code {code}, which NIfTI does not define; the header is damaged",
+                                 where) from None
+            if dtype.itemsize == 0 or (dtype.kind == "V" and dtype.fields is None):
+                names = {1: "1-bit (DT_BINARY)", 1536: "128-bit float", 2048: "256-bit complex"}
+                raise InputError(f"voxel type {names.get(code, f'code {code}')} is not one medannot reads; save the image as integers "
+                                 "or float32", where)
+            offset_value = float(header["vox_offset"])
     except InputError:
         raise
-    except (OSError, EOFError, zlib.error, ValueError, gzip.BadGzipFile, nib.filebasedimages.ImageFileError) as exc:
-        raise InputError(f"not a readable NIfTI file ({_one_line(exc)})", where) from None
+    except (nib.spatialimages.HeaderDataError, nib.spatialimages.HeaderTypeError, ValueError, TypeError, OverflowError) as exc:
+        raise InputError(f"damaged NIfTI header ({_one_line(exc)[:120]})", where) from None
+    if int(header["sform_code"]) == 0:  # the qform (or pixdim alone) places the voxels: pixdim are their sizes
+        sizes = [float(v) for v in header["pixdim"][1 : 1 + min(len(shape), 3)]]
+        if not all(np.isfinite(v) and v > 0 for v in sizes):
+            raise GeometryError(f"voxel sizes (pixdim) are {', '.join(f'{v:g}' for v in sizes)} mm; expected positive numbers: "
+                                "the header is damaged", where)
+    try:
+        with _quiet_nibabel():  # nibabel's documented fixes (qfac 0 -> 1, unknown xform codes -> 0, ...), as nib.load does
+            header.check_fix(logger=_SILENT, error_level=40)
+    except nib.spatialimages.HeaderDataError as exc:
+        raise InputError(f"damaged NIfTI header ({_one_line(exc)[:120]})", where) from None
+    if offset_value == 0:  # "unset" (nibabel writes it so in memory): the voxels follow the header
+        offset_value = float(len(raw) + 4)
+    if not np.isfinite(offset_value) or offset_value != int(offset_value) or offset_value < len(raw) + 4:
+        raise InputError(f"header says the voxels start at byte {offset_value:g}, inside the header; the header is damaged", where)
+    offset = int(offset_value)
+    nbytes = declared_nbytes(shape, dtype.itemsize, str(where))
+    return _Head(header, shape, dtype, offset, nbytes)
 
 
-def _check_declared_size(path: Path, img, size: int | None = None, gz: bool | None = None) -> None:
-    hdr = img.header
-    shape = tuple(int(s) for s in img.shape)
-    if len(shape) == 0 or any(s < 1 for s in shape):
-        raise InputError(f"NIfTI header declares an empty shape {shape}", path)
-    itemsize = np.dtype(hdr.get_data_dtype()).itemsize
-    nbytes = int(np.prod(shape, dtype=np.float64)) * itemsize
-    check_allocation(path, nbytes, "NIfTI image")
-    size = path.stat().st_size if size is None else size
-    offset = int(hdr.get_data_offset())
-    if path.name.lower().endswith(".gz") if gz is None else gz:
-        if nbytes > size * _MAX_DEFLATE_RATIO:
-            raise InputError(
-                f"header declares {shape} voxels ({nbytes} bytes) but the compressed file has only {size} bytes; "
-                "the file is truncated or its header is corrupt",
-                path,
-            )
-    elif offset + nbytes > size:
-        raise InputError(
-            f"file is truncated: header declares {shape} voxels needing {offset + nbytes} bytes, the file has {size}",
-            path,
-        )
+def _source(path: Path | None, blob: bytes | None) -> tuple[IO[bytes], int]:
+    """A binary stream over the file (regular files only) or the bytes, and its size."""
+    if blob is not None:
+        return io.BytesIO(blob), len(blob)
+    assert path is not None
+    fh = open_regular(path)
+    return fh, os.fstat(fh.fileno()).st_size
+
+
+def _read_checked(where: Path, blob: bytes | None, label: bool) -> tuple[_Head, bytes]:
+    """Header checked, declared size checked against the limits, then exactly the file's bytes up to the end of
+    the voxels (a gzip stream is inflated with a cap and read to its end, so its CRC is verified)."""
+    fh, size = _source(None if blob is not None else where, blob)
+    with fh:
+        gz = fh.read(2) == GZIP_MAGIC
+        fh.seek(0)
+        if not gz and where.name.lower().endswith(".gz"):
+            raise InputError("not a gzip file although it is named .nii.gz; expected a compressed NIfTI image", where)
+        limits = read_limits()
+        cap = limits.max_image_bytes + _NIFTI2 + (64 << 20) + _TRAILING
+        stream: IO[bytes] = BoundedGzipReader(fh, InflateLimits(cap), size, str(where)) if gz else fh  # type: ignore[assignment]
+        try:
+            raw, order, version = _raw_header(stream, where)
+            head = _parse_header(raw, order, version, where)
+            check_allocation(where, head.nbytes, "NIfTI image", size if gz else None, label)
+            total = head.offset + head.nbytes
+            if not gz and total > size:
+                raise InputError(f"file is truncated: header declares {head.shape} voxels needing {total} bytes, the file has {size}",
+                                 where)
+            rest = read_exactly(stream, total - len(raw), str(where))
+            if gz:
+                extra = 0
+                while chunk := stream.read(1 << 20):
+                    extra += len(chunk)
+                    if extra > _TRAILING:
+                        raise InputError(f"holds more data than its header declares ({format_bytes(total)}); the file is damaged "
+                                         "or hides more data than it says", where)
+        except InputError as exc:
+            if exc.path is None:  # io.bounded names the input in its text
+                text = exc.reason[len(str(where)) + 2 :] if exc.reason.startswith(f"{where}: ") else exc.reason
+                if "ends after" in text:
+                    text = f"the file is truncated: {text}"
+                raise InputError(text, where) from None
+            raise
+        except OSError as exc:
+            raise InputError(f"cannot read the file ({exc.strerror or _one_line(exc)})", where) from None
+    data = raw + rest
+    if version == 1 and data[348:349] != b"\x00":
+        _check_extensions(data[352 : head.offset], order, 352, head.offset, where)
+    return head, data
+
+
+def _voxels(head: _Head, data: bytes, where: Path) -> np.ndarray:
+    """The voxel array (Fortran order, as stored) with the header's scaling applied."""
+    n = int(np.prod(head.shape))
+    if head.dtype.kind == "c":
+        raise InputError(f"voxels are complex numbers ({head.dtype}); medannot reads real-valued images: save the magnitude", where)
+    dtype = head.dtype.newbyteorder(head.header.endianness) if head.dtype.kind not in "V" else head.dtype
+    arr = np.frombuffer(data, dtype=dtype, count=n, offset=head.offset).reshape(head.shape, order="F")
+    if arr.dtype.fields is not None:  # RGB24 / RGBA32: colour channels become the last axis
+        arr = np.stack([arr[name] for name in arr.dtype.names[:3]], axis=-1)
+        return arr
+    with _quiet_nibabel():
+        slope, inter = head.header.get_slope_inter()
+    if slope is None and inter is None:
+        return arr
+    slope = 1.0 if slope is None else float(slope)
+    inter = 0.0 if inter is None else float(inter)
+    if not (np.isfinite(slope) and np.isfinite(inter)):
+        raise InputError(f"header scales the voxels by {slope:g} and adds {inter:g} (scl_slope, scl_inter); the values would not be "
+                         "finite: the header is damaged", where)
+    out = arr.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out *= np.float32(slope)
+        out += np.float32(inter)
+    return out
+
+
+def _check_affine(affine: np.ndarray, where: Path) -> None:
+    """A finite affine with voxel sizes and an origin a scanner can produce."""
+    if not np.all(np.isfinite(affine)):
+        raise GeometryError("the header's voxel-to-world transform (qform/sform or pixdim) is not finite; the header is damaged", where)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing < _MIN_SPACING_MM) or np.any(spacing > _MAX_SPACING_MM):
+        raise GeometryError(f"the header gives voxel sizes of {', '.join(f'{v:.3g}' for v in spacing)} mm; expected "
+                            f"{_MIN_SPACING_MM:g} to {_MAX_SPACING_MM:g} mm: the header is damaged", where)
+    if np.any(np.abs(affine[:3, 3]) > _MAX_ORIGIN_MM):
+        raise GeometryError(f"the header places the image {np.max(np.abs(affine[:3, 3])):.3g} mm from the origin; the header is damaged",
+                            where)
 
 
 def read_nifti(path: str | Path | bytes, kind: ImageKind | str | None = None, *, name: str | None = None) -> Image:
     """Read a NIfTI file as a 3D image.
+
+    The header is checked before any voxel is read (fields, shape, voxel type, where the voxels start, header
+    extensions) and its declared size against :func:`medannot.io.limits.read_limits` (size, and ratio to the
+    compressed size of a ``.nii.gz``). A gzip stream is inflated with a cap and read to its end, so a changed
+    byte fails its CRC; a file holding fewer voxels than declared is refused; intensities must be finite.
 
     Args:
         path: ``.nii`` or ``.nii.gz`` file, or its bytes (gzipped or not: told by the gzip magic number).
@@ -117,58 +277,70 @@ def read_nifti(path: str | Path | bytes, kind: ImageKind | str | None = None, *,
         name: The file's name when ``path`` is bytes (messages, ``meta["source"]``).
 
     Returns:
-        Image of shape ``(C, X, Y, Z)`` in RAS mm (C = 4th NIfTI axis, 1 for 3D files).
+        Image of shape ``(C, X, Y, Z)`` in RAS mm (C = 4th NIfTI axis, 1 for 3D files; 3 for RGB voxels).
         Integer data without scaling keep their dtype; scaled or float64 data become float32.
 
     Raises:
-        InputError: Missing, empty, unreadable, truncated or corrupt file; more than 4 non-trivial axes;
-            non-integer values when ``kind="label"``.
-        GeometryError: A sheared or singular affine.
+        InputError: Missing, empty, unreadable, truncated or corrupt file; a FIFO or device; over the size limits;
+            more than 4 non-trivial axes; complex voxels; NaN or infinite intensities; non-integer values when
+            ``kind="label"``.
+        GeometryError: A non-finite, sheared or singular affine, or voxel sizes / positions no scanner gives.
     """
     kind = parse_kind(kind)
     if isinstance(path, (bytes, bytearray, memoryview)):
-        blob = bytes(path)
+        blob: bytes | None = bytes(path)
         p = Path(name or "<bytes>.nii")
         if not blob:
             raise InputError("file is empty (0 bytes); the copy or upload probably failed", p)
-        img, gz = _load_header_bytes(blob, p)
-        _check_declared_size(p, img, len(blob), gz)
     else:
-        p, head = check_readable_file(path)
-        img = _load_header(p, head)
-        _check_declared_size(p, img)
-    shape = tuple(int(s) for s in img.shape)
-    try:
-        data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, ValueError, MemoryError) as exc:
-        raise InputError(f"cannot read the voxel data, the file is probably truncated ({_one_line(exc)})", p) from None
-    data = np.asarray(data)
-    if data.ndim == 5 and shape[3] == 1:  # NIfTI vector images: (X, Y, Z, 1, C)
-        data = data[:, :, :, 0, :]
-    while data.ndim > 4 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim == 1:
-        data = data[:, None, None]
-    elif data.ndim == 2:
-        data = data[:, :, None]
-    if data.ndim == 3:
-        arr = data[None]
-    elif data.ndim == 4:
-        arr = np.moveaxis(data, -1, 0)
+        p, _ = check_readable_file(path)
+        blob = None
+    head, data = _read_checked(p, blob, kind is ImageKind.LABEL)
+    del blob
+    shape = head.shape
+    data_arr = _voxels(head, data, p)
+    if data_arr.ndim == 5 and shape[3] == 1:  # NIfTI vector images: (X, Y, Z, 1, C)
+        data_arr = data_arr[:, :, :, 0, :]
+    while data_arr.ndim > 4 and data_arr.shape[-1] == 1:
+        data_arr = data_arr[..., 0]
+    if data_arr.ndim == 1:
+        data_arr = data_arr[:, None, None]
+    elif data_arr.ndim == 2:
+        data_arr = data_arr[:, :, None]
+    if data_arr.ndim == 3:
+        arr = data_arr[None]
+    elif data_arr.ndim == 4:
+        arr = np.moveaxis(data_arr, -1, 0)
     else:
         raise InputError(f"expected a 3D or 4D NIfTI image, received shape {shape}; split it first", p)
     if kind is ImageKind.LABEL:
         arr = to_label_array(arr, p)
-    elif arr.dtype == np.float64 or arr.dtype == np.float16:
-        arr = arr.astype(np.float32)
-    elif arr.dtype == bool:
-        arr = arr.astype(np.uint8)
+    else:
+        bad = count_nonfinite(arr)
+        if bad:
+            raise InputError(f"{bad} of {arr.size} voxel values are NaN or infinite; medannot needs finite intensities: replace them "
+                             "(e.g. by 0) and save the image again", p)
+        if arr.dtype == np.float64 or arr.dtype == np.float16:
+            arr = arr.astype(np.float32)
+        elif arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     arr = np.ascontiguousarray(arr)
+    del data, data_arr
+    import nibabel as nib
+
+    hdr = head.header
+    with _quiet_nibabel():
+        try:
+            affine = np.asarray(hdr.get_best_affine(), dtype=np.float64)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError, nib.spatialimages.HeaderDataError) as exc:
+            raise GeometryError(f"the header's qform is not a rotation ({_one_line(exc)[:80]}); the header is damaged", p) from None
+    _check_affine(affine, p)
     try:
-        geometry = Geometry.from_affine(img.affine)
+        geometry = Geometry.from_affine(affine)
     except GeometryError as exc:
         raise GeometryError(exc.reason, p) from None
-    hdr = img.header
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     meta = {
         "source": str(p),

@@ -14,6 +14,7 @@ A TIFF holding several pages / slices is refused by the 2D reader; read it expli
 from __future__ import annotations
 
 import io
+import logging
 import struct
 import warnings
 from pathlib import Path
@@ -23,14 +24,22 @@ import numpy as np
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import InputError, OutputError
-from medannot.io._common import check_allocation, check_readable_file, label_dtype_for_writing, parse_kind, to_label_array
+from medannot.io._common import (
+    check_allocation,
+    check_readable_file,
+    count_nonfinite,
+    label_dtype_for_writing,
+    parse_kind,
+    to_label_array,
+)
 from medannot.io.atomic import atomic_path
 from medannot.io.colour import colour_note, same_channels
 
 __all__ = ["read_raster", "read_tiff_stack", "write_raster"]
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
-_MAX_DEFLATE_RATIO = 1100
+#: Pixel sizes a file may give (mm): outside these its resolution tags are damaged.
+_MIN_SPACING_MM, _MAX_SPACING_MM = 1e-6, 1e5
 _UNIT_TO_MM = {
     "mm": 1.0, "millimeter": 1.0, "millimetre": 1.0,
     "cm": 10.0, "centimeter": 10.0, "centimetre": 10.0,
@@ -46,6 +55,16 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _finish(arr: np.ndarray, spacing: tuple[float, ...], kind: ImageKind, path: Path, meta: dict) -> Image:
+    if arr.dtype.kind == "c":
+        raise InputError(f"pixels are complex numbers ({arr.dtype}); medannot reads real-valued images: save the magnitude", path)
+    if kind is ImageKind.INTENSITY:
+        bad = count_nonfinite(arr)
+        if bad:
+            raise InputError(f"{bad} of {arr.size} pixel values are NaN or infinite; medannot needs finite intensities: replace them "
+                             "(e.g. by 0) and save the picture again", path)
+    if any(not (_MIN_SPACING_MM <= s <= _MAX_SPACING_MM) for s in spacing):
+        raise InputError(f"the file gives pixel sizes of {', '.join(f'{s:.3g}' for s in spacing)} mm (from its resolution); expected "
+                         f"{_MIN_SPACING_MM:g} to {_MAX_SPACING_MM:g} mm: the resolution tags are damaged", path)
     if same_channels(arr):  # a grey picture stored as RGB: one grey channel, said in meta
         arr = arr[:1]
         meta = {**meta, "pixel_steps": [*meta.get("pixel_steps", []), "R, G and B identical: read as one grey channel"]}
@@ -73,11 +92,14 @@ def _pil_array(im, kind: ImageKind, path: Path) -> np.ndarray:
     if mode == "PA":
         im, mode = im.convert("P"), "P"
     if mode == "P":
+        pal = np.asarray(im.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
+        top = int(np.asarray(im).max(initial=0))
+        if top >= len(pal):
+            raise InputError(f"palette picture whose pixels use colour {top} of a palette of {len(pal)} colours; the file is damaged",
+                             path)
         if kind is ImageKind.LABEL:
             return np.asarray(im)[None]
-        pal = np.asarray(im.getpalette() or [], dtype=np.uint8).reshape(-1, 3)
         used = np.unique(np.asarray(im))
-        used = used[used < len(pal)]
         grey = len(pal) > 0 and bool(np.all(pal[used, 0] == pal[used, 1]) and np.all(pal[used, 1] == pal[used, 2]))
         im, mode = im.convert("L" if grey else "RGB"), "L" if grey else "RGB"
     if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
@@ -102,12 +124,10 @@ def _read_pillow(path: Path, kind: ImageKind, blob: bytes | None = None) -> Imag
                 w, h = im.size
                 bands = len(im.getbands())
                 nbytes = int(w * h * bands * _BYTES_PER_SAMPLE.get(im.mode, 1))
-                check_allocation(path, nbytes, "picture")
+                if nbytes == 0:
+                    raise InputError(f"header declares {w} x {h} pixels; the file is damaged", path)
                 size = len(blob) if blob is not None else path.stat().st_size
-                if im.format == "PNG" and nbytes > size * _MAX_DEFLATE_RATIO:
-                    raise InputError(
-                        f"header declares {w}x{h} pixels but the file has only {size} bytes; truncated or corrupt", path
-                    )
+                check_allocation(path, nbytes, f"{im.format or 'picture'} of {w} x {h}", size, kind is ImageKind.LABEL)
                 frames = int(getattr(im, "n_frames", 1))
                 if frames > 1:
                     raise InputError(f"picture has {frames} frames; expected a single 2D image", path)
@@ -156,9 +176,10 @@ def _tiff_spacing_mm(tif, page) -> tuple[tuple[float, float] | None, float | Non
     return rowcol, z
 
 
-def _tiff_check_sizes(tif, path: Path, size: int) -> None:
+def _tiff_check_sizes(tif, path: Path, size: int, label: bool) -> None:
     series = tif.series[0]
-    check_allocation(path, int(series.nbytes), "TIFF image")
+    compressed = any(page.compression != 1 for page in tif.pages)
+    check_allocation(path, int(series.nbytes), "TIFF image", size if compressed else None, label)
     for page in tif.pages:
         offsets, counts = page.dataoffsets, page.databytecounts
         if offsets and counts and max(o + c for o, c in zip(offsets, counts)) > size:
@@ -177,19 +198,25 @@ def _tiff_check_sizes(tif, path: Path, size: int) -> None:
 def _read_tiff(path: Path, kind: ImageKind, stack: bool, blob: bytes | None = None) -> Image:
     import tifffile
 
+    log = logging.getLogger("tifffile")  # tifffile logs what it skips; medannot decides (refuse or read) and says so itself
+    level = log.level
+    log.setLevel(logging.CRITICAL + 1)
     try:
         with tifffile.TiffFile(io.BytesIO(blob) if blob is not None else path) as tif:
             if not tif.series:
                 raise InputError("TIFF holds no image", path)
-            _tiff_check_sizes(tif, path, len(blob) if blob is not None else path.stat().st_size)
+            _tiff_check_sizes(tif, path, len(blob) if blob is not None else path.stat().st_size, kind is ImageKind.LABEL)
             series = tif.series[0]
             shape, axes = tuple(series.shape), series.axes
             rowcol, zsp = _tiff_spacing_mm(tif, series.pages[0] if series.pages else tif.pages[0])
             data = series.asarray()
     except InputError:
         raise
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, IndexError, KeyError, RuntimeError) as exc:
-        raise InputError(f"not a readable TIFF file ({_one_line(exc)})", path) from None
+    except (tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, IndexError, KeyError, RuntimeError, TypeError,
+            ZeroDivisionError, OverflowError, NotImplementedError, MemoryError) as exc:
+        raise InputError(f"not a readable TIFF file ({_one_line(exc)[:160]})", path) from None
+    finally:
+        log.setLevel(level)
     keep = [i for i, s in enumerate(shape) if s != 1 or axes[i] in "YX"]
     data = data.reshape([shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
