@@ -60,8 +60,19 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    max_image_mb: Optional[float] = typer.Option(
+        None, "--max-image-mb", help="Most pixel data one input image may declare, in MiB (default 2048); larger files are refused before reading."
+    ),
 ) -> None:
     """medannot: automatic annotation of medical images, with evaluation built in."""
+    if max_image_mb is not None:
+        from medannot.errors import ConfigError
+        from medannot.io.limits import set_read_limits
+
+        try:
+            set_read_limits(max_image_mb=max_image_mb)
+        except ConfigError as exc:
+            fail(str(exc))
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:

@@ -13,8 +13,8 @@ atomically.
 
 from __future__ import annotations
 
-import os
 import re
+import struct
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +22,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from medannot.errors import InputError, MedannotError, OutputError
+from medannot.io._common import open_regular, special_file_reason, walk_files
+from medannot.io._dicom_integrity import check_complete
 from medannot.io.atomic import atomic_path, atomic_write_text
 from medannot.privacy.deidentify import Deidentifier
 
-__all__ = ["DeidStatus", "DeidResult", "QUARANTINE_DIR", "deidentify_tree", "list_input_files"]
+__all__ = ["DeidStatus", "DeidResult", "QUARANTINE_DIR", "deidentify_tree", "input_files", "list_input_files"]
 
 QUARANTINE_DIR = "_quarantine"
 _SAFE_UID_NAME = re.compile(r"^[0-9]+(\.[0-9]+)+$")
@@ -57,43 +59,70 @@ class DeidResult:
 
 
 def list_input_files(source: Path, exclude: Path | None = None) -> list[Path]:
-    """Every non-hidden file under ``source`` (or ``source`` itself), sorted; ``exclude`` is pruned.
+    """Every non-hidden regular file under ``source`` (or ``source`` itself), sorted; ``exclude`` is pruned.
+
+    FIFOs, devices, sockets and link loops are left out (never opened); see :func:`input_files` for why.
 
     Raises:
-        InputError: If ``source`` does not exist.
+        InputError: If ``source`` does not exist or is a FIFO, device, socket or link loop.
     """
+    return input_files(source, exclude)[0]
+
+
+def input_files(source: Path, exclude: Path | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Non-hidden regular files under ``source`` (searched without recursion limits, links to folders followed
+    once, :data:`medannot.io._common.MAX_FOLDER_DEPTH` levels deep) and the ``(path, reason)`` of what was left out.
+
+    Raises:
+        InputError: If ``source`` does not exist or is a FIFO, device, socket or link loop.
+    """
+    special = special_file_reason(source)
+    if special is not None:
+        raise InputError(special, source)
     if source.is_file():
-        return [source]
+        return [source], []
     if not source.is_dir():
         raise InputError("no such file or folder", source)
-    found: list[Path] = []
     excluded = exclude.resolve() if exclude is not None else None
-    for folder, dirs, files in os.walk(source):
-        here = Path(folder)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (excluded is None or (here / d).resolve() != excluded))
-        found.extend(here / f for f in sorted(files) if not f.startswith("."))
-    return found
+    files, skipped = walk_files(source, prune=None if excluded is None else (lambda d: d.resolve() == excluded))
+    return [f for f in files if not f.name.startswith(".")], skipped
 
 
 def _read(path: Path):
+    """The dataset of one input file, fully parsed and checked whole (:func:`medannot.io._dicom_integrity.check_complete`).
+
+    pydicom parses values lazily and stops quietly where a file ends, so every element is converted here, where a
+    damaged one is refused with the file's name, and a file cut short (before or inside its pixel data, inside a
+    compressed frame, inside a deflated stream) is refused instead of being copied. pydicom's warnings about odd
+    values are decisions taken here: the file is de-identified as it is.
+
+    Raises:
+        InputError: DICOMDIR, not DICOM, damaged, truncated, or without SOP Class UID.
+    """
+    import io
+
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     if path.name.upper() == "DICOMDIR":
         raise InputError("DICOMDIR index not copied (it lists patients by name); rebuild it from the output if needed", path)
     try:
+        with open_regular(path) as fh:
+            data = fh.read()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path)
+            ds = pydicom.dcmread(io.BytesIO(data))
+            for elem in ds.iterall():  # convert every value now: a damaged one fails here, naming the file
+                _ = elem.value
+    except InputError:
+        raise
     except InvalidDicomError:
         raise InputError("not a DICOM file (no 'DICM' preamble)", path) from None
-    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError, NotImplementedError, RecursionError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError, NotImplementedError, RecursionError,
+            OverflowError, struct.error) as exc:  # fmt: skip
+        message = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:160] or type(exc).__name__
         raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({message})", path) from None
-    last = ds.get_item(max(ds.keys())) if len(ds) else None  # the last element in file order (tags ascend)
-    declared = getattr(last, "length", 0xFFFFFFFF)
-    if last is not None and declared != 0xFFFFFFFF and isinstance(last.value, bytes) and len(last.value) < declared:
-        raise InputError(f"truncated: the last element {last.tag} declares {declared} bytes, the file holds {len(last.value)}", path)
+    check_complete(ds, path, data)
     if not str(ds.get("SOPClassUID", "") or "").strip():
         raise InputError("no SOP Class UID: not a DICOM instance that can be stored", path)
     return ds
@@ -126,7 +155,8 @@ def _write(ds, path: Path) -> None:
     except OutputError:
         raise
     except (OSError, ValueError, TypeError) as exc:
-        raise OutputError(f"cannot write the de-identified file ({' '.join(str(exc).split())})", path) from exc
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:160]  # pydicom may quote a traceback
+        raise OutputError(f"cannot write the de-identified file ({first or 'write failed'})", path) from exc
 
 
 def deidentify_tree(
@@ -156,12 +186,20 @@ def deidentify_tree(
     root = source if source.is_dir() else source.parent
     namer = _Namer()
     results: list[DeidResult] = []
-    for path in list_input_files(source, exclude=out):
+    files, left_out = input_files(source, exclude=out)
+    for path, why in left_out:
+        result = DeidResult(path, DeidStatus.SKIPPED, reason=f"{path}: {why}")
+        results.append(result)
+        if on_file is not None:
+            on_file(result)
+    for path in files:
         relative_folder = path.parent.relative_to(root)
         try:
             ds = _read(path)
-            reason = deidentifier.burned_in_reason(ds)
-            clean = deidentifier.deidentify(ds, allow_burned_in=True, in_place=True)
+            with warnings.catch_warnings():  # pydicom's notes about odd values: the file is de-identified as it is
+                warnings.simplefilter("ignore")
+                reason = deidentifier.burned_in_reason(ds)
+                clean = deidentifier.deidentify(ds, allow_burned_in=True, in_place=True)
             if reason is None:
                 target = namer.name(out / relative_folder, clean)
                 _write(clean, target)
@@ -174,8 +212,8 @@ def deidentify_tree(
         except MedannotError as exc:
             result = DeidResult(path, DeidStatus.SKIPPED, reason=f"{path}: {exc.reason}")
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            message = " ".join(str(exc).split()) or type(exc).__name__
-            result = DeidResult(path, DeidStatus.SKIPPED, reason=f"{path}: cannot de-identify ({type(exc).__name__}: {message})")
+            message = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:160] or "an unexpected error"
+            result = DeidResult(path, DeidStatus.SKIPPED, reason=f"{path}: cannot de-identify this file ({message}); it is probably damaged")
         results.append(result)
         if on_file is not None:
             on_file(result)
