@@ -150,11 +150,11 @@ def convert_labels(
     elif source_fmt is OutputFormat.DICOM_SEG:
         from medannot.annotations.dicom_seg import read_dicom_seg
 
-        labels = read_dicom_seg(src, grid[0] if grid else None, grid[1] if grid else None, label_map=label_map)
+        labels = read_dicom_seg(src, grid[0] if grid else None, grid[1] if grid else None, label_map=label_map, reference_datasets=sources)
     elif grid is not None:
         from medannot.annotations.rtstruct import read_rtstruct
 
-        labels = read_rtstruct(src, grid[0], grid[1], label_map=label_map)
+        labels = read_rtstruct(src, grid[0], grid[1], label_map=label_map, reference_datasets=sources)
     if label_map is None:
         names = labels.meta.get("segments")
         if names:

@@ -21,6 +21,7 @@ values by name (so labels 1, 2, 5 written by :func:`write_dicom_seg` read back a
 from __future__ import annotations
 
 import logging
+import sqlite3
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,7 @@ import numpy as np
 
 from medannot import __version__
 from medannot.annotations.dicom_grid import dcmread_object, onto_grid
+from medannot.annotations.dicom_read_checks import check_same_series, check_seg
 from medannot.annotations.dicom_uids import OutputUids
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
@@ -319,6 +321,7 @@ def read_dicom_seg(
     reference_geometry: Geometry | None = None,
     reference_shape: Sequence[int] | None = None,
     label_map: LabelMap | None = None,
+    reference_datasets: Sequence[Any] | None = None,
 ) -> Image:
     """Read a DICOM SEG back to a label image in RAS mm.
 
@@ -329,6 +332,8 @@ def read_dicom_seg(
             voxel for voxel (slices the SEG omits are background).
         reference_shape: Spatial shape ``(columns, rows, slices)`` of the reference grid.
         label_map: Maps segment labels to label values by name; without it values are segment numbers.
+        reference_datasets: Headers of the series the labels are to be put on: a SEG made on another series (its
+            referenced series or frame of reference differ) is refused.
 
     Returns:
         A 3D label image ``(1, columns, rows, slices)`` (uint8, or uint16 past 255 segments). Without a
@@ -337,8 +342,9 @@ def read_dicom_seg(
         the SeriesInstanceUIDs it references.
 
     Raises:
-        InputError: Not a DICOM SEG, unreadable, overlapping segments that cannot be one label map.
-        GeometryError: Frames not on one regular grid, or not on the reference grid.
+        InputError: Not a DICOM SEG, unreadable, damaged (:func:`medannot.annotations.dicom_read_checks.check_seg`),
+            made on another series, overlapping segments that cannot be one label map.
+        GeometryError: Frames not on one regular grid, or not on the reference grid; non-finite frame geometry.
     """
     import highdicom as hd
 
@@ -348,14 +354,18 @@ def read_dicom_seg(
     ds = dcmread_object(p)
     if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS_UID:
         raise InputError(f"not a DICOM SEG (Modality {ds.get('Modality', '?')}, SOP class {ds.get('SOPClassUID', '?')})", p)
+    check_seg(ds, p)
+    check_same_series(ds, reference_datasets or [], p, "DICOM SEG")
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
         segments = segment_label_map(seg)
         values = _values_for_segments(segments, label_map)
         logging.getLogger("highdicom").setLevel(logging.ERROR)
         volume = seg.get_volume(combine_segments=True, relabel=False, dtype=np.uint16 if len(values) > 255 else np.uint8)
-    except (ValueError, RuntimeError, KeyError, AttributeError, IndexError) as exc:
-        raise InputError(f"cannot read the DICOM SEG: {' '.join(str(exc).split())}", p) from None
+    except (ValueError, RuntimeError, KeyError, AttributeError, IndexError, TypeError, OverflowError, ZeroDivisionError,
+            NotImplementedError, sqlite3.Error) as exc:
+        text = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "") or type(exc).__name__
+        raise InputError(f"cannot read the DICOM SEG ({text[:160]}); the file is damaged or uses a layout medannot does not read", p) from None
     arr = np.asarray(volume.array)
     if arr.ndim != 3:
         raise InputError(f"DICOM SEG volume has shape {arr.shape}; expected (slices, rows, columns)", p)

@@ -114,7 +114,8 @@ def add_legend(rgb: np.ndarray, entries: Sequence[LegendEntry]) -> np.ndarray:
 
 def _save_png(rgb: np.ndarray, path: Path, min_size: int = 256, legend: Sequence[LegendEntry] | None = None) -> Path:
     pic = PILImage.fromarray(rgb)
-    scale = max(1, int(np.ceil(min_size / max(1, min(rgb.shape[:2])))))
+    # enlarge small pictures to min_size, but never past 2048 px on the long side (a 1 x 32767 image would need GBs)
+    scale = max(1, min(int(np.ceil(min_size / max(1, min(rgb.shape[:2])))), 2048 // max(1, max(rgb.shape[:2]))))
     if scale > 1:
         pic = pic.resize((rgb.shape[1] * scale, rgb.shape[0] * scale), PILImage.Resampling.NEAREST)
     if legend:

@@ -31,6 +31,7 @@ import numpy as np
 
 from medannot import __version__
 from medannot.annotations.dicom_grid import dcmread_object
+from medannot.annotations.dicom_read_checks import check_rtstruct, check_same_series
 from medannot.annotations.labelmap import LabelInfo, LabelMap, default_color
 from medannot.annotations.segment_codes import codes_for_label
 from medannot.data.geometry import Geometry
@@ -277,6 +278,7 @@ def read_rtstruct(
     reference_geometry: Geometry,
     reference_shape: Sequence[int],
     label_map: LabelMap | None = None,
+    reference_datasets: Sequence[Any] | None = None,
 ) -> Image:
     """Rasterise an RTSTRUCT's closed planar contours onto the reference series grid.
 
@@ -287,14 +289,17 @@ def read_rtstruct(
         reference_shape: Its spatial shape ``(columns, rows, slices)``.
         label_map: Maps ROI names to label values; without it the value is the ROINumber
             (ROIs numbered above 65535 are refused).
+        reference_datasets: Headers of the reference series: contours in another frame of reference, or of
+            another series, are refused.
 
     Returns:
         Label image on the reference grid (uint8, or uint16 past 255); ``meta["segments"]`` maps value -> ROI name.
         ROIs without contours are listed but empty; POINT/OPEN contours are ignored.
 
     Raises:
-        InputError: Not an RTSTRUCT or unreadable.
-        GeometryError: A contour that does not lie in a slice plane of the reference grid.
+        InputError: Not an RTSTRUCT, unreadable, damaged (:func:`medannot.annotations.dicom_read_checks.check_rtstruct`),
+            or drawn on another series.
+        GeometryError: A contour that does not lie in a slice plane of the reference grid, or is not finite.
     """
     from skimage.draw import polygon
 
@@ -302,6 +307,8 @@ def read_rtstruct(
     ds = dcmread_object(p)
     if str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS_UID:
         raise InputError(f"not an RTSTRUCT (Modality {ds.get('Modality', '?')}, SOP class {ds.get('SOPClassUID', '?')})", p)
+    check_rtstruct(ds, p)
+    check_same_series(ds, reference_datasets or [], p, "RTSTRUCT")
     rois = roi_label_map(ds)
     by_name = {} if label_map is None else {i.name.strip().lower(): i.value for i in label_map.foreground}
     values = {n: by_name.get(info.name.strip().lower(), n) for n, info in rois.items() if n != 0}
@@ -315,7 +322,7 @@ def read_rtstruct(
         value = values.get(number, number)
         inside: dict[int, np.ndarray] = {}  # slice index -> 2D even-odd fill of this ROI's contours
         for contour in roi_contour.get("ContourSequence", []):
-            if str(contour.get("ContourGeometricType", "")) != "CLOSED_PLANAR":
+            if str(contour.get("ContourGeometricType", "")) != "CLOSED_PLANAR" or not contour.get("ContourData"):
                 continue
             points = np.asarray([float(v) for v in contour.ContourData], dtype=np.float64).reshape(-1, 3)
             idx = reference_geometry.world_to_index(lps_to_ras(points))
