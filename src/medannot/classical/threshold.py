@@ -54,12 +54,27 @@ def otsu(image: Image, sigma_mm: float = 0.0, nbins: int = 256, progress: Progre
         uint8 labels {0, 1}; ``meta["threshold"]`` holds the threshold (image units).
         A constant image gives all 0.
     """
-    arr = scalar_array(image, "otsu", sigma_mm, progress)
+    arr = scalar_array(image, "otsu", sigma_mm, progress) if sigma_mm > 0 or image.channels != 1 else image.array[0]
     step_of(progress)("thresholding")
-    if arr.min() == arr.max():
-        return label_image(image, np.zeros(arr.shape, np.uint8), {"threshold": float(arr.min())})
-    t = float(filters.threshold_otsu(arr, nbins=nbins))
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo == hi:
+        return label_image(image, np.zeros(arr.shape, np.uint8), {"threshold": lo})
+    t = _otsu_threshold(arr, lo, hi, nbins)
     return label_image(image, (arr > t).astype(np.uint8), {"threshold": t})
+
+
+def _otsu_threshold(arr: np.ndarray, lo: float, hi: float, nbins: int) -> float:
+    """skimage's Otsu threshold of ``arr`` (values ``lo`` to ``hi``) from a float64 histogram counted in blocks: no
+    float copy of the image, and no overflow for values near the float32 limit (class variances square intensities).
+
+    Raises:
+        InputError: Values that are not finite (the readers refuse them; an image built in memory may hold them).
+    """
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"otsu: the image holds values that are not finite (from {lo:g} to {hi:g}); replace NaN and infinite values first")
+    counts, edges = np.histogram(arr, bins=nbins, range=(lo, hi))
+    centers = (edges[:-1] + edges[1:]) / 2.0
+    return float(filters.threshold_otsu(hist=(counts, centers)))
 
 
 def multiotsu(image: Image, classes: int = 3, sigma_mm: float = 0.0, nbins: int = 256, progress: Progress | None = None) -> Image:

@@ -19,7 +19,13 @@ from medannot.errors import GeometryError, InputError
 from medannot.evaluation.results import GRID_ATOL_MM, LesionColumns, MetricRow
 from medannot.evaluation.thumbnails import Thumbnail
 
-__all__ = ["CaseOptions", "CaseOutcome", "absent_row", "evaluate_case", "load_pair", "thumbnail_case"]
+__all__ = ["MAX_EVALUATED_LABELS", "CaseOptions", "CaseOutcome", "absent_row", "check_label_map", "evaluate_case", "load_pair",
+           "thumbnail_case"]
+
+#: Most label values one case may hold: each is scored on its own (surface distances included).
+MAX_EVALUATED_LABELS = 500
+#: A mask with more values than this, of which fewer than this fraction of neighbours are equal, is an intensity image.
+_INTENSITY_VALUES, _INTENSITY_EQUAL = 64, 0.5
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,40 @@ def _present_values(array: np.ndarray) -> set[int]:
     return {int(v) for v in np.unique(array) if v != 0}
 
 
+def _neighbours_equal(array: np.ndarray, planes: int = 16) -> float:
+    """Fraction of voxel pairs, next to each other along the first axis, that hold the same value (on up to
+    ``planes`` evenly spaced planes of the last axis, so the cost stays small); 1.0 for arrays too small to tell."""
+    if array.ndim < 2 or array.shape[0] < 2:
+        return 1.0
+    last = array.shape[-1]
+    picks = np.unique(np.linspace(0, last - 1, min(planes, last)).astype(int)) if array.ndim > 2 else None
+    sample = array[..., picks] if picks is not None else array
+    same = np.count_nonzero(sample[1:] == sample[:-1])
+    return float(same) / max(1, sample[1:].size)
+
+
+def check_label_map(values: set[int], array: np.ndarray, path: Path | None, role: str) -> None:
+    """Refuse what cannot be a label map to score: more label values than :data:`MAX_EVALUATED_LABELS` (each is
+    scored on its own, so thousands of instance ids would run for hours), or an intensity image (many values that
+    change from voxel to voxel, where labels form regions).
+
+    Raises:
+        InputError: One line naming the file and what to pass instead.
+    """
+    if len(values) > MAX_EVALUATED_LABELS:
+        raise InputError(
+            f"the {role} holds {len(values)} label values; evaluate scores each label separately and stops at {MAX_EVALUATED_LABELS}: "
+            "for instance masks (one value per object) binarise them (label > 0) and use --lesions for per-object scores",
+            path,
+        )
+    if len(values) > _INTENSITY_VALUES and _neighbours_equal(array) < _INTENSITY_EQUAL:
+        raise InputError(
+            f"the {role} looks like an intensity image, not a label map: {len(values)} values that change from voxel to voxel "
+            f"(only {100 * _neighbours_equal(array):.0f}% of neighbours are equal); pass the label mask, not the scan",
+            path,
+        )
+
+
 def _instance_file(label_path: Path | None) -> Path | None:
     """``instances.nii.gz`` beside a ``<case>/labels.*`` file of the ``medannot annotate`` layout."""
     if label_path is None or not Path(label_path).name.lower().startswith("label"):
@@ -194,6 +234,8 @@ def evaluate_case(case: str, pred_path: Path | None, truth_path: Path, options: 
 
     pred, truth_img, truth = load_pair(pred_path, truth_path, options.resample)
     present_pred, present_truth = _present_values(pred), _present_values(truth)
+    for values, array, path, role in ((present_pred, pred, pred_path, "prediction"), (present_truth, truth, truth_path, "truth")):
+        check_label_map(values, array, path, role)
     labels = options.labels
     if labels is not None:
         for values, path in ((present_pred, pred_path), (present_truth, truth_path)):
