@@ -13,6 +13,7 @@ from medannot.data.image import ImageKind
 from medannot.models.detection_spec import BoxSource
 from medannot.training.config import load_config
 from medannot.training.detection_trainer import label_patch_boxes, truth_boxes
+from medannot.training.sources import ValidationCase
 
 
 def _patch() -> np.ndarray:
@@ -46,8 +47,8 @@ def test_min_extent_leaves_out_slivers_from_training_but_the_truth_keeps_them():
     np.testing.assert_array_equal(kept, [[10, 10, 25, 24], [30, 2, 36, 6]])  # the 2 px and 3 px slivers are gone
     assert len(label_patch_boxes(lab, BoxSource(min_extent=5))[0]) == 1  # the 6 x 4 px nucleus is thinner than 5
     assert len(label_patch_boxes(np.zeros((8, 8), int), BoxSource(min_extent=4))[0]) == 0
-    truth = Image(lab[None].astype(np.uint16), Geometry(spacing=(1.0, 1.0)), ImageKind.LABEL, {"instances": lab})
-    boxes, values = truth_boxes(truth, BoxSource(min_extent=4))
+    truth = Image(lab[None].astype(np.uint16), Geometry(spacing=(1.0, 1.0)), ImageKind.LABEL)
+    boxes, values = truth_boxes(ValidationCase("patch", truth, truth, instances=lab), BoxSource(min_extent=4))
     assert len(boxes) == 4 and values.tolist() == [1, 1, 1, 1]
 
 

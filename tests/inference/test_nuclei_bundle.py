@@ -9,7 +9,6 @@ from medannot.training.sources import crop_image
 from medannot.training.validation import dice_score, instance_f1
 
 
-
 @pytest.fixture(scope="module")
 def right_half():
     from pathlib import Path

@@ -10,7 +10,8 @@ def test_builtin_networks_registered():
     assert {"unet", "basicunet", "attention-unet", "segresnet"} <= set(list_networks("segmentation"))
     assert {"densenet-small", "densenet121", "resnet-small", "resnet18"} <= set(list_networks("classification"))
     assert list_networks("detection") == ["retinanet"]
-    assert set(list_networks()) == set().union(*(list_networks(t) for t in ("segmentation", "classification", "detection")))
+    assert list_networks("promptable") == ["promptable-unet"]
+    assert set(list_networks()) == set().union(*(list_networks(t) for t in ("segmentation", "classification", "detection", "promptable")))
 
 
 def test_unknown_network_lists_valid_names():

@@ -158,7 +158,7 @@ def _stretch(pic: np.ndarray, row_mm: float, col_mm: float) -> np.ndarray:
     """Nearest-neighbour stretch so that pixels look square in mm."""
     if abs(row_mm - col_mm) < 1e-3:
         return pic
-    unit = min(row_mm, col_mm)
+    unit = max(min(row_mm, col_mm), max(pic.shape[0] * row_mm, pic.shape[1] * col_mm) / 4096)  # at most 4096 px a side
     rows = max(1, int(round(pic.shape[0] * row_mm / unit)))
     cols = max(1, int(round(pic.shape[1] * col_mm / unit)))
     r_idx = np.minimum((np.arange(rows) * unit / row_mm).astype(int), pic.shape[0] - 1)

@@ -62,7 +62,7 @@ def _draw_2d(image: Image, boxes: Sequence[Box], label_map: LabelMap, path: Path
              legend: Sequence[LegendEntry] = ()) -> Path:
     grey = _rgb_from_image_2d(image)
     rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey
-    scale = max(1, math.ceil(min_size / max(1, min(rgb.shape[:2]))))
+    scale = max(1, min(math.ceil(min_size / max(1, min(rgb.shape[:2]))), 2048 // max(1, max(rgb.shape[:2]))))  # never past 2048 px
     pic = PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), PILImage.Resampling.NEAREST)
     draw = ImageDraw.Draw(pic)
     font = _font(max(10, 4 * scale + 6))

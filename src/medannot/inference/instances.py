@@ -10,7 +10,8 @@ seeded at its local maxima (``min_distance`` in voxels between seeds).
 from __future__ import annotations
 
 import enum
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi

@@ -7,7 +7,8 @@ Autoescaping is on for every template; undefined names are errors (``StrictUndef
 Templates: ``evaluation_report.html`` (``medannot evaluate``, segmentation), ``classification_report.html``
 (a classifier against true classes), ``_explanations.html`` (the "where to look first" section both include),
 ``similar.html`` (``medannot similar``), ``case_report.html`` (``annotate --format report``: one case's key slices,
-measurements and provenance); all extend ``base.html``.
+measurements and provenance), ``interactive_report.html`` (``evaluate --interactive``), ``simulation_report.html``
+(``medannot simulate``: learning curves and effort per strategy); all extend ``base.html``.
 
 Filters: ``num(value, digits=3)`` (floats with fixed digits, other values as text, "–" for None and non-finite
 numbers), ``real(value, digits=3)`` (any number as a float with fixed digits), ``grouped(value, digits=0)``

@@ -33,7 +33,9 @@ from medannot.server.routes.cases import locked
 from medannot.server.security import Action
 
 router = APIRouter(prefix="/api", tags=["interactions"], responses=ERRORS)
-Coord = Annotated[list[float], Field(min_length=2, max_length=3)]
+MAX_MM = 1e6
+"""Largest coordinate accepted (mm): beyond any scanner's field of view, and far from float overflow in index maths."""
+Coord = Annotated[list[Annotated[float, Field(ge=-MAX_MM, le=MAX_MM)]], Field(min_length=2, max_length=3)]
 _SERVICE_LOCK = threading.Lock()
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import json
 from pathlib import Path
 from typing import Any
@@ -169,33 +168,14 @@ def _markdown(summary: dict[str, Any], head: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _html(summary_md: str, curves: Path, effort: Path, curve_rows: list[dict[str, Any]]) -> str:
-    def img(p: Path) -> str:
-        return f'<img alt="{html.escape(p.stem)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
+def _html(summary: dict[str, Any], curves: Path, effort: Path, curve_rows: list[dict[str, Any]]) -> str:
+    """The report page (template ``simulation_report.html``; plots inlined as base64 PNG)."""
+    from medannot.templates import render
 
-    body = []
-    for line in summary_md.splitlines():
-        if line.startswith("# "):
-            body.append(f"<h1>{html.escape(line[2:])}</h1>")
-        elif line.startswith("|---"):
-            continue
-        elif line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
-            tag = "th" if "arm" == cells[0] else "td"
-            body.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-        elif line:
-            body.append(f"<p>{html.escape(line)}</p>")
-    text = "\n".join(body).replace("<tr><th>", "<table><tr><th>", 1)
-    text = text.replace("</tr>\n<p>", "</tr></table>\n<p>", 1)
     keys = ["strategy", "round", "labelled", "train", "val", "gate_passed", "candidate_val_dice", "active_val_dice",
             "candidate_heldout_dice", "heldout_dice", "active_version", "seconds", "budget_hit"]
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(k, '')))}</td>" for k in keys) + "</tr>" for r in curve_rows)
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>medannot simulate</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:24px;max-width:1100px}table{border-collapse:collapse;margin:8px 0}"
-            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}img{max-width:100%}</style></head><body>"
-            f"{text}<h2>Learning curves</h2>{img(curves)}<h2>Effort</h2>{img(effort)}<h2>Rounds</h2><table><tr>"
-            + "".join(f"<th>{k}</th>" for k in keys) + f"</tr>{rows}</table>"
-            "<p>Per-case effort: cases.csv; rounds: curve.csv; model versions: runs/*/versions.json.</p></body></html>")
+    return render("simulation_report.html", s=summary, keys=keys, rows=curve_rows,
+                  curves=base64.b64encode(curves.read_bytes()).decode(), effort=base64.b64encode(effort.read_bytes()).decode())
 
 
 def write_report(out: Path, data: Any, sim: Any, runs: list[Any], full: dict[str, Any] | None, opts: Any,
@@ -222,5 +202,5 @@ def write_report(out: Path, data: Any, sim: Any, runs: list[Any], full: dict[str
     curves, effort = _plots(out, runs, reference, data.name)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out / "summary.md", md)
-    atomic_write_text(out / "report.html", _html(md, curves, effort, curve_rows))
+    atomic_write_text(out / "report.html", _html(summary, curves, effort, curve_rows))
     return summary
