@@ -7,13 +7,14 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-fast fuzz bench lint clean pacs pacs-stop
+.PHONY: install system-deps demo test test-fast fuzz bench lint lock clean pacs pacs-stop
 
-$(STAMP): pyproject.toml
+# pyproject.toml holds compatible ranges; requirements.lock the exact versions installed here (pip constraints)
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m pip install --quiet --no-deps flwr==1.42.0  # Flower: see the federated extra in pyproject.toml
+	$(PY) -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps -c requirements.lock flwr  # Flower: see the federated extra in pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -25,7 +26,7 @@ system-deps:
 demo: $(STAMP)
 	$(VENV)/bin/medannot demo --out $(DEMO_OUT)
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) system-deps
@@ -48,6 +49,10 @@ pacs-stop:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy
+
+# rewrite requirements.lock from the installed .venv (after changing a range in pyproject.toml and installing)
+lock: $(STAMP)
+	$(PY) scripts/write_lock.py
 
 bench: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, TypeVar
+from typing import Any, NoReturn, Optional, TypeVar
 
 import typer
 
@@ -412,9 +413,9 @@ def methods(
     name: Optional[str] = typer.Argument(None, help="A method: print every parameter with type, default, unit and meaning."),
 ) -> None:
     """List the classical (training-free) annotation methods; `medannot methods NAME` shows one method's parameters."""
-    from medannot import classical
-
     import textwrap
+
+    from medannot import classical
 
     if name is None:
         for method in classical.list_methods():
@@ -442,7 +443,7 @@ def deid(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only problems and the final count."),
 ) -> None:
     """De-identify DICOM (PS3.15 Basic Profile): identifiers removed, UIDs remapped, burned-in images quarantined."""
-    from medannot.privacy import DeidOptions, Deidentifier, UidMap, parse_private_tag
+    from medannot.privacy import Deidentifier, DeidOptions, UidMap, parse_private_tag
     from medannot.privacy.batch import DeidStatus, deidentify_tree
 
     if not input.exists():

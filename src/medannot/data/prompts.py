@@ -63,7 +63,7 @@ class PromptSpace(enum.StrEnum):
     VOXEL = "voxel"
 
     @classmethod
-    def parse(cls, value: "str | PromptSpace") -> "PromptSpace":
+    def parse(cls, value: str | PromptSpace) -> PromptSpace:
         """Convert a string once; a typo lists the valid names."""
         try:
             return cls(str(value).lower())
@@ -191,18 +191,18 @@ class Prompts:
         """True when there is no point, box or scribble (a previous mask alone is no prompt)."""
         return not (self.points or self.boxes or self.scribbles)
 
-    def with_point(self, position: Sequence[float], positive: bool = True) -> "Prompts":
+    def with_point(self, position: Sequence[float], positive: bool = True) -> Prompts:
         """A copy with one more click appended."""
         return replace(self, points=(*self.points, PointPrompt(tuple(float(v) for v in position), bool(positive))))
 
-    def with_previous(self, previous: Image | np.ndarray | None) -> "Prompts":
+    def with_previous(self, previous: Image | np.ndarray | None) -> Prompts:
         """A copy with another previous mask."""
         return replace(self, previous=previous)
 
     # ------------------------------------------------------------------ JSON
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], image_geometry: Geometry | None = None) -> "Prompts":
+    def from_dict(cls, data: Mapping[str, Any], image_geometry: Geometry | None = None) -> Prompts:
         """Parse the PROMPTS.json structure (see the module docstring).
 
         Args:

@@ -65,9 +65,9 @@ class InteractiveEvaluation:
         return {"objects": self.objects, "max_clicks": self.max_clicks, "engines": self.engines, "groups": self.groups,
                 "skipped": self.skipped, "files": {k: Path(v).name for k, v in self.paths.items()}}
 
-    def to_json(self) -> str:
-        """:meth:`to_dict` as indented JSON."""
-        return json.dumps(self.to_dict(), indent=2)
+    def to_json(self, indent: int | None = 2) -> str:
+        """:meth:`to_dict` as JSON (indented by ``indent`` spaces; one line for None)."""
+        return json.dumps(self.to_dict(), indent=indent)
 
 
 def _summaries(results: Sequence[InteractiveResult]) -> dict[str, dict[str, Any]]:

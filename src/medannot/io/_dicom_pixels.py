@@ -37,7 +37,7 @@ _UNDEFINED = 0xFFFFFFFF
 IDENTIFIER_KEYWORDS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber",
                        "SOPClassUID")  # fmt: skip
 ENCAPSULATED_MAX_RATIO = 5000  # compressed pixel data cannot expand more than this
-def _pydicom_value_errors() -> tuple[type[BaseException], ...]:
+def _pydicom_value_errors() -> tuple[type[Exception], ...]:
     try:
         from pydicom.errors import BytesLengthException
     except ImportError:  # pragma: no cover - pydicom < 2.2
@@ -45,8 +45,10 @@ def _pydicom_value_errors() -> tuple[type[BaseException], ...]:
     return (BytesLengthException,)
 
 
-READ_ERRORS = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
+READ_ERRORS: tuple[type[Exception], ...] = (ValueError, RuntimeError, NotImplementedError, AttributeError, TypeError, KeyError, OSError,
                EOFError, IndexError, OverflowError, ZeroDivisionError, struct.error, *_pydicom_value_errors())  # fmt: skip
+PIXEL_ERRORS: tuple[type[Exception], ...] = (*READ_ERRORS, RecursionError)
+"""What decoding pixel data may raise on a damaged file (deeply nested sequences included)."""
 
 
 def damaged_header(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -419,7 +421,7 @@ def decode_dataset(ds, path: Path, notes: list[str]) -> np.ndarray:
             warnings.simplefilter("always")
             ds.pixel_array_options(raw=False, as_rgb=True)  # YBR_FULL(_422) -> RGB, planar configuration interleaved
             arr = ds.pixel_array
-    except (*READ_ERRORS, RecursionError) as exc:
+    except PIXEL_ERRORS as exc:
         ts = ds.file_meta.get("TransferSyntaxUID", "unknown") if ds.file_meta is not None else "unknown"
         raise InputError(
             f"cannot decode the pixel data (transfer syntax {getattr(ts, 'name', ts)}): {one_line(exc)}; "

@@ -232,7 +232,7 @@ def _voxels(head: _Head, data: bytes, where: Path) -> np.ndarray:
     dtype = head.dtype.newbyteorder(head.header.endianness) if head.dtype.kind not in "V" else head.dtype
     arr = np.frombuffer(data, dtype=dtype, count=n, offset=head.offset).reshape(head.shape, order="F")
     if arr.dtype.fields is not None:  # RGB24 / RGBA32: colour channels become the last axis
-        arr = np.stack([arr[name] for name in arr.dtype.names[:3]], axis=-1)
+        arr = np.stack([arr[name] for name in (arr.dtype.names or ())[:3]], axis=-1)
         return arr
     with _quiet_nibabel():
         slope, inter = head.header.get_slope_inter()

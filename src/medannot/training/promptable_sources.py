@@ -99,8 +99,7 @@ def _read(path: Path, kind: str = "intensity") -> Image:
 
 
 def _components(mask: np.ndarray, min_size: int) -> list[np.ndarray]:
-    conn = 4 if mask.ndim == 2 else 6
-    lab = cc3d.connected_components(mask, connectivity=conn)
+    lab = cc3d.connected_components(mask, connectivity=4 if mask.ndim == 2 else 6)
     counts = np.bincount(lab.ravel())
     return [lab == k for k in np.flatnonzero(counts >= min_size) if k != 0]
 

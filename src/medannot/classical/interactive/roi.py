@@ -160,7 +160,7 @@ def crop_seeds(vp: VoxelPrompts, crop: Crop, factor: int = 1, seed_radius: int =
         inside[box] = True
         if flat.any():  # box on one slice: constrain that slice only
             ax = int(np.argmax(flat))
-            plane = [slice(None)] * vp.ndim
+            plane: list[slice | int] = [slice(None)] * vp.ndim
             plane[ax] = int(np.clip(blo[ax], 0, shape[ax] - 1))
             seeds[tuple(plane)][~inside[tuple(plane)]] = BACKGROUND
         else:
@@ -182,7 +182,7 @@ def crop_seeds(vp: VoxelPrompts, crop: Crop, factor: int = 1, seed_radius: int =
     if border:
         sides = np.zeros(shape, bool)
         for ax, side in crop.inner_faces():
-            idx = [slice(None)] * len(shape)
+            idx: list[slice | int] = [slice(None)] * len(shape)
             idx[ax] = 0 if side == 0 else shape[ax] - 1
             sides[tuple(idx)] = True
         if values is not None and (seeds == OBJECT).any():
@@ -208,7 +208,7 @@ def box_limit(vp: VoxelPrompts, crop: Crop) -> np.ndarray | None:
     allowed = np.zeros(crop.size, bool)
     for b in vp.boxes:
         box = [slice(max(int(a), 0), max(int(c) + 1, 0)) for a, c in zip(b[0] - lo, b[1] - lo)]
-        flat = np.flatnonzero(b[1] == b[0]) if vp.ndim == 3 and np.sum(b[1] == b[0]) == 1 else []
+        flat = np.flatnonzero(b[1] == b[0]) if vp.ndim == 3 and np.sum(b[1] == b[0]) == 1 else np.zeros(0, int)
         if len(flat):
             ax = int(flat[0])
             here = np.ones(crop.size, bool)
