@@ -1,5 +1,6 @@
 """The MONAI Label paths of the review server over HTTP (httpx): tokens before bodies, roles per project, the
-next case, inference, label checks and mapping, locked cases, the datastore listing and downloads.
+next case, inference, label checks and mapping, locked cases, the datastore listing and downloads, and the learning
+loop behind them (training rounds queued from a client, inference with the active version, the project's order).
 
 The end-to-end run with MONAI Label's own client is ``test_monailabel_client.py``.
 """
@@ -19,6 +20,8 @@ import numpy as np
 import pytest
 from server_helpers import PASSWORD, add_project, add_users, nifti_bytes, read_mask, run_jobs, synthetic_volume, upload
 
+from medannot import samples
+from medannot.workflows.learning.proposer import Proposer
 from medannot.workflows.learning.strategies import Candidate, order_cases
 
 NAME = "mla brains"
@@ -115,8 +118,8 @@ def test_next_sample_offers_pending_cases_in_order_and_opens_them(live, world):
     order = [key for key, _ in order_cases("random", [Candidate(key=i) for i in ids[2:]], seed=pid)]  # the loop's order
     assert [ann.post(f"{base}/activelearning/random").json()["id"] for _ in ids[2:]] == [str(i) for i in order]
     assert ann.post(f"{base}/activelearning/random").json() == {}  # nothing pending
-    r = ann.post(f"{base}/activelearning/uncertainty")
-    assert r.status_code == 422 and "first, random" in r.json()["detail"]
+    r = ann.post(f"{base}/activelearning/epistemic")
+    assert r.status_code == 422 and "project, first, random, uncertainty, diversity, mix" in r.json()["detail"]
 
 
 def test_infer_runs_the_model_then_returns_its_stored_proposal(live, world):
@@ -191,8 +194,8 @@ def test_accepted_cases_refuse_labels_and_roles_decide_training(live, world):
     assert r.status_code == 409 and r.json()["locked"] is True
     assert put_label(admin, BASE, cid, nifti_bytes(block_mask())).status_code == 409
     assert ann.post(f"{BASE}/train/").status_code == 403 and rev.post(f"{BASE}/train/otsu").status_code == 403
-    r = admin.post(f"{BASE}/train/otsu", json={})
-    assert r.status_code == 501 and "learning loop" in r.json()["detail"]
+    r = admin.post(f"{BASE}/train/otsu", json={})  # the learning loop's own refusal: one accepted case is too few
+    assert r.status_code == 422 and "accept more cases" in r.json()["detail"]
     assert admin.get(f"{BASE}/train/", params={"check_if_running": "true"}).status_code == 404  # Slicer: not running
     assert rev.put(f"{BASE}/datastore/image").status_code == 403  # reviewers do not upload cases
     assert ann.put(f"{BASE}/datastore/image").status_code == 501
@@ -303,3 +306,139 @@ def test_a_project_without_a_model_lists_none_and_infer_says_so(live, world):
     assert ann.get("/monailabel/mla-empty/info/").json()["models"] == {}
     r = ann.post("/monailabel/mla-empty/infer/model", params={"image": cid})
     assert r.status_code == 404 and "no model yet" in r.json()["detail"]
+
+
+# --------------------------------------------------------------------------- the learning loop behind the MONAI Label paths
+
+TILE = 64
+FAST = {"recipe": {"epochs": 1, "iterations_per_epoch": 4, "batch_size": 2, "channels": [8, 16], "num_threads": 1},
+        "min_cases": 3, "val_fraction": 0.25}
+"""A round of 4 steps of a 2-level U-Net: enough to exercise the loop, not to learn well."""
+
+
+def _png(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image as PILImage
+
+    buffer = io.BytesIO()
+    PILImage.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _tile_label(client, cid: int, truth: np.ndarray) -> bytes:
+    """A 2D truth mask as a label NIfTI on the stored case grid (a picture is stored as one slice)."""
+    data = client.get(f"/api/cases/{cid}/image").content
+    stored = nib.Nifti1Image.from_bytes(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    return nifti_bytes(truth[..., None].astype(np.uint8), stored.affine)
+
+
+def _add_tile(client, pid: int, image: np.ndarray, truth: np.ndarray, k: int) -> tuple[int, np.ndarray]:
+    box = (slice(64, 128), slice(k * TILE, (k + 1) * TILE))
+    r = client.post(f"/api/projects/{pid}/cases", files={"file": (f"tile{k}.png", _png(np.ascontiguousarray(image[box])), "image/png")})
+    assert r.status_code == 201, r.text
+    return r.json()["cases"][0]["id"], truth[box]
+
+
+@pytest.fixture(scope="module")
+def learned(live, world):
+    """Project 'mla-learning' from nothing (label 1 = nucleus, fast rounds): 7 real nuclei tiles, 4 labelled through
+    MONAI Label's label upload and accepted, v1 trained through the learning loop's own API and active."""
+    admin = live.client("mla_site")
+    r = admin.post("/api/projects", json={"name": "mla-learning", "labels": "1=nucleus", "settings": FAST})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    for user, role in (("mla_admin", "admin"), ("mla_ann", "annotator"), ("mla_rev", "reviewer")):
+        assert admin.put(f"/api/projects/{pid}/members", json={"username": user, "role": role}).status_code == 200
+    image = samples.nuclei_image().scalar()
+    truth = (samples.nuclei_instances().scalar() > 0).astype(np.uint8)
+    cases = [_add_tile(admin, pid, image, truth, k) for k in range(7)]
+    run_jobs(live)
+    ann, rev = live.client("mla_ann"), live.client("mla_rev")
+    for cid, mask in cases[:4]:
+        saved = put_label(ann, "/monailabel/mla-learning", cid, _tile_label(ann, cid, mask))
+        assert saved.status_code == 200, saved.text
+        assert rev.post(f"/api/cases/{cid}/accept", json={"version_id": saved.json()["version"]["id"]}).status_code == 200
+    r = live.client("mla_admin").post(f"/api/projects/{pid}/train")
+    assert r.status_code == 201, r.text
+    run_jobs(live)
+    assert live.client("mla_admin").get(f"/api/projects/{pid}/models").json()["proposing"] == "v1"
+    return {"pid": pid, "cases": cases, "base": "/monailabel/mla-learning"}
+
+
+def test_train_queues_a_round_as_the_learning_api_does(live, learned):
+    admin, ann, rev, base, pid = live.client("mla_admin"), live.client("mla_ann"), live.client("mla_rev"), learned["base"], learned["pid"]
+    info = ann.get(f"{base}/info/").json()
+    assert list(info["trainers"]) == ["mla-learning"]  # the project's one trainer (it has no base model: its name)
+    assert ann.post(f"{base}/train/mla-learning").status_code == 403 and rev.post(f"{base}/train/").status_code == 403
+    assert admin.post(f"{base}/train/unet").status_code == 404
+    r = admin.post(f"{base}/train/mla-learning", json={"max_epochs": 1})
+    assert r.status_code == 200, r.text  # MONAI Label's client takes only 200
+    task = r.json()
+    assert task["status"] == "SUBMITTED" and task["request"] == {"model": "mla-learning"} and task["medannot"]["version"] == "v2"
+    busy = admin.post(f"{base}/train/mla-learning")
+    assert busy.status_code == 429 and "Already Running" in busy.json()["detail"]
+    assert admin.post(f"/api/projects/{pid}/train").status_code == 409  # the same queue as the learning loop's API
+    running = admin.get(f"{base}/train/", params={"check_if_running": "true"}).json()
+    assert running["id"] == task["id"] and running["status"] == "SUBMITTED"
+    job = admin.get(f"/api/jobs/{task['id']}").json()
+    assert job["kind"] == "train" and job["project_id"] == pid
+    run_jobs(live)
+    assert admin.get(f"{base}/train/", params={"check_if_running": "true"}).status_code == 404
+    done = admin.get(f"{base}/train/").json()
+    assert done["id"] == task["id"] and done["status"] == "DONE", done
+    models = admin.get(f"/api/projects/{pid}/models").json()
+    v2 = next(v for v in models["versions"] if v["number"] == 2)
+    assert v2["trigger"] == "user mla_admin (MONAI Label)" and v2["status"] in {"active", "rejected"}
+    assert [t["id"] for t in admin.get(f"{base}/train/", params={"all": "true"}).json()][0] == task["id"]
+    assert admin.delete(f"{base}/train/").status_code == 501
+
+
+def test_infer_runs_the_active_version_with_the_workers_proposer(live, learned):
+    ann, admin, base, pid = live.client("mla_ann"), live.client("mla_admin"), learned["base"], learned["pid"]
+    active = admin.get(f"/api/projects/{pid}/models").json()["active"]
+    info = ann.get(f"{base}/info/").json()
+    assert list(info["models"]) == ["mla-learning"] and info["medannot"]["active_version"] == active["number"]
+    cid, _ = _add_tile(admin, pid, samples.nuclei_image().scalar(), samples.nuclei_instances().scalar(), 7)  # not proposed yet
+    r = ann.post(f"{base}/infer/mla-learning", params={"image": cid, "output": "json"})
+    assert r.status_code == 200, r.text
+    params = r.json()
+    assert params["source"] == "model run" and params["model_version_id"] == active["id"]
+    assert params["proposing"] == f"mla-learning_v{active['number']}"
+    assert params["label_names"] == {"nucleus": 1}
+    mask = read_mask(ann.post(f"{base}/infer/mla-learning", params={"image": cid, "output": "image"}).content)
+    from medannot.server.imaging import read_nifti_bytes
+
+    bundle = f"{live.settings.data_dir}/models/project-{pid}/v{active['number']}"
+    image = read_nifti_bytes(ann.get(f"/api/cases/{cid}/image").content)
+    expected = Proposer(bundle, value_map=[1]).propose(image).labels.reshape(image.spatial_shape)
+    np.testing.assert_array_equal(mask, expected)  # what the worker would propose, on the case grid
+    run_jobs(live)  # the worker proposes with the active version: that stored proposal is returned from now on
+    stored = ann.post(f"{base}/infer/mla-learning", params={"image": cid, "output": "json"}).json()
+    versions = ann.get(f"/api/cases/{cid}/versions").json()
+    assert stored["source"] == "stored proposal" and stored["version_id"] == versions[0]["id"]
+    assert versions[0]["model_version_id"] == active["id"]
+
+
+def test_next_sample_follows_the_projects_strategy(live, world):
+    from medannot.server.models import CaseRecord
+
+    pid = add_project(live, "mla-strategy", "otsu", {"mla_ann": "annotator", "mla_admin": "admin"})
+    ids = [new_case(live, pid, f"s{i}.nii.gz") for i in range(5)]
+    scores = dict(zip(ids, [0.2, 0.9, 0.1, 0.5, 0.7], strict=True))
+    with live.db.write() as s:  # the uncertainty scores the worker's proposals would leave
+        for cid, score in scores.items():
+            s.get(CaseRecord, cid).score = score
+    admin, ann, base = live.client("mla_admin"), live.client("mla_ann"), "/monailabel/mla-strategy"
+    assert admin.patch(f"/api/projects/{pid}/settings", json={"strategy": "uncertainty"}).status_code == 200
+    info = ann.get(f"{base}/info/").json()
+    assert list(info["strategies"])[0] == "project"  # Slicer offers the first one by default
+    assert ann.get(f"/api/projects/{pid}/next").json()["id"] == ids[1]  # the review page's Next case
+    first = ann.post(f"{base}/activelearning/project", json={"client_id": "slicer"}).json()
+    assert first["id"] == str(ids[1]) and first["strategy"]["project"] == {
+        "ts": first["ts"], "client_id": "slicer", "order": "uncertainty", "score": 0.9}
+    assert ann.post(f"{base}/activelearning/project").json()["id"] == str(ids[4])
+    assert ann.post(f"{base}/activelearning/uncertainty").json()["id"] == str(ids[3])  # by name, whatever the setting
+    assert ann.post(f"{base}/activelearning/first").json()["id"] == str(ids[0])
+    assert ann.post(f"{base}/activelearning/project").json()["id"] == str(ids[2])
+    assert ann.post(f"{base}/activelearning/project").json() == {}

@@ -28,7 +28,7 @@ from medannot.errors import InputError
 from medannot.server import store
 from medannot.server.models import AnnotationVersion, CaseRecord, Job, ModelVersion, Project, User, utcnow
 from medannot.workflows.learning.registry import VersionStatus
-from medannot.workflows.learning.settings import LearningSettings, parse_settings
+from medannot.workflows.learning.settings import LearningSettings, Strategy, parse_settings
 from medannot.workflows.learning.split import Side, assign_side
 from medannot.workflows.learning.strategies import Candidate, order_cases
 
@@ -312,13 +312,14 @@ def repropose(s: Session, project: Project, data_dir: str | Path) -> list[Job]:
 # --------------------------------------------------------------------------- order of the unreviewed cases
 
 
-def case_order(s: Session, project: Project) -> list[tuple[CaseRecord, float | None]]:
-    """The project's unreviewed cases (pending or in review) in its strategy's order, with each case's score."""
-    settings = learning_settings(project)
+def case_order(s: Session, project: Project, strategy: Strategy | None = None) -> list[tuple[CaseRecord, float | None]]:
+    """The project's unreviewed cases (pending or in review) in its strategy's order (or ``strategy``'s), with each
+    case's score."""
+    chosen = strategy if strategy is not None else learning_settings(project).strategy
     open_cases = list(s.scalars(select(CaseRecord).where(CaseRecord.project_id == project.id,
                                                          CaseRecord.status.in_(("pending", "in_review")))))
     labelled = [np.asarray(e, np.float32) for e in s.scalars(select(CaseRecord.embedding).where(
         CaseRecord.project_id == project.id, CaseRecord.status == "accepted", CaseRecord.embedding.is_not(None)))]
     cands = [Candidate(c.id, c.score, np.asarray(c.embedding, np.float32) if c.embedding else None) for c in open_cases]
     by_id = {c.id: c for c in open_cases}
-    return [(by_id[int(k)], score) for k, score in order_cases(settings.strategy, cands, labelled, seed=project.id)]  # type: ignore[call-overload]
+    return [(by_id[int(k)], score) for k, score in order_cases(chosen, cands, labelled, seed=project.id)]  # type: ignore[call-overload]

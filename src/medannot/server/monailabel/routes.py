@@ -7,7 +7,8 @@ known. Bodies are bounded by the app's :class:`~medannot.server.middleware.BodyL
 limit, everything else by the JSON limit, a declared login form by the login limit), masks are read bounded by their
 case's grid and re-encoded (:func:`medannot.server.imaging.check_mask`), and accepted or rejected cases refuse new
 labels (409). A caller who is not a member of the project gets 403 whether or not it exists (its existence is not
-revealed); the project's role rules are medannot's (:mod:`medannot.server.security`).
+revealed); the project's role rules are medannot's (:mod:`medannot.server.security`). What proposes, training rounds
+and the order of the next case are the learning loop's (:mod:`medannot.server.learning`), as on the review page.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medannot.errors import InputError, MedannotError
-from medannot.server import store
+from medannot.server import learning, store
 from medannot.server.deps import ERRORS, GZIP_DOWNLOAD, AppContext, Detail, ctx, current_user, usernames, version_json
 from medannot.server.imaging import check_mask
 from medannot.server.middleware import LOGIN_BODY_LIMIT, public_message
@@ -204,10 +205,11 @@ def token_valid(project: ProjectRef, request: Request, user: User = Depends(call
 
 @router.get("/info/")
 def info(project: ProjectRef, request: Request, user: User = Depends(caller)) -> dict:
-    """The project as a MONAI Label app: name, labels (name -> value), its model, strategies, datastore counts."""
-    with ctx(request).db.read() as s:
+    """The project as a MONAI Label app: name, labels (name -> value), its model and trainer, strategies, datastore counts."""
+    c = ctx(request)
+    with c.db.read() as s:
         p, role = access(s, user, project, Action.READ)
-        return service.info_json(s, p, role)
+        return service.info_json(s, p, role, learning.proposing(s, p, c.settings.data_dir))
 
 
 # --------------------------------------------------------------------------- datastore
@@ -418,15 +420,19 @@ def _infer_gate(request: Request) -> anyio.CapacityLimiter:
 def _infer_target(c: AppContext, user: User, project: str, model: str, image: str) -> dict[str, Any]:
     with c.db.read() as s:
         p, _ = access(s, user, project, Action.EDIT)
-        key = service.model_key(p.model)
-        if not p.model:
-            raise HTTPException(404, f"project {p.name!r} has no model yet; label cases by hand until one is trained")
+        key = service.project_model_key(p)
+        who = learning.proposing(s, p, c.settings.data_dir)
+        if who is None:
+            raise HTTPException(404, f"project {p.name!r} has no model yet; label cases by hand (or with the Smart tool) "
+                                "until a training round gives it one")
         if model != key:
             raise HTTPException(404, f"model {model[:60]!r} not found; project {p.name!r} offers: {key}")
         case = case_in(s, p, image)
-        stored = service.stored_proposal(s, case, p)
-        return {"project": p.id, "model": p.model, "case": case.id, "dims": case.spatial_dims, "image": case.image_sha256,
-                "labels": service.label_names(p), "stored": None if stored is None else
+        stored = service.stored_proposal(s, case, who)
+        return {"project": p.id, "model": who.model, "value_map": who.value_map, "key": key, "case": case.id,
+                "image": case.image_sha256, "labels": service.label_names(p),
+                "proposing": service.model_key(who.label), "model_version_id": who.version.id if who.version else None,
+                "stored": None if stored is None else
                 {"version_id": stored.id, "sha": stored.mask_sha256, "model": stored.model_name,
                  "model_version": stored.model_version}}
 
@@ -449,11 +455,12 @@ def _multipart(params: dict[str, Any], filename: str, data: bytes) -> Response:
 async def infer(project: ProjectRef, model: str, request: Request, image: str = Query("", max_length=64),
                 output: str | None = Query(None, max_length=16), session_id: str | None = Query(None, max_length=100),
                 user: User = Depends(caller)) -> Response:
-    """Run the project's model on a case: the label NIfTI (project label values) and ``params``.
+    """Run the model that proposes for the project on a case: the label NIfTI (project label values) and ``params``.
 
-    When a job of the project's current model already made a proposal for the case, that proposal is returned
-    (``params.source`` ``"stored proposal"``); otherwise the model runs now, as the worker runs it, one run at a time
-    per server (callers wait; 429 when too many wait). Nothing is stored. ``output``: ``image`` (the file), ``json``
+    What proposes is the learning loop's choice (the project's active version, else its base model; ``params.proposing``
+    names it, ``params.model_version_id`` the version). When a job of that model already made a proposal for the case,
+    that proposal is returned (``params.source`` ``"stored proposal"``); otherwise the model runs now with the
+    worker's proposer, one run at a time per server (callers wait; 429 when too many wait). Nothing is stored. ``output``: ``image`` (the file), ``json``
     (``params`` only), ``all`` or none (multipart with both, as MONAI Label answers). Scribbles, uploaded images
     and sessions are not offered.
     """
@@ -486,18 +493,19 @@ async def infer(project: ProjectRef, model: str, request: Request, image: str = 
                                 headers={"Retry-After": "30"})
         image_bytes = await run_in_threadpool(c.blobs.get, t["image"])
         try:
-            data, result = await anyio.to_thread.run_sync(service.run_model, t["model"], image_bytes, t["dims"], t["case"],
+            data, result = await anyio.to_thread.run_sync(service.run_model, t["model"], t["value_map"], image_bytes, t["case"],
                                                           limiter=gate)
         except MedannotError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model that trips on one case must not look like a server crash
-            log.exception("monailabel infer: case %s with %s", t["case"], t["model"])
+            log.exception("monailabel infer: case %s with %s", t["case"], t["proposing"])
             raise HTTPException(500, f"the model failed on image {t['case']} ({type(exc).__name__}: "
                                 f"{public_message(exc, 120)}); see the server log") from None
         result["source"] = "model run"
     await run_in_threadpool(_infer_audit, c, user, t, result["source"])
-    result.update({"label_names": t["labels"], "image": service.image_id(t["case"]), "client_id": client_id(params)})
-    filename = f"case-{t['case']}-{service.model_key(t['model'])}.nii.gz"
+    result.update({"label_names": t["labels"], "image": service.image_id(t["case"]), "client_id": client_id(params),
+                   "proposing": t["proposing"], "model_version_id": t["model_version_id"]})
+    filename = f"case-{t['case']}-{t['key']}.nii.gz"
     if output == "json":
         return JSONResponse(result)
     if output == "image":
@@ -512,20 +520,24 @@ async def infer(project: ProjectRef, model: str, request: Request, image: str = 
 def _next(c: AppContext, user: User, project: str, strategy: SampleStrategy, cid: str) -> dict[str, Any]:
     with c.db.write() as s:
         p, _ = access(s, user, project, Action.EDIT)
-        case = service.open_next_case(s, p, user, strategy, cid)
-        if case is None:
+        found = service.open_next_case(s, p, user, strategy, cid)
+        if found is None:
             return {}
+        case, score = found
+        order = learning.learning_settings(p).strategy.value if strategy is SampleStrategy.PROJECT else strategy.value
         info = service.image_info(case)
     return {"id": service.image_id(case.id), "weight": 1, **info,
-            "strategy": {strategy.value: {"ts": info["ts"], "client_id": cid}}}
+            "strategy": {strategy.value: {"ts": info["ts"], "client_id": cid, "order": order, "score": score}}}
 
 
 @router.post("/activelearning/{strategy}")
 async def next_sample(project: ProjectRef, strategy: str, request: Request, user: User = Depends(caller)) -> dict:
     """The next pending case in the strategy's order, opened for the caller (``in_review``); ``{}`` when none is pending.
 
-    Strategies: ``first`` (the case list order) and ``random``. The answer is MONAI Label's: ``id`` (the case
-    id), ``name`` (a file name ending in ``.nii.gz``), ``checksum`` (``SHA256:...`` of the download) and more.
+    Strategies: ``project`` (the project's active-learning order, as the review page's Next case), ``first`` (the
+    case list order), and the learning loop's ``random``, ``uncertainty``, ``diversity`` and ``mix`` by name. The
+    answer is MONAI Label's: ``id`` (the case id), ``name`` (a file name ending in ``.nii.gz``), ``checksum``
+    (``SHA256:...`` of the download) and more; ``strategy.<name>`` adds the order followed and the case's score.
     """
     chosen = SampleStrategy.parse(strategy)
     body = await request.body()
@@ -542,22 +554,62 @@ def _require(request: Request, user: User, project: str, action: Action) -> None
 
 
 @router.get("/train/")
-def train_status(project: ProjectRef, request: Request, check_if_running: bool = False, user: User = Depends(caller)) -> dict:
-    """404: no training task runs for MONAI Label clients (as MONAI Label answers when none was started)."""
-    _require(request, user, project, Action.READ)
-    raise HTTPException(404, "no training task is running")
+def train_status(project: ProjectRef, request: Request, all: bool = False, check_if_running: bool = False,  # noqa: A002 - MONAI Label's name
+                 user: User = Depends(caller)) -> Any:
+    """The project's training round as MONAI Label's task (``status`` SUBMITTED, RUNNING, DONE or ERROR).
+
+    ``check_if_running``: the round queued or running, else 404; ``all``: every round, newest first; neither: the
+    latest round, else 404 (as MONAI Label answers when none was started).
+    """
+    with ctx(request).db.read() as s:
+        p, _ = access(s, user, project, Action.READ)
+        jobs = service.training_jobs(s, p, running_only=check_if_running)
+        key = service.project_model_key(p)
+        if not jobs:
+            raise HTTPException(404, "No Train Tasks are currently Running" if check_if_running else "No Train Tasks Found")
+        if all and not check_if_running:
+            return [service.train_task(j, key) for j in jobs]
+        return service.train_task(jobs[0], key)
+
+
+def _queue_training(request: Request, user: User, project: str, model: str | None) -> dict[str, Any]:
+    with ctx(request).db.write() as s:
+        p, _ = access(s, user, project, Action.MANAGE)
+        key = service.project_model_key(p)
+        if model is not None and model != key:
+            raise HTTPException(404, f"trainer {model[:60]!r} not found; project {p.name!r} offers: {key}")
+        running = service.training_jobs(s, p, running_only=True)
+        if running:
+            raise HTTPException(429, f"Train Task is Already Running: project {p.name!r} has a training job "
+                                f"{running[0].state} (job {running[0].id}); wait for it to finish")
+        job = learning.queue_training(s, p, user, f"user {user.username} (MONAI Label)")
+        return {"key": key, "task": service.train_task(job, key)}
 
 
 @router.post("/train/", include_in_schema=False)
-@router.post("/train/{model}", include_in_schema=False)
-@router.delete("/train/", include_in_schema=False)
-def train(project: ProjectRef, request: Request, user: User = Depends(caller)) -> dict:
-    """Start or stop training: project admins only (403 for others); 501 until the learning loop offers a training queue.
+def train_all(project: ProjectRef, request: Request, user: User = Depends(caller)) -> dict:
+    """Queue a training round of the project's one trainer (MONAI Label's deprecated run-all form: ``{name: {result}}``)."""
+    queued = _queue_training(request, user, project, None)
+    return {queued["key"]: {"result": queued["task"], "detail": None}}
 
-    Left out of the OpenAPI schema while it only refuses.
+
+@router.post("/train/{model}", responses={429: {"model": Detail, "description": "A training round is already queued or running."}})
+def train(project: ProjectRef, model: str, request: Request, user: User = Depends(caller)) -> dict:
+    """Queue a training round on the project's accepted cases, as ``POST /api/projects/{pid}/train`` does (project admins).
+
+    A worker trains it from the active version, gates it on the project's validation cases and activates it when
+    it passes. Answers MONAI Label's task (``id`` = the job id, ``status`` ``SUBMITTED``); 429 while a round is
+    queued or running; 422 when the project has too few accepted cases; 404 for another trainer name. The round's
+    settings are the project's (``medannot projects settings``): params a client sends are not read.
     """
+    return _queue_training(request, user, project, model)["task"]
+
+
+@router.delete("/train/", include_in_schema=False)
+def stop_training(project: ProjectRef, request: Request, user: User = Depends(caller)) -> dict:
+    """501 (left out of the OpenAPI schema): a round is not stopped from a client; it ends within the project's time budget."""
     _require(request, user, project, Action.MANAGE)
-    raise HTTPException(501, service.TRAINING_UNAVAILABLE)
+    raise HTTPException(501, service.TRAINING_UNSTOPPABLE)
 
 
 @router.put("/session/", include_in_schema=False)

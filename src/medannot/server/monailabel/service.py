@@ -7,6 +7,10 @@ Roles: MONAI Label names four roles (``monailabel-admin``, ``-reviewer``, ``-ann
 medannot role in the project gives these (:data:`ML_ROLES`), a site admin has all four, a non-member none. What a
 call needs is medannot's own rule (:mod:`medannot.server.security`): reading needs ``read``, running the model and
 saving labels ``edit``, training ``manage`` (project admins).
+
+The learning loop (:mod:`medannot.server.learning`) is the one place that decides what a project proposes with (its
+active version, else its base model), how training rounds are queued, and the order of its unreviewed cases; the
+MONAI Label paths ask it, so Slicer and the review page see the same model, the same training jobs and the same order.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ from sqlalchemy.orm import Session
 
 from medannot import __version__
 from medannot.data import Image, ImageKind
-from medannot.errors import InputError, ModelError
-from medannot.server import store
+from medannot.errors import InputError
+from medannot.server import learning, store
 from medannot.server.imaging import case_geometry, read_nifti_bytes, to_nifti_bytes
 from medannot.server.models import AnnotationVersion, CaseRecord, Draft, Job, Project, User, utcnow
 from medannot.server.security import Role
+from medannot.workflows.learning.settings import Strategy
 
 ML_ADMIN, ML_REVIEWER, ML_ANNOTATOR, ML_USER = "monailabel-admin", "monailabel-reviewer", "monailabel-annotator", "monailabel-user"
 ML_ROLES: dict[Role, list[str]] = {
@@ -40,9 +45,12 @@ ML_ROLES: dict[Role, list[str]] = {
 """MONAI Label roles of each medannot project role (what ``/auth/token/valid`` reports)."""
 HUMAN_KINDS = ("edit", "accepted", "reopened")
 """Version kinds made by a person: the ``final`` label of a case is its latest version of one of these kinds."""
-TRAINING_UNAVAILABLE = ("training from MONAI Label clients is not available yet: this server's learning loop offers "
-                        "no training queue; train with 'medannot train' and set the project's model")
-"""The 501 answer of ``POST /train/`` until the learning loop gives the server a training queue."""
+TASK_STATUS = {"queued": "SUBMITTED", "running": "RUNNING", "done": "DONE", "failed": "ERROR"}
+"""MONAI Label's task status of each training job state."""
+TRAINING_UNSTOPPABLE = ("a training round cannot be stopped from a MONAI Label client: it ends by itself within the "
+                        "project's time budget (recipe.time_budget_s, 'medannot projects settings'); a version that "
+                        "does not pass the gate never proposes")
+"""The 501 answer of ``DELETE /train/``."""
 
 
 class Tag(enum.StrEnum):
@@ -70,12 +78,18 @@ class Tag(enum.StrEnum):
 class SampleStrategy(enum.StrEnum):
     """Orders in which ``/activelearning/{strategy}`` offers the project's pending cases.
 
+    ``project``: the project's active-learning order (its ``strategy`` setting, as the review page's Next case);
     ``first``: the case list order (oldest case first, as ``GET /api/projects/{pid}/cases`` lists them);
-    ``random``: the project's fixed pseudo-random order (the learning loop's ``random`` strategy).
+    ``random``, ``uncertainty``, ``diversity``, ``mix``: that learning-loop strategy, whatever the project's setting
+    (:mod:`medannot.workflows.learning.strategies`). ``project`` is listed first, so Slicer offers it by default.
     """
 
+    PROJECT = "project"
     FIRST = "first"
     RANDOM = "random"
+    UNCERTAINTY = "uncertainty"
+    DIVERSITY = "diversity"
+    MIX = "mix"
 
     @classmethod
     def parse(cls, value: str) -> SampleStrategy:
@@ -91,8 +105,12 @@ class SampleStrategy(enum.StrEnum):
                              f"{', '.join(s.value for s in cls)}") from None
 
 
-STRATEGY_TEXT = {SampleStrategy.FIRST: "The oldest pending case first (the project's case list order)",
-                 SampleStrategy.RANDOM: "The next pending case in the project's fixed random order"}
+STRATEGY_TEXT = {SampleStrategy.PROJECT: "The project's active-learning order (its strategy setting; the review page's Next case)",
+                 SampleStrategy.FIRST: "The oldest pending case first (the project's case list order)",
+                 SampleStrategy.RANDOM: "The next pending case in the project's fixed random order",
+                 SampleStrategy.UNCERTAINTY: "The pending case whose proposal is most uncertain (mean softmax entropy)",
+                 SampleStrategy.DIVERSITY: "The pending case farthest from the reviewed ones (retrieval embedding)",
+                 SampleStrategy.MIX: "The mean of the uncertainty and diversity ranks"}
 
 
 # --------------------------------------------------------------------------- projects, roles, names
@@ -127,6 +145,15 @@ def model_key(model: str) -> str:
     """
     name = PurePath(model.replace("\\", "/")).name or model
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:100] or "model"
+
+
+def project_model_key(project: Project) -> str:
+    """The one model name a project offers to MONAI Label clients (``/infer/{model}``, ``/train/{model}``).
+
+    Its base model's name, else (a project that starts from nothing) the project's name. It stays the same while
+    trained versions come and go: which version proposes is told in ``/info/`` and in every inference's params.
+    """
+    return model_key(project.model or project.name)
 
 
 def label_names(project: Project) -> dict[str, int]:
@@ -234,101 +261,113 @@ def datalist(session: Session, project: Project) -> list[dict[str, str]]:
 # --------------------------------------------------------------------------- info
 
 
-def info_json(session: Session, project: Project, role: str) -> dict[str, Any]:
-    """``GET /info/``: the project as a MONAI Label app (one segmentation model, its labels, the strategies).
+def info_json(session: Session, project: Project, role: str, who: learning.Proposing | None) -> dict[str, Any]:
+    """``GET /info/``: the project as a MONAI Label app (one segmentation model, its trainer, its labels, the strategies).
 
-    No top-level ``config`` key: Slicer reads one as a server too old for it. A project without a model (one that
-    starts from nothing) lists no model.
+    ``who`` is what proposes now (:func:`medannot.server.learning.proposing`): the model is listed when there is
+    one (a project that starts from nothing lists none until a version is active); the trainer (the learning loop's
+    training round) is always listed. No top-level ``config`` key: Slicer reads one as a server too old for it.
     """
     labels = label_names(project)
+    key = project_model_key(project)
     dims = session.scalar(select(CaseRecord.spatial_dims).where(CaseRecord.project_id == project.id)
                           .order_by(CaseRecord.id).limit(1))
-    models = {model_key(project.model): {
+    models = {key: {
         "type": "segmentation", "labels": labels, "dimension": int(dims or 3), "config": {},
-        "description": f"The model of medannot project {project.name} ({model_key(project.model)})"}} if project.model else {}
+        "description": f"The model of medannot project {project.name} (proposing: {model_key(who.label)})"}} if who else {}
+    trainers = {key: {"description": f"A training round of medannot project {project.name} on its accepted cases "
+                      "(fine-tunes the active version; gated before it proposes)", "config": {}}}
     return {
         "name": project.name, "description": f"medannot project {project.name} (medannot {__version__})",
-        "version": __version__, "labels": labels, "models": models, "trainers": {},
+        "version": __version__, "labels": labels, "models": models, "trainers": trainers,
         "strategies": {s.value: {"description": STRATEGY_TEXT[s]} for s in SampleStrategy}, "scoring": {},
         "train_stats": {}, "datastore": datastore_status(session, project),
-        "medannot": {"project_id": project.id, "role": role, "roles": monailabel_roles(role)},
+        "medannot": {"project_id": project.id, "role": role, "roles": monailabel_roles(role),
+                     "proposing": model_key(who.label) if who else None,
+                     "active_version": who.version.number if who and who.version else None},
     }
 
 
 # --------------------------------------------------------------------------- next sample
 
 
-def rank_cases(strategy: SampleStrategy, case_ids: Sequence[int], project_id: int) -> list[int]:
-    """The pending cases in the order ``strategy`` offers them: the one place that decides MONAI Label's order.
+def rank_cases(session: Session, project: Project, strategy: SampleStrategy) -> list[tuple[int, float | None]]:
+    """The pending cases in the order ``strategy`` offers them, with their scores: the one place that decides
+    MONAI Label's order.
 
-    ``first`` keeps the case list order; ``random`` is the learning loop's fixed pseudo-random order of the project
-    (:func:`medannot.workflows.learning.strategies.order_cases`, seeded by the project id), so Slicer and the
-    learning loop agree. The loop's ``uncertainty``, ``diversity`` and ``mix`` orders need per-case scores and
-    embeddings that the server does not store yet; once it does, they plug in here.
-
-    Args:
-        strategy: The order.
-        case_ids: Pending case ids in the case list order (ascending id); empty: empty order.
-        project_id: The project (the random order's seed).
+    ``first`` keeps the case list order (no score); every other strategy is the learning loop's own order
+    (:func:`medannot.server.learning.case_order`: the stored uncertainty scores and embeddings, seeded by the project
+    id), ``project`` with the project's strategy setting, so Slicer and the review page's Next case agree.
     """
-    from medannot.workflows.learning.strategies import Candidate, order_cases
-
-    ids = list(case_ids)
-    if strategy is SampleStrategy.RANDOM:
-        return [int(str(key)) for key, _ in order_cases("random", [Candidate(key=i) for i in ids], seed=project_id)]
-    return ids
+    if strategy is SampleStrategy.FIRST:
+        return [(int(cid), None) for cid in session.scalars(select(CaseRecord.id).where(
+            CaseRecord.project_id == project.id, CaseRecord.status == "pending").order_by(CaseRecord.id))]
+    order = learning.case_order(session, project, None if strategy is SampleStrategy.PROJECT else Strategy(strategy.value))
+    return [(case.id, score) for case, score in order if case.status == "pending"]
 
 
 def open_next_case(session: Session, project: Project, user: User, strategy: SampleStrategy,
-                   client_id: str | None = None) -> CaseRecord | None:
+                   client_id: str | None = None) -> tuple[CaseRecord, float | None] | None:
     """Take the next ``pending`` case in ``strategy``'s order and open it (``in_review``), in the caller's write block.
 
     A case another client opened at the same moment is skipped (the status changes only where it is still
-    ``pending``), so two clients asking together get two different cases. None when no case is pending.
+    ``pending``), so two clients asking together get two different cases. Returns the case and its score in that
+    order (None for ``first``, or a case the strategy has no score for); None when no case is pending.
     """
-    pending = list(session.scalars(select(CaseRecord.id).where(CaseRecord.project_id == project.id,
-                                                                CaseRecord.status == "pending").order_by(CaseRecord.id)))
-    for cid in rank_cases(strategy, pending, project.id):
+    for cid, score in rank_cases(session, project, strategy):
         result = session.execute(update(CaseRecord).where(CaseRecord.id == cid, CaseRecord.status == "pending")
                                  .values(status="in_review", updated=utcnow()).execution_options(synchronize_session=False))
         if int(getattr(result, "rowcount", 0) or 0) == 1:
             session.expire_all()
             store.audit(session, user, "open", project.id, cid,
                         {"via": "monailabel", "strategy": strategy.value, "client_id": (client_id or "")[:64]})
-            return session.get(CaseRecord, cid)
+            case = session.get(CaseRecord, cid)
+            return None if case is None else (case, score)
     return None
 
 
 # --------------------------------------------------------------------------- inference
 
 
-def stored_proposal(session: Session, case: CaseRecord, project: Project) -> AnnotationVersion | None:
-    """The case's latest proposal made by a job of the project's current model, or None."""
-    return session.scalar(select(AnnotationVersion).join(Job, Job.id == AnnotationVersion.job_id)
-                          .where(AnnotationVersion.case_id == case.id, AnnotationVersion.kind == "proposal",
-                                 Job.model == project.model)
-                          .order_by(AnnotationVersion.number.desc()).limit(1))
+def stored_proposal(session: Session, case: CaseRecord, who: learning.Proposing) -> AnnotationVersion | None:
+    """The case's latest proposal made by a job of the model that proposes now (``who``), or None.
+
+    With an active version: a proposal of that version; with the base model: a proposal of a job of that model
+    made by no version.
+    """
+    query = select(AnnotationVersion).where(AnnotationVersion.case_id == case.id, AnnotationVersion.kind == "proposal")
+    if who.version is not None:
+        query = query.where(AnnotationVersion.model_version_id == who.version.id)
+    else:
+        query = (query.join(Job, Job.id == AnnotationVersion.job_id)
+                 .where(Job.model == who.model, AnnotationVersion.model_version_id.is_(None)))
+    return session.scalar(query.order_by(AnnotationVersion.number.desc()).limit(1))
 
 
 class _Annotators:
-    """The predictors of the models inference ran (at most ``size``, least recently used dropped), one run at a time each."""
+    """The proposers of the models inference ran (at most ``size``, least recently used dropped), one run at a time each.
+
+    A proposer is the annotation worker's (:class:`medannot.workflows.learning.proposer.Proposer`): a trained
+    version's outputs are mapped to the project's label values as the worker maps them.
+    """
 
     def __init__(self, size: int = 4) -> None:
         self.size = size
         self._lock = threading.Lock()
-        self._items: OrderedDict[str, tuple[Any, threading.Lock]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, tuple[int, ...] | None], tuple[Any, threading.Lock]] = OrderedDict()
 
-    def get(self, model: str) -> tuple[Any, threading.Lock]:
-        from medannot.server.worker import make_annotator
+    def get(self, model: str, value_map: Sequence[int] | None = None) -> tuple[Any, threading.Lock]:
+        from medannot.workflows.learning.proposer import Proposer
 
+        key = (model, None if value_map is None else tuple(int(v) for v in value_map))
         with self._lock:
-            if model in self._items:
-                self._items.move_to_end(model)
-                return self._items[model]
-        made = (make_annotator(model), threading.Lock())  # slow (loads a bundle): outside the lock
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        made = (Proposer(model, value_map=value_map), threading.Lock())  # slow (loads a bundle): outside the lock
         with self._lock:
-            item = self._items.setdefault(model, made)
-            self._items.move_to_end(model)
+            item = self._items.setdefault(key, made)
+            self._items.move_to_end(key)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
             return item
@@ -337,33 +376,56 @@ class _Annotators:
 ANNOTATORS = _Annotators()
 
 
-def run_model(model: str, image_bytes: bytes, spatial_dims: int, case_id: int) -> tuple[bytes, dict[str, Any]]:
-    """Run a project's model on a stored case image, as the annotation worker does (same predictor, same checks).
+def run_model(model: str, value_map: Sequence[int] | None, image_bytes: bytes, case_id: int) -> tuple[bytes, dict[str, Any]]:
+    """Run the model that proposes on a stored case image, as the annotation worker does (the worker's proposer).
 
     Args:
-        model: The project's model (bundled name, bundle folder or classical method).
-        image_bytes: The stored case image (gzipped NIfTI).
-        spatial_dims: 2 for a picture stored as one slice, else 3.
+        model: What proposes (:attr:`medannot.server.learning.Proposing.model`: a trained version's bundle folder,
+            a bundled name, a bundle folder or a classical method).
+        value_map: The project's label values of a version's outputs 1..K (None: the outputs are the values).
+        image_bytes: The stored case image (gzipped NIfTI; a picture is a one-slice volume).
         case_id: Recorded in the provenance.
 
     Returns:
         The uint8 label NIfTI (gzipped, on the case grid) and ``{"model", "model_version"}``.
 
     Raises:
-        ModelError: An unusable model, or label values above 255.
+        ModelError: An unusable model, a model of the wrong dimensionality, or outputs that do not fit the labels.
     """
-    annotator, lock = ANNOTATORS.get(model)
+    proposer, lock = ANNOTATORS.get(model, value_map)
     image = read_nifti_bytes(image_bytes, what="case image")
-    if spatial_dims == 2:
-        image = image.as_plane()
     with lock:
-        labelled = annotator.predict(image)
-    labels = labelled.labels
-    if labels.array.max(initial=0) > 255:
-        raise ModelError(f"model {model_key(model)} produced label values above 255; the server stores uint8 masks")
-    provenance = annotator.provenance({"case_id": case_id})
-    mask = labels.with_array(labels.array.astype(np.uint8))
-    return to_nifti_bytes(mask), {"model": provenance.name, "model_version": provenance.version or None}
+        proposal = proposer.propose(image, {"case_id": case_id})
+    labels = np.asarray(proposal.labels, np.uint8).reshape(image.spatial_shape)
+    provenance = proposal.provenance
+    mask = Image(labels[None], image.geometry, ImageKind.LABEL)
+    return to_nifti_bytes(mask), {"model": provenance.get("name"), "model_version": provenance.get("version") or None}
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train_task(job: Job, key: str) -> dict[str, Any]:
+    """A training job as MONAI Label's task (``id``, ``status``, ``request``, ``start_ts``, ``end_ts``, ``details``).
+
+    ``medannot`` holds the job as the review server's API shows it (state, progress, message, version number).
+    """
+    detail = job.detail or {}
+    stamp = "%Y-%m-%d %H:%M:%S"
+    return {"id": str(job.id), "name": "train", "status": TASK_STATUS.get(job.state, job.state.upper()),
+            "request": {"model": key}, "start_ts": job.created.strftime(stamp),
+            "end_ts": job.finished.strftime(stamp) if job.finished else None, "details": [job.message] if job.message else [],
+            "medannot": {"job_id": job.id, "state": job.state, "progress": round(job.progress, 3), "message": job.message,
+                         "version": f"v{detail['number']}" if detail.get("number") else None,
+                         "trigger": detail.get("trigger"), "accepted": detail.get("accepted")}}
+
+
+def training_jobs(session: Session, project: Project, running_only: bool) -> list[Job]:
+    """The project's training jobs, newest first (``running_only``: the one queued or running, if any)."""
+    query = select(Job).where(Job.project_id == project.id, Job.kind == "train")
+    if running_only:
+        query = query.where(Job.state.in_(learning.PENDING))
+    return list(session.scalars(query.order_by(Job.id.desc()).limit(1 if running_only else 50)))
 
 
 # --------------------------------------------------------------------------- saving labels
