@@ -9,15 +9,18 @@ does (``/info/``, ``/infer/{model}``, ``/datastore/...``, ``/activelearning/{str
 =====================================  ==============================================================================
 MONAI Label                            medannot
 =====================================  ==============================================================================
-app (``/info/``)                       a project: its name, label map, model, strategies; the caller's role
+app (``/info/``)                       a project: its name, label map, model, trainer, strategies; the caller's role
 image id                               a case id (``"12"``); the image is the stored NIfTI of the case
 label tag ``original``                 the case's latest version (the model's proposal or the latest edit)
 label tag ``final``                    the case's latest version made by a person (edit, accepted, reopened)
 ``PUT /datastore/label``               a new ``edit`` version (the mask is checked on the case grid and re-encoded)
-``POST /infer/{model}``                the project's model on the case (its stored proposal when the project's model
-                                       made one), returned as a label NIfTI; nothing is stored
-``POST /activelearning/{strategy}``    the next ``pending`` case in the strategy's order, opened (``in_review``)
-``POST /train/``                       501 until the learning loop offers training to the server
+``POST /infer/{model}``                what proposes for the project (its active version, else its base model) on the
+                                       case (its stored proposal when that model made one), returned as a label
+                                       NIfTI; nothing is stored
+``POST /activelearning/{strategy}``    the next ``pending`` case in the strategy's order (``project``: the project's
+                                       active-learning order), opened (``in_review``)
+``POST /train/{model}``                a training round of the learning loop, queued (project admins); ``GET /train/``
+                                       reports it as MONAI Label's task
 user / token / roles                   medannot accounts and bearer tokens; roles per project (see :mod:`.service`)
 =====================================  ==============================================================================
 
