@@ -236,6 +236,11 @@ def _int(ds, keyword: str, default: int) -> int:
         return default
 
 
+#: Samples per pixel each PhotometricInterpretation needs (others, and an absent one, are left to the decoder).
+_SAMPLES_OF = {"MONOCHROME1": 1, "MONOCHROME2": 1, "PALETTE COLOR": 1, "RGB": 3, "YBR_FULL": 3, "YBR_FULL_422": 3, "YBR_PARTIAL_422": 3,
+               "YBR_PARTIAL_420": 3, "YBR_ICT": 3, "YBR_RCT": 3}
+
+
 @dataclass(frozen=True)
 class PixelFormat:
     """Declared pixel layout of an image (from Rows, Columns, NumberOfFrames, SamplesPerPixel, BitsAllocated...)."""
@@ -264,6 +269,11 @@ class PixelFormat:
             raise InputError(f"DICOM image declares {frames} frames and {spp} samples per pixel; expected >= 1 frame, 1 or 3 samples", path)
         if bits not in (1, 8, 16, 32, 64):
             raise InputError(f"DICOM image declares BitsAllocated {bits}; expected 1, 8, 16, 32 or 64", path)
+        pi = str(ds.get("PhotometricInterpretation", "") or "").strip().upper()
+        needed = _SAMPLES_OF.get(pi)
+        if needed is not None and spp != needed:
+            raise InputError(f"PhotometricInterpretation {pi} needs {needed} sample(s) per pixel, the header declares {spp}; the "
+                             "header does not describe these pixels (it is damaged)", path)
         stored = min(max(_int(ds, "BitsStored", bits), 1), bits)
         return cls(rows, cols, frames, spp, bits, stored, _int(ds, "PixelRepresentation", 0) == 1)
 

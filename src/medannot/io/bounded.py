@@ -465,6 +465,9 @@ def extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: str | Pat
     except NotImplementedError:
         raise InputError(f"{what}: member {name!r} uses compression {_method_name(info.compress_type)}, which cannot be read; "
                          "re-create the archive with a standard zip tool") from None
+    except OSError:  # a local header offset outside the archive: zipfile seeks before its start (EINVAL)
+        raise InputError(f"{what}: member {name!r} cannot be found where the archive's directory says it is; the archive is "
+                         "damaged: re-create it") from None
     except RuntimeError as exc:  # zipfile: "File ... is encrypted, password required"
         raise InputError(f"{what}: member {name!r} cannot be read ({str(exc).splitlines()[0][:100]}); "
                          "upload an archive without a password") from None

@@ -153,7 +153,7 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path | MemoryFile]) ->
 
     Args:
         source: A folder, or a list of DICOM file paths, or a list of ``(name, bytes)`` files held in memory
-            (named in messages by ``name``; the root is then ``<memory>``).
+            (named in messages by ``name``; the root is then the first name's folder, e.g. the archive they came from).
 
     Returns:
         :class:`DicomFolder` grouping image files by SeriesInstanceUID; other files are listed in ``skipped``.
@@ -177,7 +177,7 @@ def scan_dicom_folder(source: str | Path | Sequence[str | Path | MemoryFile]) ->
         if memory and len(memory) != len(items):
             raise InputError("give either file paths or (name, bytes) pairs, not both")
         files = list(memory) if memory else [Path(f) for f in items]  # type: ignore[arg-type]
-        root = Path("<memory>") if memory else files[0].parent if files else Path(".")
+        root = files[0].parent if files else Path("<memory>" if memory else ".")  # memory: "archive.zip/member" names the archive
         skipped = []
     out = DicomFolder(root=root, skipped=skipped)
     for p in files:

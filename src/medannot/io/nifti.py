@@ -158,16 +158,16 @@ def _parse_header(raw: bytes, order: str, version: int, where: Path) -> _Head:
         if not all(np.isfinite(v) and v > 0 for v in sizes):
             raise GeometryError(f"voxel sizes (pixdim) are {', '.join(f'{v:g}' for v in sizes)} mm; expected positive numbers: "
                                 "the header is damaged", where)
-    try:
-        with _quiet_nibabel():  # nibabel's documented fixes (qfac 0 -> 1, unknown xform codes -> 0, ...), as nib.load does
-            header.check_fix(logger=_SILENT, error_level=40)
-    except nib.spatialimages.HeaderDataError as exc:
-        raise InputError(f"damaged NIfTI header ({_one_line(exc)[:120]})", where) from None
     if offset_value == 0:  # "unset" (nibabel writes it so in memory): the voxels follow the header
         offset_value = float(len(raw) + 4)
     if not np.isfinite(offset_value) or offset_value != int(offset_value) or offset_value < len(raw) + 4:
         raise InputError(f"header says the voxels start at byte {offset_value:g}, inside the header; the header is damaged", where)
     offset = int(offset_value)
+    try:  # after the offset check: nibabel's own check of an infinite vox_offset fails with an OverflowError
+        with _quiet_nibabel():  # nibabel's documented fixes (qfac 0 -> 1, unknown xform codes -> 0, ...), as nib.load does
+            header.check_fix(logger=_SILENT, error_level=40)
+    except (nib.spatialimages.HeaderDataError, ValueError, OverflowError) as exc:
+        raise InputError(f"damaged NIfTI header ({_one_line(exc)[:120]})", where) from None
     nbytes = declared_nbytes(shape, dtype.itemsize, str(where))
     return _Head(header, shape, dtype, offset, nbytes)
 
@@ -234,17 +234,16 @@ def _voxels(head: _Head, data: bytes, where: Path) -> np.ndarray:
     if arr.dtype.fields is not None:  # RGB24 / RGBA32: colour channels become the last axis
         arr = np.stack([arr[name] for name in (arr.dtype.names or ())[:3]], axis=-1)
         return arr
-    with _quiet_nibabel():
-        slope, inter = head.header.get_slope_inter()
-    if slope is None and inter is None:
+    # The stored fields, not nibabel's get_slope_inter: it reads an infinite slope as "no scaling" (the voxels would be
+    # read unscaled, silently) and fails on a non-finite intercept with its own exception.
+    slope, inter = float(head.header["scl_slope"]), float(head.header["scl_inter"])
+    if slope == 0 or np.isnan(slope):  # NIfTI's "no scaling" (0; NaN as some writers put it): the intercept is unused
         return arr
-    slope = 1.0 if slope is None else float(slope)
-    inter = 0.0 if inter is None else float(inter)
     if not (np.isfinite(slope) and np.isfinite(inter)):
         raise InputError(f"header scales the voxels by {slope:g} and adds {inter:g} (scl_slope, scl_inter); the values would not be "
                          "finite: the header is damaged", where)
-    out = arr.astype(np.float32)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # values past float32's range become inf: refused by the caller's check
+        out = arr.astype(np.float32)
         out *= np.float32(slope)
         out += np.float32(inter)
     return out

@@ -32,6 +32,7 @@ from medannot.io._common import (
     parse_kind,
     to_label_array,
 )
+from medannot.io._png import check_png
 from medannot.io.atomic import atomic_path
 from medannot.io.colour import colour_note, same_channels
 
@@ -120,6 +121,8 @@ def _read_pillow(path: Path, kind: ImageKind, blob: bytes | None = None) -> Imag
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            # a palette's transparency (tRNS) is dropped with the alpha channel, as for RGBA pictures
+            warnings.filterwarnings("ignore", message="Palette images with Transparency", category=UserWarning)
             with PILImage.open(io.BytesIO(blob) if blob is not None else path) as im:
                 w, h = im.size
                 bands = len(im.getbands())
@@ -131,6 +134,9 @@ def _read_pillow(path: Path, kind: ImageKind, blob: bytes | None = None) -> Imag
                 frames = int(getattr(im, "n_frames", 1))
                 if frames > 1:
                     raise InputError(f"picture has {frames} frames; expected a single 2D image", path)
+                if im.format == "PNG":  # Pillow reads a PNG cut inside its image data, or with rows missing, silently
+                    with io.BytesIO(blob) if blob is not None else open(path, "rb") as fh:
+                        check_png(fh, size, path)
                 im.load()
                 fmt = im.format
                 arr = _pil_array(im, kind, path)
@@ -212,11 +218,18 @@ def _read_tiff(path: Path, kind: ImageKind, stack: bool, blob: bytes | None = No
             data = series.asarray()
     except InputError:
         raise
+    except ImportError:  # tifffile imports a codec only when a page needs it (zstd, JPEG XL, ...)
+        names = sorted({str(getattr(page.compression, "name", page.compression)) for page in tif.pages}) if "tif" in locals() else []
+        raise InputError(f"TIFF compression {', '.join(names) or '(unknown)'} cannot be decoded here (no codec for it is installed); "
+                         "save the image uncompressed or with LZW/deflate", path) from None
     except (tifffile.TiffFileError, ValueError, OSError, EOFError, struct.error, IndexError, KeyError, RuntimeError, TypeError,
             ZeroDivisionError, OverflowError, NotImplementedError, MemoryError) as exc:
         raise InputError(f"not a readable TIFF file ({_one_line(exc)[:160]})", path) from None
     finally:
         log.setLevel(level)
+    if data.size != int(np.prod(shape)):
+        raise InputError(f"decoded {data.size} pixel values, the file declares {' x '.join(map(str, shape))}; the file is damaged",
+                         path)
     keep = [i for i, s in enumerate(shape) if s != 1 or axes[i] in "YX"]
     data = data.reshape([shape[i] for i in keep])
     axes = "".join(axes[i] for i in keep)
