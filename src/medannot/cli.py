@@ -16,7 +16,7 @@ from typing import Any, NoReturn, Optional, TypeVar
 import typer
 
 from medannot import __version__
-from medannot.errors import MedannotError
+from medannot.errors import InputError, MedannotError
 
 app = typer.Typer(
     name="medannot",
@@ -465,6 +465,8 @@ def deid(
 
     with UidMap(map_db, secret=secret) as uid_map:
         results = deidentify_tree(input, out, Deidentifier(options, uid_map), on_file=show)
+    if not results:  # an empty folder: almost always a wrong path, and a run that did nothing must not look like success
+        raise InputError("holds no files; nothing to de-identify (check the path)", input)
     counts = {status: sum(r.status is status for r in results) for status in DeidStatus}
     typer.echo(
         f"de-identified {counts[DeidStatus.WRITTEN]} file(s), quarantined {counts[DeidStatus.QUARANTINED]}, "

@@ -43,14 +43,35 @@ def dcmread_object(path: Path, stop_before_pixels: bool = False) -> Any:
 
     try:
         try:
-            return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
         except InvalidDicomError:
             ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
             if "SOPClassUID" not in ds:
                 raise InvalidDicomError("no DICM preamble and no SOP Class UID") from None
-            return ds
     except (InvalidDicomError, OSError, ValueError, EOFError, TypeError, KeyError) as exc:
         raise InputError(f"cannot read the DICOM file ({' '.join(str(exc).split())})", path) from None
+    _convert_quietly(ds)
+    return ds
+
+
+def _convert_quietly(ds: Any) -> None:
+    """Convert every value now with pydicom's notes about odd values silenced: the checks that follow
+    (:mod:`medannot.annotations.dicom_read_checks`) refuse a damaged value that matters with one line naming the
+    file; a value pydicom cannot convert at all is left as read, for those checks to meet."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stack = [ds]
+        while stack:
+            item = stack.pop()
+            for tag in list(item.keys()):
+                try:
+                    elem = item[tag]
+                except Exception:  # noqa: BLE001, S112 - left raw: the checks (or the reader) name what is wrong
+                    continue
+                if elem.VR == "SQ":
+                    stack.extend(elem.value)
 
 
 def onto_grid(image: Image, geometry: Geometry, spatial_shape: Sequence[int], what: str = "labels") -> Image:

@@ -183,3 +183,17 @@ def check_same_series(ds: Any, reference: Sequence[Any], path: Path, what: str) 
     if frames and ref_frames and not frames & ref_frames:
         raise InputError(f"this {what} is in frame of reference {sorted(frames)[0]}, the reference series in "
                          f"{sorted(ref_frames)[0]}; give --reference the series it belongs to", path)
+    if not ref_frames:
+        return
+    for ref in ds.get("ReferencedFrameOfReferenceSequence") or []:  # RTSTRUCT: the frame it says each series is in
+        frame = str(ref.get("FrameOfReferenceUID", ""))
+        listed = {str(s.get("SeriesInstanceUID", "")) for study in ref.get("RTReferencedStudySequence") or []
+                  for s in study.get("RTReferencedSeriesSequence") or []}
+        if frame and frame not in ref_frames and listed & ref_series:
+            raise InputError(f"this {what} puts the reference series in frame of reference {frame}, the series itself is in "
+                             f"{sorted(ref_frames)[0]}; the file is inconsistent (damaged or edited)", path)
+    for roi in ds.get("StructureSetROISequence") or []:  # RTSTRUCT: the frame each ROI's contours are in
+        frame = str(roi.get("ReferencedFrameOfReferenceUID", ""))
+        if frame and frame not in ref_frames:
+            raise InputError(f"ROI {roi.get('ROINumber', '?')} of this {what} has its contours in frame of reference {frame}, the "
+                             f"reference series is in {sorted(ref_frames)[0]}; give --reference the series it belongs to", path)

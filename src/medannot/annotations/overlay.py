@@ -125,10 +125,21 @@ def _save_png(rgb: np.ndarray, path: Path, min_size: int = 256, legend: Sequence
     return path
 
 
-def _rgb_from_image_2d(image: Image) -> np.ndarray:
+#: Longest side of a 2D overlay before its legend (px): a bigger picture is shown one pixel in ``step`` per side
+#: (:func:`display_step`), so that a 12000 x 12000 picture does not need GBs of float RGB to be looked at.
+MAX_SIDE_2D = 4096
+
+
+def display_step(shape: Sequence[int]) -> int:
+    """Every how many pixels a 2D picture of ``shape`` (``(..., rows, columns)``) is shown in its overlay."""
+    return max(1, -(-max(int(shape[-2]), int(shape[-1])) // MAX_SIDE_2D))
+
+
+def _rgb_from_image_2d(image: Image, step: int = 1) -> np.ndarray:
+    arr = image.array[:, ::step, ::step]
     if image.channels == 3:
-        return np.stack([display_grey(c, 0, 100) for c in image.array], axis=-1)
-    return display_grey(image.array[0])
+        return np.stack([display_grey(c, 0, 100) for c in arr], axis=-1)
+    return display_grey(arr[0])
 
 
 def _canonical(image: Image, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
@@ -186,7 +197,9 @@ def write_overlays(
     folder = Path(folder)
     legend = label_legend(label_map, [int(v) for v in np.unique(labels)])
     if image.ndim == 2:
-        rgb = blend(_rgb_from_image_2d(image), labels, label_map, alpha, instances)
+        step = display_step(image.array.shape)
+        shown = instances[::step, ::step] if instances is not None else None
+        rgb = blend(_rgb_from_image_2d(image, step), labels[::step, ::step], label_map, alpha, shown)
         return [_save_png(rgb, folder / "overlay.png", min_size=512, legend=legend)]
     grey, lab, spacing = _canonical(image, labels)
     fg = np.argwhere(lab > 0)

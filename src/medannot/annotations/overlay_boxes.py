@@ -30,6 +30,7 @@ from medannot.annotations.overlay import (
     _stretch,
     blend,
     display_grey,
+    display_step,
     legend_font,
 )
 from medannot.annotations.schema import Box
@@ -60,17 +61,19 @@ def _legend(boxes: Sequence[Box], label_map: LabelMap, hidden: int, threshold: f
 
 def _draw_2d(image: Image, boxes: Sequence[Box], label_map: LabelMap, path: Path, min_size: int = 512,
              legend: Sequence[LegendEntry] = ()) -> Path:
-    grey = _rgb_from_image_2d(image)
+    step = display_step(image.array.shape)  # pictures past MAX_SIDE_2D are shown one pixel in step
+    grey = _rgb_from_image_2d(image, step)
     rgb = np.repeat(grey[..., None], 3, axis=2) if grey.ndim == 2 else grey
     scale = max(1, min(math.ceil(min_size / max(1, min(rgb.shape[:2]))), 2048 // max(1, max(rgb.shape[:2]))))  # never past 2048 px
     pic = PILImage.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).resize((rgb.shape[1] * scale, rgb.shape[0] * scale), PILImage.Resampling.NEAREST)
     draw = ImageDraw.Draw(pic)
     font = _font(max(10, 4 * scale + 6))
+    factor = scale / step
     for box in sorted(boxes, key=lambda b: -1.0 if b.score is None else b.score):
         r0, c0, r1, c1 = box.box_voxels
         color = _color(label_map, box.label)
-        x0, y0 = c0 * scale, r0 * scale
-        x1, y1 = max(x0, c1 * scale - 1), max(y0, r1 * scale - 1)
+        x0, y0 = c0 * factor, r0 * factor
+        x1, y1 = max(x0, c1 * factor - 1), max(y0, r1 * factor - 1)
         draw.rectangle((x0, y0, x1, y1), outline=color, width=2)
         if box.score is not None:
             draw.text((x0 + 1, max(0, y0 - font.size - 1) if hasattr(font, "size") else y0), f"{box.score:.2f}", fill=color, font=font)

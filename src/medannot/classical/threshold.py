@@ -73,6 +73,7 @@ def _otsu_threshold(arr: np.ndarray, lo: float, hi: float, nbins: int) -> float:
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise InputError(f"otsu: the image holds values that are not finite (from {lo:g} to {hi:g}); replace NaN and infinite values first")
     counts, edges = np.histogram(arr, bins=nbins, range=(lo, hi))
+    edges = edges.astype(np.float64)  # a float32 image gives float32 edges: skimage squares the centres (overflow past 1.8e19)
     centers = (edges[:-1] + edges[1:]) / 2.0
     return float(filters.threshold_otsu(hist=(counts, centers)))
 

@@ -25,7 +25,7 @@ __all__ = ["MAX_EVALUATED_LABELS", "CaseOptions", "CaseOutcome", "absent_row", "
 #: Most label values one case may hold: each is scored on its own (surface distances included).
 MAX_EVALUATED_LABELS = 500
 #: A mask with more values than this, of which fewer than this fraction of neighbours are equal, is an intensity image.
-_INTENSITY_VALUES, _INTENSITY_EQUAL = 64, 0.5
+_INTENSITY_VALUES, _INTENSITY_EQUAL = 16, 0.5
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,13 @@ def _on_truth_grid(img: Any, truth_img: Any, path: Path, truth_path: Path, resam
     return resample_to_grid(img, truth_img.geometry, truth_img.spatial_shape, order=0)
 
 
+def _one_channel(img: Any, path: Path, role: str) -> None:
+    """A label map has one channel: a 4D file (a channel axis, a time series) names the file and what to pass."""
+    if img.channels != 1:
+        raise InputError(f"the {role} has {img.channels} channels (a 4D file or a colour picture); a label map has one: pass one "
+                         "channel, or the argmax of per-class maps", path)
+
+
 def load_pair(pred_path: Path | None, truth_path: Path, resample: bool) -> tuple[np.ndarray, Any, np.ndarray]:
     """Read prediction and truth labels on the truth grid.
 
@@ -101,12 +108,14 @@ def load_pair(pred_path: Path | None, truth_path: Path, resample: bool) -> tuple
     from medannot.io import read_image
 
     truth_img = read_image(truth_path, kind="label")
+    _one_channel(truth_img, truth_path, "truth")
     if pred_path is None:
         if truth_img.ndim == 3 and truth_img.spatial_shape[2] == 1:
             truth_img = truth_img.as_plane()
         truth = truth_img.scalar()
         return np.zeros(truth.shape, dtype=truth.dtype), truth_img, truth
     pred_img = read_image(pred_path, kind="label")
+    _one_channel(pred_img, pred_path, "prediction")
     pred_img, truth_img = _planes(pred_img, truth_img)
     pred_img = _on_truth_grid(pred_img, truth_img, pred_path, truth_path, resample)
     return pred_img.scalar(), truth_img, truth_img.scalar()

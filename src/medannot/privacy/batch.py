@@ -114,6 +114,7 @@ def _read(path: Path):
             ds = pydicom.dcmread(io.BytesIO(data))
             for elem in ds.iterall():  # convert every value now: a damaged one fails here, naming the file
                 _ = elem.value
+            check_complete(ds, path, data)  # (reads the file meta too: a damaged transfer syntax UID is decided there)
     except InputError:
         raise
     except InvalidDicomError:
@@ -122,7 +123,6 @@ def _read(path: Path):
             OverflowError, struct.error) as exc:  # fmt: skip
         message = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")[:160] or type(exc).__name__
         raise InputError(f"cannot parse the DICOM file, it is probably truncated or corrupt ({message})", path) from None
-    check_complete(ds, path, data)
     if not str(ds.get("SOPClassUID", "") or "").strip():
         raise InputError("no SOP Class UID: not a DICOM instance that can be stored", path)
     return ds
@@ -196,19 +196,20 @@ def deidentify_tree(
         relative_folder = path.parent.relative_to(root)
         try:
             ds = _read(path)
-            with warnings.catch_warnings():  # pydicom's notes about odd values: the file is de-identified as it is
+            # pydicom's notes about odd values (also when the copy is named and written): de-identified as it is
+            with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 reason = deidentifier.burned_in_reason(ds)
                 clean = deidentifier.deidentify(ds, allow_burned_in=True, in_place=True)
-            if reason is None:
-                target = namer.name(out / relative_folder, clean)
-                _write(clean, target)
-                result = DeidResult(path, DeidStatus.WRITTEN, target)
-            else:
-                target = namer.name(out / QUARANTINE_DIR / relative_folder, clean)
-                _write(clean, target)
-                atomic_write_text(target.with_suffix(".reason.txt"), f"{reason}\nsource: {path.relative_to(root)}\n")
-                result = DeidResult(path, DeidStatus.QUARANTINED, target, reason)
+                if reason is None:
+                    target = namer.name(out / relative_folder, clean)
+                    _write(clean, target)
+                    result = DeidResult(path, DeidStatus.WRITTEN, target)
+                else:
+                    target = namer.name(out / QUARANTINE_DIR / relative_folder, clean)
+                    _write(clean, target)
+                    atomic_write_text(target.with_suffix(".reason.txt"), f"{reason}\nsource: {path.relative_to(root)}\n")
+                    result = DeidResult(path, DeidStatus.QUARANTINED, target, reason)
         except MedannotError as exc:
             result = DeidResult(path, DeidStatus.SKIPPED, reason=f"{path}: {exc.reason}")
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
