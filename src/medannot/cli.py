@@ -309,7 +309,7 @@ def segment(
     box: list[str] = typer.Option([], "--box", help="Box X0,Y0,Z0,X1,Y1,Z1 (two opposite corners; X0,Y0,X1,Y1 in 2D); repeatable."),
     voxel: bool = typer.Option(False, "--voxel", help="--point/--negative/--box are voxel indices in the file's array order, not mm."),
     previous: Optional[Path] = typer.Option(None, "--previous", help="Labels to refine (on the image's grid): object n refines label n."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="promptable-2d (2D default), growcut (3D default), region-growing, random-walker, or a bundle folder."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="growcut (default: fewest clicks on held-out objects), region-growing, random-walker, promptable-2d (the network), or a bundle folder."),
     label: Optional[str] = typer.Option(None, "--label", help="Name of the object given on the command line."),
     out: Path = typer.Option(Path("medannot_out"), "--out", "-o", help="Output folder; the case goes to OUT/<case>/."),
     record_machine: bool = typer.Option(False, "--record-machine", help="Record the computer's and user's names in annotation.json."),
