@@ -159,3 +159,56 @@ def test_smart_tool_clicks_box_negative_undo_save_accept(browser, live_server, s
     artifacts(page, "smart-accepted")
     assert errors == []
     context.close()
+
+
+def test_train_button_gates_v1_and_the_list_shows_who_proposed(browser, live_server, smart_case, artifacts) -> None:
+    """After the Smart-tool case was accepted, two more cases are accepted (their hand-drawn masks, through the API);
+    the project admin presses Train on the page: the worker thread trains v1, the gate makes it active, the model panel
+    shows it with its validation Dice and the unreviewed case gets a proposal from v1."""
+    import gzip
+
+    import nibabel as nib
+
+    from medannot import samples
+    from medannot.server.models import Project
+
+    pid = smart_case["pid"]
+    with live_server.app.state.ctx.db.write() as s:  # a round of a few steps of a small network: the loop, not the learning
+        s.get(Project, pid).settings = {"recipe": {"epochs": 1, "iterations_per_epoch": 4, "batch_size": 2, "channels": [8, 16],
+                                                   "num_threads": 1}, "min_cases": 3, "val_fraction": 0.25}
+    image, truth = samples.nuclei_image().scalar(), (samples.nuclei_instances().scalar() > 0).astype(np.uint8)
+    ids = []
+    with live_server.api() as api:
+        for k, box in enumerate([(slice(320, 384), slice(384, 448)), (slice(384, 448), slice(384, 448)), (slice(448, 512), slice(384, 448))]):
+            buffer = io.BytesIO()
+            PILImage.fromarray(np.ascontiguousarray(image[box])).save(buffer, format="PNG")
+            r = api.post(f"/api/projects/{pid}/cases", files={"file": (f"more-{k}.png", buffer.getvalue(), "image/png")})
+            ids.append(r.json()["cases"][0]["id"])
+        for cid, box in zip(ids[:2], [(slice(320, 384), slice(384, 448)), (slice(384, 448), slice(384, 448))]):
+            stored = nib.Nifti1Image.from_bytes(gzip.decompress(api.get(f"/api/cases/{cid}/image").content))
+            mask = nib.Nifti1Image(truth[box][..., None], stored.affine).to_bytes()
+            version = api.post(f"/api/cases/{cid}/versions", content=mask).json()
+            assert api.post(f"/api/cases/{cid}/accept", json={"version_id": version["id"]}).status_code == 200
+    context, page, errors = new_page(browser, live_server)
+    login(page, live_server)
+    choose_project(page, pid)
+    assert page.locator("#train-button").is_visible()
+    page.click("#train-button")
+    deadline = time.monotonic() + 240
+    while "v1 active" not in page.inner_text("#model-list"):
+        assert time.monotonic() < deadline, page.inner_text("#model-facts") + " / " + page.inner_text("#message")
+        time.sleep(0.5)
+    assert "val Dice" in page.inner_text("#model-list") and "gate:" in page.inner_text("#model-list")
+    assert "v1" in page.inner_text("#model-facts")  # proposing now
+    deadline = time.monotonic() + 120
+    unreviewed = f".case-button[data-case-id='{ids[2]}']"
+    while "proposed by v1" not in page.inner_text(unreviewed):
+        assert time.monotonic() < deadline, page.inner_text(unreviewed)
+        page.select_option("#status-filter", "pending")  # refreshes the list
+        page.select_option("#status-filter", "")
+        time.sleep(0.5)
+    open_case(page, ids[2])
+    assert "from-nothing v1" in page.inner_text("#provenance")  # which version proposed this case
+    artifacts(page, "trained-v1")
+    assert errors == []
+    context.close()
