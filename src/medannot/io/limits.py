@@ -19,9 +19,14 @@ from pathlib import Path
 
 from medannot.errors import ConfigError, InputError
 
-__all__ = ["ReadLimits", "check_image_size", "read_limits", "set_read_limits", "use_read_limits"]
+__all__ = ["ReadLimits", "check_image_size", "check_picture_pixels", "read_limits", "set_read_limits", "use_read_limits"]
 
 MIB = 1024**2
+#: Pillow's decompression-bomb bound (``PIL.Image.MAX_IMAGE_PIXELS``, about 89.5 megapixels): the most pixels one
+#: plane of a picture may have by default. The 2D path holds ~15 bytes per pixel at its peak (float copies, uint32
+#: instance ids, RGB overlays), so this keeps a picture's run under 2 GB; a 144-megapixel PNG took 2.6 GB.
+PICTURE_PIXELS = 89_478_485
+DEFAULT_IMAGE_BYTES = 2 * 1024**3
 
 
 def _size(n: float) -> str:
@@ -45,12 +50,15 @@ class ReadLimits:
         max_label_ratio: The same for label maps, which are mostly background and compress up to deflate's
             ~1032:1 (a higher ratio is impossible, so only a forged header passes it).
         grace: Declared bytes always allowed whatever the ratio (bytes), so small files never fail the ratio.
+        max_picture_pixels: Most pixels in one plane of a picture (PNG, JPEG, BMP, TIFF page); default
+            :data:`PICTURE_PIXELS`, raised in proportion when ``--max-image-mb`` raises the byte limit.
     """
 
-    max_image_bytes: int = 2 * 1024**3
+    max_image_bytes: int = DEFAULT_IMAGE_BYTES
     max_ratio: float = 200.0
     max_label_ratio: float = 1100.0
     grace: int = 64 * MIB
+    max_picture_pixels: int = PICTURE_PIXELS
 
     def __post_init__(self) -> None:
         if not (isinstance(self.max_image_bytes, int) and self.max_image_bytes > 0):
@@ -84,7 +92,8 @@ def set_read_limits(limits: ReadLimits | None = None, *, max_image_mb: float | N
     if limits is None:
         if max_image_mb is None or not (isinstance(max_image_mb, (int, float)) and math.isfinite(max_image_mb) and max_image_mb > 0):
             raise ConfigError(f"--max-image-mb must be a positive number of MiB, got {max_image_mb!r}")
-        limits = ReadLimits(max_image_bytes=int(max_image_mb * MIB))
+        nbytes = int(max_image_mb * MIB)
+        limits = ReadLimits(max_image_bytes=nbytes, max_picture_pixels=int(PICTURE_PIXELS * max(1.0, nbytes / DEFAULT_IMAGE_BYTES)))
     _current = limits
     return old
 
@@ -130,4 +139,23 @@ def check_image_size(path: str | Path | None, nbytes: int, what: str = "image", 
             f"{what} declares {_size(nbytes)} of pixel data, more than the {_size(limits.max_image_bytes)} allowed for one image; "
             f"if the file is right, raise the limit (medannot --max-image-mb {want} ...) on a machine with the memory",
             where,
+        )
+
+
+def check_picture_pixels(path: str | Path | None, rows: int, cols: int, what: str = "picture") -> None:
+    """Refuse a picture plane of more than ``max_picture_pixels`` pixels before it is decoded.
+
+    Raises:
+        InputError: One line with the size, the limit and the option that raises it.
+    """
+    limits = _current
+    n = int(rows) * int(cols)
+    if n > limits.max_picture_pixels:
+        factor = n / limits.max_picture_pixels
+        want = max(1, math.ceil(limits.max_image_bytes / MIB * factor * 1.1))
+        raise InputError(
+            f"{what} of {cols} x {rows} = {n / 1e6:.1f} megapixels, more than the {limits.max_picture_pixels / 1e6:.1f} allowed "
+            f"for one picture (a decompression bomb, or a picture too large for the 2D path's memory); if the file is right, "
+            f"tile it, or raise the limit (medannot --max-image-mb {want} ...) on a machine with the memory",
+            None if path is None else Path(path),
         )

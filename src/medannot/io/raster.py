@@ -35,6 +35,7 @@ from medannot.io._common import (
 from medannot.io._png import check_png
 from medannot.io.atomic import atomic_path
 from medannot.io.colour import colour_note, same_channels
+from medannot.io.limits import check_picture_pixels
 
 __all__ = ["read_raster", "read_tiff_stack", "write_raster"]
 
@@ -129,6 +130,7 @@ def _read_pillow(path: Path, kind: ImageKind, blob: bytes | None = None) -> Imag
                 nbytes = int(w * h * bands * _BYTES_PER_SAMPLE.get(im.mode, 1))
                 if nbytes == 0:
                     raise InputError(f"header declares {w} x {h} pixels; the file is damaged", path)
+                check_picture_pixels(path, h, w, im.format or "picture")
                 size = len(blob) if blob is not None else path.stat().st_size
                 check_allocation(path, nbytes, f"{im.format or 'picture'} of {w} x {h}", size, kind is ImageKind.LABEL)
                 frames = int(getattr(im, "n_frames", 1))
@@ -184,6 +186,8 @@ def _tiff_spacing_mm(tif, page) -> tuple[tuple[float, float] | None, float | Non
 
 def _tiff_check_sizes(tif, path: Path, size: int, label: bool) -> None:
     series = tif.series[0]
+    first = tif.pages[0]  # one plane; a stack of planes is a volume, bounded by bytes
+    check_picture_pixels(path, int(first.imagelength), int(first.imagewidth), "TIFF page")
     compressed = any(page.compression != 1 for page in tif.pages)
     check_allocation(path, int(series.nbytes), "TIFF image", size if compressed else None, label)
     for page in tif.pages:
