@@ -174,3 +174,24 @@ def test_a_round_is_bounded_by_its_time_budget_and_reports_progress(tmp_path):
     assert not list((tmp_path / "models").glob(".*")), "a checkpoint or staging folder was left behind"
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and any(m == "validating" for _, m in seen)
+
+
+def test_a_dataset_of_one_slice_nifti_pictures_is_simulated_in_2d(tmp_path):
+    """nnU-Net's 2D datasets store pictures as one-slice NIfTI; the simulation treats them as the 2D images they are,
+    as the server does with an uploaded picture (they were simulated as volumes with a 3D network before)."""
+    from medannot.io import write_image
+    from medannot.workflows.learning.simdata import load_sim_dataset
+
+    image, truth = samples.nuclei_image(), samples.nuclei_instances()
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    for k in range(4):
+        box = (slice(None), slice(64 * k, 64 * k + 64), slice(0, 64))
+        tile = Image(image.array[box], image.geometry, image.kind).as_volume()
+        mask = Image((truth.array[box] > 0).astype(np.uint8), truth.geometry, truth.kind).as_volume()
+        write_image(tile, tmp_path / "imagesTr" / f"t{k}_0000.nii.gz")
+        write_image(mask, tmp_path / "labelsTr" / f"t{k}.nii.gz")
+    (tmp_path / "dataset.json").write_text('{"name": "tiles", "channel_names": {"0": "fluo"}, "labels": {"background": 0, "nucleus": 1}, '
+                                           '"numTraining": 4, "file_ending": ".nii.gz"}')
+    data = load_sim_dataset(tmp_path)
+    assert data.spatial_dims == 2 and {c.image.ndim for c in data.cases} == {2} and data.cases[0].truth.shape == (64, 64)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medannot.data.image import Image, ImageKind
-from medannot.errors import InputError
+from medannot.errors import GeometryError, InputError
 
 __all__ = ["SimCase", "SimDataset", "load_sim_dataset"]
 
@@ -57,6 +57,17 @@ def _grey(image: Image) -> Image:
     if image.channels == 1:
         return image
     return image.with_array(np.asarray(image.array, np.float32).mean(axis=0, keepdims=True))
+
+
+def _planes(image: Image, label: Image) -> tuple[Image, Image]:
+    """A one-slice x-y volume (how NIfTI and nnU-Net's 2D datasets store pictures) as the 2D image it is, as the
+    server treats an uploaded picture; any other image unchanged."""
+    if image.ndim == 3 and image.spatial_shape[2] == 1 and label.ndim == 3 and label.spatial_shape[2] == 1:
+        try:
+            return image.as_plane(), label.as_plane()
+        except GeometryError:  # a slice that is not an x-y plane stays a volume
+            return image, label
+    return image, label
 
 
 def _pairs_folder(root: Path) -> tuple[str, list[tuple[str, Path, Path]], dict[int, str] | None]:
@@ -102,13 +113,13 @@ def load_sim_dataset(path: str | Path) -> SimDataset:
             case = load_dataset_case(dc, layout)
             if "label" not in case:
                 continue
-            image, label = case["image"], case["label"]
+            image, label = _planes(case["image"], case["label"])
             image.check_same_grid(label, f"case {dc.name!r} image and label")
             cases.append(SimCase(dc.name, _grey(image), np.asarray(label.array[0])))
     else:
         name, pairs, label_map = _pairs_folder(root)
         for cname, ip, lp in pairs:
-            image, label = read_image(ip), read_image(lp, kind=ImageKind.LABEL)
+            image, label = _planes(read_image(ip), read_image(lp, kind=ImageKind.LABEL))
             image.check_same_grid(label, f"case {cname!r} image and label")
             cases.append(SimCase(cname, _grey(image), np.asarray(label.array[0])))
     if len(cases) < 4:
