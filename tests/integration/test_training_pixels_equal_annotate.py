@@ -19,11 +19,18 @@ from medannot.errors import InputError
 from medannot.io import discover_inputs, read_dicom_frames, to_grey
 
 BUNDLED = Path(medannot.__file__).resolve().parent / "bundled"
-COVERED = {"modality-samples", "image-split", "synth-brain"}
+COVERED = {"modality-samples", "image-split", "synth-brain", "promptable-objects"}
 
 
 def _training(bundle: str) -> dict:
     return json.loads((BUNDLED / bundle / "bundle.json").read_text())["training"]
+
+
+def _source(bundle: str) -> str:
+    """The bundle's training data source; a promptable bundle trains on the object sources of
+    ``medannot.training.promptable_sources`` (checked below) and modality-samples backgrounds (checked above)."""
+    spec = json.loads((BUNDLED / bundle / "bundle.json").read_text())
+    return "promptable-objects" if spec.get("task") == "promptable" else spec["training"]["data"]["source"]
 
 
 def _annotate_image(path: Path):
@@ -41,8 +48,8 @@ def _same_pixels(trained, annotated, what: str) -> None:
 
 
 def test_every_bundled_model_has_its_training_data_covered():
-    sources = {d.name: _training(d.name)["data"]["source"] for d in sorted(BUNDLED.iterdir()) if (d / "bundle.json").is_file()}
-    assert {"brain-mri", "nuclei", "nuclei-detect", "modality"} <= set(sources)
+    sources = {d.name: _source(d.name) for d in sorted(BUNDLED.iterdir()) if (d / "bundle.json").is_file()}
+    assert {"brain-mri", "nuclei", "nuclei-detect", "modality", "promptable-2d"} <= set(sources)
     assert set(sources.values()) <= COVERED, f"training data sources not checked against annotate's loader: {sources}"
 
 
@@ -167,3 +174,18 @@ def test_brain_mri_template_pixels_are_those_annotate_reads(monkeypatch):
     inside = inner > 0
     scale = inner[inside] / t1[inside]
     np.testing.assert_allclose(scale, scale[0], rtol=1e-6)
+
+
+def test_promptable_training_objects_are_on_the_pixels_segment_reads():
+    """The promptable network's real TRAIN objects lie on the pixels ``medannot segment`` reads from the same files:
+    the left-half nuclei image is the annotate loader's image, cropped; the MNI152 slices are slices of its volume."""
+    from medannot import samples
+    from medannot.training.promptable_sources import NUCLEI_SPLIT_COLUMN, Split, object_cases
+
+    nuclei = next(c for c in object_cases(Split.TRAIN, 2, ["nuclei-left"]))
+    read = _annotate_image(samples.sample_dir() / "stardist" / "img2d.tif").array[0]
+    np.testing.assert_array_equal(nuclei.image.array[0], read[:, :NUCLEI_SPLIT_COLUMN].astype(np.float32))
+    mni = next(c for c in object_cases(Split.TRAIN, 2, ["mni152-tissue-2d"]))
+    volume = _annotate_image(samples.mni152_path("t1")).array[0]
+    axis, k = (int(v) for v in mni.name.split("/")[1][2:].split("-"))
+    np.testing.assert_array_equal(mni.image.array[0], np.take(volume, k, axis=axis).astype(np.float32))
