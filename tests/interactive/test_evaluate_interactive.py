@@ -43,9 +43,11 @@ def test_interactive_evaluation_writes_csv_json_plot_and_html(pairs, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 2 * 3 * 2  # cases x objects x engines
     assert {r["engine"] for r in rows} == {"growcut", "region-growing"} and {r["group"] for r in rows} == {"case0", "case1"}
-    for r in rows:
-        assert 1 <= int(r["noc85"]) <= 4 and r["failed85"] in ("0", "1") and 0.0 <= float(r["dice_1"]) <= 1.0
-        assert r["dice_4"] != ""
+    for r in rows:  # NoC@85 and the failure flag follow from the row's own Dice curve (capped at 4 clicks)
+        dices = [float(r[f"dice_{k}"]) for k in range(1, 5)]
+        reached = [k for k, d in enumerate(dices, 1) if d >= 0.85]
+        assert int(r["noc85"]) == (reached[0] if reached else 4) and r["failed85"] == ("0" if reached else "1")
+    assert any(r["failed85"] == "0" for r in rows if r["engine"] == "growcut")  # GrowCut reaches 0.85 on real nuclei
     data = json.loads((out / "interactive.json").read_text())
     assert data["objects"] == 6 and data["max_clicks"] == 4 and set(data["engines"]) == {"growcut", "region-growing"}
     for e in data["engines"].values():

@@ -176,7 +176,8 @@ def _source(path: Path | None, blob: bytes | None) -> tuple[IO[bytes], int]:
     """A binary stream over the file (regular files only) or the bytes, and its size."""
     if blob is not None:
         return io.BytesIO(blob), len(blob)
-    assert path is not None
+    if path is None:
+        raise InputError("nothing to read: give a NIfTI file or its bytes", None)
     fh = open_regular(path)
     return fh, os.fstat(fh.fileno()).st_size
 
