@@ -24,5 +24,6 @@ label tag ``final``                    the case's latest version made by a perso
 user / token / roles                   medannot accounts and bearer tokens; roles per project (see :mod:`.service`)
 =====================================  ==============================================================================
 
-:mod:`.service` holds the mapping (queries, label maps, the model run); :mod:`.routes` the HTTP side.
+:mod:`.service` holds the mapping (queries, label maps, the model run); :mod:`.routes` the HTTP side (auth, info, infer,
+active learning, training), with :mod:`.datastore` (images and labels) and :mod:`.access` (caller, project, role).
 """

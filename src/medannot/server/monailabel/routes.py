@@ -16,33 +16,33 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi import Path as PathParam
+from fastapi import Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from medannot.errors import InputError, MedannotError
+from medannot.errors import MedannotError
 from medannot.server import learning, store
-from medannot.server.deps import ERRORS, GZIP_DOWNLOAD, AppContext, Detail, ctx, current_user, usernames, version_json
-from medannot.server.imaging import check_mask
+from medannot.server.deps import AppContext, Detail, ctx
 from medannot.server.middleware import LOGIN_BODY_LIMIT, public_message
-from medannot.server.models import CaseRecord, Project, User
-from medannot.server.monailabel import service
-from medannot.server.monailabel.service import SampleStrategy, Tag
+from medannot.server.models import User
+from medannot.server.monailabel import datastore, service
+from medannot.server.monailabel.access import (
+    ProjectRef,
+    access,
+    caller,
+    case_in,
+    client_id,
+    json_params,
+    new_router,
+)
+from medannot.server.monailabel.service import SampleStrategy
 from medannot.server.routes.auth import LOCKED, LoginBody, login
-from medannot.server.routes.cases import blob_response, locked
-from medannot.server.routes.versions import HEAVY_WORK
-from medannot.server.security import Action, allowed
+from medannot.server.security import Action
 
 log = logging.getLogger("medannot.server")
 
@@ -50,111 +50,14 @@ INFER_SLOTS = 1
 """Model runs of ``/infer`` at once per server (each may use every core); more callers wait without holding a thread."""
 INFER_WAITING = 4
 """Callers that may wait for an ``/infer`` slot; one more gets 429 with Retry-After."""
-MAX_PARAMS_CHARS = 64 * 1024
-"""Longest ``params`` form field (characters)."""
-ProjectRef = Annotated[str, PathParam(min_length=1, max_length=200, description="The project's name or id.")]
-AUTH_HINT = ("log in first: POST <server>/monailabel/<project>/auth/token with your medannot user name and password "
-             "(form fields username, password), then send 'Authorization: Bearer <access_token>'")
-
-
-class NoStoreRoute(APIRoute):
-    """A route whose answers carry ``Cache-Control: no-store`` (they hold patient images and masks)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def no_store(request: Request) -> Response:
-            response = await handler(request)
-            response.headers.setdefault("cache-control", "no-store")
-            return response
-
-        return no_store
-
-
-router = APIRouter(prefix="/monailabel/{project}", tags=["MONAI Label"], route_class=NoStoreRoute, responses=ERRORS)
+router = new_router()
+router.include_router(datastore.router)
 BUSY: dict[int | str, dict[str, Any]] = {429: {"model": Detail, "description": "Too many callers wait for the model (Retry-After)."}}
 INFER_ANSWER: dict[int | str, dict[str, Any]] = {**BUSY, 200: {
     "description": "The label NIfTI and its params: multipart (default, ``all``), the file (``image``) or the params (``json``).",
     "content": {"multipart/form-data": {"schema": {"type": "string", "format": "binary"}},
                 "application/gzip": {"schema": {"type": "string", "format": "binary"}},
                 "application/json": {"schema": {"type": "object"}}}}}
-
-
-# --------------------------------------------------------------------------- access
-
-
-def caller(request: Request) -> User:
-    """The authenticated caller (FastAPI dependency; reads headers only, never the body).
-
-    Raises:
-        HTTPException: 401 without a valid, unexpired token of an enabled user.
-    """
-    header = request.headers.get("authorization", "")
-    if len(header) > 220:
-        raise HTTPException(401, AUTH_HINT, headers={"WWW-Authenticate": "Bearer"})
-    try:
-        return current_user(request)
-    except HTTPException as exc:
-        raise HTTPException(401, AUTH_HINT, headers={"WWW-Authenticate": "Bearer"}) from exc
-
-
-def access(s: Session, user: User, ref: str, action: Action) -> tuple[Project, str]:
-    """The project of the base URL and the caller's role, checked for ``action``.
-
-    Raises:
-        HTTPException: 403 for a non-member (or a project that does not exist), or a role without ``action``;
-            404 for a project that does not exist when the caller is a site admin.
-    """
-    found = service.find_project(s, user, ref)
-    if found is None:
-        if user.is_admin:
-            raise HTTPException(404, f"no project {ref[:60]!r}; the base URL is <server>/monailabel/<project name or id>")
-        raise HTTPException(403, f"you are not a member of project {ref[:60]!r} (or it does not exist); ask its admin to add you")
-    project, role = found
-    if not allowed(role, action, user.is_admin):
-        raise HTTPException(403, f"your role ({role}) may not {action.value} in project {project.name!r}")
-    return project, role
-
-
-def case_in(s: Session, project: Project, raw: str | None) -> CaseRecord:
-    """The case an image id names in ``project``.
-
-    Raises:
-        HTTPException: 404 when the project has no such case.
-    """
-    case = service.case_of(s, project, raw)
-    if case is None:
-        raise HTTPException(404, f"image {str(raw)[:40]!r} not found in project {project.name!r}; image ids are the case "
-                            "ids that GET /datastore/?output=all lists")
-    return case
-
-
-def json_params(raw: object, what: str = "params") -> dict[str, Any]:
-    """A JSON object from a form field or body (empty: ``{}``).
-
-    Raises:
-        InputError: Not a JSON object, or longer than :data:`MAX_PARAMS_CHARS`.
-    """
-    if raw is None or raw in ("", b""):
-        return {}
-    if isinstance(raw, UploadFile):
-        raise InputError(f"{what} must be a form field with JSON, not a file")
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    if len(text) > MAX_PARAMS_CHARS:
-        raise InputError(f"{what} is longer than {MAX_PARAMS_CHARS} characters")
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise InputError(f"{what} is not valid JSON; send a JSON object such as {{}}") from None
-    if not isinstance(value, dict):
-        raise InputError(f"{what} must be a JSON object")
-    return value
-
-
-def client_id(params: dict[str, Any]) -> str:
-    """The ``client_id`` a MONAI Label client sends with its params (text, at most 64 characters)."""
-    value = params.get("client_id")
-    return value[:64] if isinstance(value, str) else ""
 
 
 # --------------------------------------------------------------------------- auth
@@ -210,200 +113,6 @@ def info(project: ProjectRef, request: Request, user: User = Depends(caller)) ->
     with c.db.read() as s:
         p, role = access(s, user, project, Action.READ)
         return service.info_json(s, p, role, learning.proposing(s, p, c.settings.data_dir))
-
-
-# --------------------------------------------------------------------------- datastore
-
-
-@router.get("/datastore/")
-def datastore(project: ProjectRef, request: Request, output: str | None = Query(None, max_length=16),
-              user: User = Depends(caller)) -> Any:
-    """``output=stats`` (default) counts, ``all`` every case with its image and label info, ``train`` the labelled ids."""
-    with ctx(request).db.read() as s:
-        p, _ = access(s, user, project, Action.READ)
-        if output in (None, "", "stats"):
-            return service.datastore_status(s, p)
-        if output == "all":
-            return service.datastore_json(s, p)
-        if output == "train":
-            return service.datalist(s, p)
-    raise HTTPException(422, "output must be one of: stats, all, train")
-
-
-@router.put("/datastore/", include_in_schema=False)
-@router.put("/datastore/image", include_in_schema=False)
-def add_image(project: ProjectRef, request: Request, user: User = Depends(caller)) -> Response:
-    """Not offered (501; left out of the OpenAPI schema): cases come in through the review server's upload."""
-    with ctx(request).db.read() as s:
-        p, _ = access(s, user, project, Action.UPLOAD)
-        name, pid = p.name, p.id
-    raise HTTPException(501, f"add images to project {name!r} with the review server's upload (POST /api/projects/{pid}/cases "
-                        "or the review page); MONAI Label clients then fetch them with Next Sample")
-
-
-def _image_case(request: Request, user: User, project: str, image: str, audit: bool) -> tuple[CaseRecord, AppContext]:
-    c = ctx(request)
-    with (c.db.write() if audit else c.db.read()) as s:
-        p, _ = access(s, user, project, Action.READ)
-        case = case_in(s, p, image)
-        if audit:
-            store.audit(s, user, "read_image", p.id, case.id, {"via": "monailabel"})
-        s.expunge(case)
-    return case, c
-
-
-@router.head("/datastore/image")
-def check_image(project: ProjectRef, request: Request, image: str = Query(max_length=64), check_sum: str | None = Query(None, max_length=80),
-                user: User = Depends(caller)) -> dict:
-    """200 when the image exists (and, with ``check_sum`` ``SHA256:hex`` or ``hex``, has that content); else 404."""
-    case, _ = _image_case(request, user, project, image, audit=False)
-    if check_sum:
-        algo, _, digest = check_sum.rpartition(":")
-        if (algo or "SHA256").upper() != "SHA256" or digest.lower() != case.image_sha256:
-            raise HTTPException(404, "image not found (checksum differs)")
-    return {}
-
-
-@router.get("/datastore/image", responses=GZIP_DOWNLOAD)
-def download_image(project: ProjectRef, request: Request, image: str = Query(max_length=64), user: User = Depends(caller)) -> Response:
-    """The case image: the stored gzipped NIfTI, as a download (the read is audited)."""
-    case, c = _image_case(request, user, project, image, audit=True)
-    return blob_response(c.blobs.path(case.image_sha256), service.image_name(case))
-
-
-@router.get("/datastore/image/info")
-def get_image_info(project: ProjectRef, request: Request, image: str = Query(max_length=64), user: User = Depends(caller)) -> dict:
-    """The case's image info (name, checksum, status, shape...)."""
-    case, _ = _image_case(request, user, project, image, audit=False)
-    return service.image_info(case)
-
-
-def _label(request: Request, user: User, project: str, label: str, tag: str | None, audit: bool) -> tuple[Any, AppContext, dict]:
-    c = ctx(request)
-    parsed = Tag.parse(tag)
-    with (c.db.write() if audit else c.db.read()) as s:
-        p, _ = access(s, user, project, Action.READ)
-        case = case_in(s, p, label)
-        version = service.label_version(s, case.id, parsed)
-        if version is None:
-            raise HTTPException(404, f"image {case.id} has no {parsed.value} label yet"
-                                + (" (nobody saved one)" if parsed is Tag.FINAL else " (its model has not run)"))
-        info = service.label_info(version, usernames(s, {version.author_id}))
-        if audit:
-            store.audit(s, user, "read_mask", p.id, case.id, {"version_id": version.id, "via": "monailabel"})
-        s.expunge(version)
-    return version, c, info
-
-
-@router.head("/datastore/label")
-def check_label(project: ProjectRef, request: Request, image: str = Query(max_length=64), tag: str | None = Query(None, max_length=40),
-                user: User = Depends(caller)) -> dict:
-    """200 when the image has a label with ``tag``; else 404."""
-    _label(request, user, project, image, tag, audit=False)
-    return {}
-
-
-@router.get("/datastore/label", responses=GZIP_DOWNLOAD)
-def download_label(project: ProjectRef, request: Request, label: str = Query(max_length=64), tag: str | None = Query(None, max_length=40),
-                   user: User = Depends(caller)) -> Response:
-    """The mask of the version ``tag`` names (uint8 label NIfTI on the image grid), as a download (audited)."""
-    version, c, info = _label(request, user, project, label, tag, audit=True)
-    return blob_response(c.blobs.path(version.mask_sha256), info["name"])
-
-
-@router.get("/datastore/label/info")
-def get_label_info(project: ProjectRef, request: Request, label: str = Query(max_length=64), tag: str | None = Query(None, max_length=40),
-                   user: User = Depends(caller)) -> dict:
-    """The label info of the version ``tag`` names (version id and number, kind, author, model)."""
-    return _label(request, user, project, label, tag, audit=False)[2]
-
-
-def _upload_target(c: AppContext, user: User, project: str, image: str) -> tuple[CaseRecord, Project] | JSONResponse:
-    with c.db.read() as s:
-        p, _ = access(s, user, project, Action.EDIT)
-        case = case_in(s, p, image)
-        if store.is_locked(case):
-            return locked(case, "it can be labelled")
-        s.expunge(case)
-        s.expunge(p)
-        return case, p
-
-
-def _check_label(c: AppContext, case: CaseRecord, project: Project, upload: UploadFile, lut: dict[int, int] | None) -> str:
-    values = set(lut) if lut else {int(lab["value"]) for lab in project.labels}
-    with HEAVY_WORK:
-        checked = check_mask(upload.file, list(case.shape), case.affine, values, compressed_size=upload.size)
-        data = service.remap(checked.array, lut, case.affine) if lut else checked.data
-        return c.blobs.put(data)
-
-
-def _store_label(c: AppContext, user: User, project: str, case_id: int, sha: str, base_id: int | None,
-                 provenance: dict[str, Any]) -> JSONResponse:
-    for _ in range(3):
-        try:
-            with c.db.write() as s:
-                p, _ = access(s, user, project, Action.EDIT)
-                case = case_in(s, p, str(case_id))
-                if store.is_locked(case):
-                    return locked(case, "it can be labelled")
-                latest = store.latest_version(s, case.id)
-                if base_id is not None and (latest.id if latest else None) != base_id:
-                    return JSONResponse({"detail": f"base_version {base_id} is not the latest version of image {case.id}; "
-                                         "fetch the latest label, re-apply your edit and save again",
-                                         "latest": version_json(latest, usernames(s, {latest.author_id} if latest else set()))},
-                                        status_code=409)
-                version = service.add_edit_version(s, case, user, sha, latest, provenance)
-                body = {"image": service.image_id(case.id), "label": service.image_id(case.id), "tag": Tag.FINAL.value,
-                        "version": version_json(version, {user.id: user.username})}
-            return JSONResponse(body)
-        except IntegrityError:  # another save took this number between our read and our insert
-            if base_id is not None:
-                break
-    return JSONResponse({"detail": f"image {case_id} got new versions while saving; save again"}, status_code=409)
-
-
-@router.put("/datastore/label")
-async def save_label(project: ProjectRef, request: Request, image: str = Query(max_length=64),
-                     tag: str | None = Query(None, max_length=40), user: User = Depends(caller)) -> Response:
-    """Save a label (multipart: file field ``label``, optional JSON field ``params``) as a new ``edit`` version.
-
-    The mask must lie on the image's grid with values of the project's label map; with ``params.label_info``
-    (Slicer's ``[{"name", "idx"}]``) the values are the client's segment numbers and are mapped to the project's
-    by name. ``params.base_version`` (a version id) makes the save conditional: 409 when it is not the latest.
-    Answers 200 ``{"image", "label", "tag", "version"}``; 409 on an accepted or rejected case; 422 for a mask
-    that does not fit.
-    """
-    if Tag.parse(tag) is not Tag.FINAL:
-        raise HTTPException(422, "labels are saved with tag 'final' (a new version of the case); 'original' is the model's")
-    c = ctx(request)
-    target = await run_in_threadpool(_upload_target, c, user, project, image)
-    if isinstance(target, JSONResponse):
-        return target
-    case, p = target
-    form = await request.form(max_files=2, max_fields=16)
-    try:
-        upload = _one_file(form, "label")
-        params = json_params(form.get("params"))
-        lut = service.label_lut(params.get("label_info"), p)
-        base = params.get("base_version")
-        if base is not None and (isinstance(base, bool) or not isinstance(base, int) or not 1 <= base <= 2**31 - 1):
-            raise InputError("params.base_version must be a version id")
-        sha = await run_in_threadpool(_check_label, c, case, p, upload, lut)
-    finally:
-        await form.close()
-    provenance = {"client": "monailabel", "client_id": client_id(params), "tag": Tag.FINAL.value,
-                  "label_info": params.get("label_info") if lut else None}
-    return await run_in_threadpool(_store_label, c, user, project, case.id, sha, base, provenance)
-
-
-def _one_file(form: FormData, name: str) -> UploadFile:
-    files = [v for _, v in form.multi_items() if isinstance(v, UploadFile)]
-    named = form.get(name)
-    if isinstance(named, UploadFile):
-        return named
-    if len(files) == 1:
-        return files[0]
-    raise HTTPException(422, f"send the label as one multipart file field named {name!r}")
 
 
 # --------------------------------------------------------------------------- infer
