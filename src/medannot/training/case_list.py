@@ -24,11 +24,9 @@ import numpy as np
 from medannot.data.image import Image, ImageKind
 from medannot.errors import ConfigError, InputError
 from medannot.training.sources import (
+    CasePatchSampler,
     ValidationCase,
     _preprocess_pair,
-    augment_patch,
-    foreground_coords,
-    random_patch,
     register_source,
 )
 
@@ -69,7 +67,7 @@ def _read(path: str | Path, kind: ImageKind, spatial_dims: int | None, what: str
 
 
 @register_source("case-list")
-class CaseListSource:
+class CaseListSource(CasePatchSampler):
     """Listed image/mask pairs; the cases in ``val_cases`` validate and never train.
 
     Preprocessing runs once per training case (on first use) and is cached in memory.
@@ -142,19 +140,10 @@ class CaseListSource:
         target = remap_labels(label.array, self.label_values, name)
         return image, label.with_array(target.astype(np.uint16))
 
-    def _train_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if index not in self._cache:
-            image, label = self._pair(self._train_items[index])
-            arr, lab = _preprocess_pair(self.preprocessing, image, label)
-            lab = lab.astype(np.int64)
-            self._cache[index] = (arr, lab, foreground_coords(lab))
-        return self._cache[index]
-
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One augmented patch from a random training case."""
-        arr, lab, fg = self._train_case(int(rng.integers(len(self._train_items))))
-        img, lbl = random_patch(arr, lab, self.patch_size, rng, self.fg_ratio, fg)
-        return augment_patch(img, lbl, rng, self.augment)
+    def _prepared(self, entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        image, label = self._pair(entry)
+        arr, lab = _preprocess_pair(self.preprocessing, image, label)
+        return arr, lab.astype(np.int64)
 
     def validation_cases(self) -> list[ValidationCase]:
         """The validation cases, raw, with their truth mapped to ``1..K``."""

@@ -363,8 +363,38 @@ class ImageSplitSource:
         return list(self._val)
 
 
+class CasePatchSampler:
+    """Random augmented patches from whole labelled cases, each read and preprocessed once (then kept in memory).
+
+    Subclasses set ``_train_items``, ``preprocessing``-derived state, ``patch_size``, ``fg_ratio``, ``augment`` and
+    ``_cache`` (an empty dict) and implement :meth:`_prepared`.
+    """
+
+    _train_items: list[Any]
+    _cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]
+    patch_size: list[int]
+    fg_ratio: float
+    augment: Any
+
+    def _prepared(self, item: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The preprocessed image ``(C, *spatial)`` and its training target of one training item."""
+        raise NotImplementedError
+
+    def _train_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if index not in self._cache:
+            arr, lab = self._prepared(self._train_items[index])
+            self._cache[index] = (arr, lab, foreground_coords(lab))
+        return self._cache[index]
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented patch from a random training case."""
+        arr, lab, fg = self._train_case(int(rng.integers(len(self._train_items))))
+        img, lbl = random_patch(arr, lab, self.patch_size, rng, self.fg_ratio, fg)
+        return augment_patch(img, lbl, rng, self.augment)
+
+
 @register_source("dataset")
-class DatasetSource:
+class DatasetSource(CasePatchSampler):
     """An MSD / nnU-Net raw dataset folder (``imagesTr`` + ``labelsTr``), split by case.
 
     Preprocessing runs once per training case (on first use) and is cached in memory.
@@ -428,19 +458,10 @@ class DatasetSource:
             raise InputError(f"case {item.name!r} has no label; training needs labelled cases (labelsTr)")
         return case["image"], case["label"]
 
-    def _train_case(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if index not in self._cache:
-            image, label = self._load(self._train_items[index])
-            arr, lab = _preprocess_pair(self.preprocessing, image, label)
-            lab = _to_target(lab, self.target)
-            self._cache[index] = (arr, lab, foreground_coords(lab))
-        return self._cache[index]
-
-    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One augmented patch from a random training case."""
-        arr, lab, fg = self._train_case(int(rng.integers(len(self._train_items))))
-        img, lbl = random_patch(arr, lab, self.patch_size, rng, self.fg_ratio, fg)
-        return augment_patch(img, lbl, rng, self.augment)
+    def _prepared(self, item: Any) -> tuple[np.ndarray, np.ndarray]:
+        image, label = self._load(item)
+        arr, lab = _preprocess_pair(self.preprocessing, image, label)
+        return arr, _to_target(lab, self.target)
 
     def validation_cases(self) -> list[ValidationCase]:
         """The held-out cases, raw, with their truth."""
