@@ -20,20 +20,18 @@ Usage: ``python benchmarks/annotate.py [--threads 2] [--repeat 3]``
 from __future__ import annotations
 
 import argparse
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 from monai.inferers import sliding_window_inference
 
 from medannot.inference import Predictor
 from medannot.io import read_image
 from medannot.models.bundle import bundled_root
+from medannot.testing.memory import measure as measure_call
 
 SAMPLES = Path(__file__).resolve().parent.parent / "src" / "medannot" / "data_samples"
 CASES = {
@@ -47,26 +45,8 @@ TARGET_GB = 2.0
 
 def measure(fn: Callable[[], Any], interval: float = 0.005) -> tuple[Any, float, int]:
     """Run ``fn``; return (result, seconds, peak RSS in bytes sampled every ``interval`` s)."""
-    proc = psutil.Process()
-    peak = [proc.memory_info().rss]
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(interval)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    t0 = time.perf_counter()
-    try:
-        out = fn()
-    finally:
-        dt = time.perf_counter() - t0
-        done.set()
-        th.join()
-    peak[0] = max(peak[0], proc.memory_info().rss)
-    return out, dt, peak[0]
+    out, dt, mem = measure_call(fn, interval)
+    return out, dt, mem.peak
 
 
 def monai_reference(predictor: Predictor, array: np.ndarray) -> np.ndarray:

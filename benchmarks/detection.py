@@ -36,16 +36,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 from medannot.data import Geometry, Image
 from medannot.inference.detector import Detector
 from medannot.io import read_image
 from medannot.models.bundle import Bundle, bundled_root
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from annotate import measure as measure_peak  # noqa: E402  (the RSS sampler of benchmarks/annotate.py)
+from medannot.testing.memory import measure as measure_call
 
 SAMPLES = Path(__file__).resolve().parent.parent / "src" / "medannot" / "data_samples"
 NUCLEI = SAMPLES / "stardist" / "img2d.tif"
@@ -66,10 +63,9 @@ BUNDLE_3D: dict[str, Any] = {
 
 
 def measure(fn: Callable[[], Any], interval: float = 0.005) -> tuple[Any, float, int, int]:
-    """Run ``fn``; return (result, seconds, peak RSS added by the call, peak RSS), bytes (benchmarks/annotate.py's sampler)."""
-    start = psutil.Process().memory_info().rss
-    out, dt, peak = measure_peak(fn, interval)
-    return out, dt, peak - start, peak
+    """Run ``fn``; return (result, seconds, peak RSS added by the call, peak RSS), bytes."""
+    out, dt, mem = measure_call(fn, interval)
+    return out, dt, mem.extra, mem.peak
 
 
 def monai_detector(det: Detector) -> Any:

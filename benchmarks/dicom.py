@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
+
+from medannot.testing.memory import PeakRSS
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -107,35 +106,6 @@ def read_sitk(folder: Path, names: list[str] | None = None) -> tuple[np.ndarray,
     aff[:3, :3] = np.array(img.GetDirection()).reshape(3, 3) * np.array(img.GetSpacing())[None, :]
     aff[:3, 3] = img.GetOrigin()
     return sitk.GetArrayViewFromImage(img).transpose(2, 1, 0), LPS_TO_RAS @ aff, img
-
-
-class PeakRSS:
-    """Peak resident memory above the level at entry, sampled every 5 ms (psutil)."""
-
-    def __init__(self) -> None:
-        self.proc = psutil.Process(os.getpid())
-        self.start = self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> PeakRSS:
-        self.start = self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def extra_mib(self) -> float:
-        return (self.peak - self.start) / 2**20
 
 
 def timed(fn: Callable[[], Any]) -> float:

@@ -31,14 +31,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import psutil
 from scipy import ndimage as ndi
+
+from medannot.testing.memory import measure as measure_call
 
 CASES = {
     "2d": ("synthetic-2d-512", (512, 512), 90),
@@ -69,26 +68,8 @@ def phantom(shape: tuple[int, ...], diameter: int, seed: int = 0) -> tuple[np.nd
 
 def measure(fn: Callable[[], Any], interval: float = 0.005) -> tuple[Any, float, int]:
     """Run ``fn``; return (result, seconds, peak RSS increase in bytes, sampled every ``interval`` s)."""
-    proc = psutil.Process()
-    base = proc.memory_info().rss
-    peak = [base]
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(interval)
-
-    th = threading.Thread(target=poll, daemon=True)
-    th.start()
-    t0 = time.perf_counter()
-    try:
-        out = fn()
-    finally:
-        dt = time.perf_counter() - t0
-        done.set()
-        th.join()
-    return out, dt, max(peak[0], proc.memory_info().rss) - base
+    out, dt, mem = measure_call(fn, interval)
+    return out, dt, mem.extra
 
 
 def engines_for(ndim: int) -> list[str]:

@@ -28,14 +28,14 @@ import gc
 import math
 import os
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import psutil
+
+from medannot.testing.memory import PeakRSS
 
 SPACING = (2.0, 0.8, 0.8)
 FULL_SIZE = (300, 512, 512)
@@ -88,39 +88,9 @@ def synthetic_pair(size: tuple[int, int, int]) -> dict[str, tuple[np.ndarray, np
     return out
 
 
-class _PeakRSS:
-    """Samples the resident set size in a thread; ``extra`` is the peak above the starting RSS (bytes)."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        self.proc = psutil.Process(os.getpid())
-        self.interval = interval
-        self.start = self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(self.interval)
-
-    def __enter__(self) -> _PeakRSS:
-        self.start = self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    @property
-    def extra(self) -> int:
-        return self.peak - self.start
-
-
 def _measure(fn: Callable[[], dict[str, float]]) -> tuple[dict[str, float], float, int]:
     gc.collect()
-    with _PeakRSS() as rss:
+    with PeakRSS() as rss:
         t0 = time.perf_counter()
         values = fn()
         seconds = time.perf_counter() - t0
