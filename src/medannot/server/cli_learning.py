@@ -14,8 +14,7 @@ from typing import Any, Optional
 
 import typer
 
-DATA_HELP = "Data folder (database, images, masks)."
-DB_HELP = "Database URL (default: SQLite in the data folder), e.g. postgresql+psycopg://user@localhost/medannot."
+from medannot.server.cli import DATA_HELP, DB_HELP, _database, _settings
 
 
 def parse_settings_options(pairs: list[str]) -> dict[str, Any]:
@@ -45,8 +44,6 @@ def parse_settings_options(pairs: list[str]) -> dict[str, Any]:
 
 
 def _open(data: Path, db: Optional[str]) -> tuple[Any, Any]:
-    from medannot.server.cli import _database, _settings
-
     return _database(data, db), _settings(data, db)
 
 
