@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medannot.data.image import ImageKind
 from medannot.errors import GeometryError, InputError
-from medannot.io._common import check_allocation
+from medannot.io._common import check_allocation, count_nonfinite, to_label_array
 from medannot.io.bounded import check_declared
 
 #: Voxel sizes (mm) and distance of the first voxel from the world origin (mm) a real image can have.
 MIN_SPACING_MM, MAX_SPACING_MM, MAX_ORIGIN_MM = 1e-6, 1e5, 1e7
-_CHUNK = 1 << 22
 #: deflate (gzip, zlib) cannot compress better than ~1032:1: a header declaring more data per compressed byte is forged.
 MAX_DEFLATE_RATIO = 1100
 
@@ -61,10 +61,24 @@ def check_finite_values(arr: np.ndarray, where: Path) -> None:
     Raises:
         InputError: How many values are not finite and what to do.
     """
-    if arr.dtype.kind not in "fc":
-        return
-    flat = arr.reshape(-1, order="A")
-    bad = sum(int(np.count_nonzero(~np.isfinite(flat[i : i + _CHUNK]))) for i in range(0, flat.size, _CHUNK))
+    bad = count_nonfinite(arr)
     if bad:
         raise InputError(f"{bad} of {arr.size} voxel values are NaN or infinite; medannot needs finite intensities: replace them "
                          "(e.g. by 0) and save the image again", where)
+
+
+def native_voxels(arr: np.ndarray, kind: ImageKind, where: Path) -> np.ndarray:
+    """Voxels as medannot keeps them: native byte order; labels as unsigned integers (``to_label_array``);
+    intensities checked finite (:func:`check_finite_values`) and float64 narrowed to float32.
+
+    Raises:
+        InputError: Non-finite intensities, or label values that are not whole non-negative numbers.
+    """
+    if arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    if kind is ImageKind.LABEL:
+        return to_label_array(arr, where)
+    check_finite_values(arr, where)
+    return arr.astype(np.float32) if arr.dtype == np.float64 else arr
+
+

@@ -43,8 +43,8 @@ import numpy as np
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, OutputError
-from medannot.io._checks import MAX_ORIGIN_MM, check_declared_size, check_finite_values, check_world_affine
-from medannot.io._common import ITK_SUFFIXES, check_readable_file, label_dtype_for_writing, parse_kind, to_label_array
+from medannot.io._checks import MAX_ORIGIN_MM, check_declared_size, check_world_affine, native_voxels
+from medannot.io._common import ITK_SUFFIXES, check_readable_file, label_dtype_for_writing, parse_kind
 from medannot.io.atomic import atomic_path
 from medannot.io.bounded import CHUNK, BoundedGzipReader, InflateLimits, declared_nbytes, format_bytes
 
@@ -365,14 +365,7 @@ def _read_path(path: Path, kind: ImageKind, head: bytes, attached_only: bool, la
     order = [0, *range(nsp, 0, -1)] if nsp == 3 else [0, 1, 2]
     arr = np.array(np.transpose(view, order), order="C", copy=True)  # always a copy: the view dies with itk_image
     del view, itk_image
-    if arr.dtype.byteorder == ">":
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    if kind is ImageKind.LABEL:
-        arr = to_label_array(arr, label)
-    else:
-        check_finite_values(arr, label)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
+    arr = native_voxels(arr, kind, label)
     meta: dict[str, Any] = {"source": str(label), "format": layout.format}
     if layout.encoding != "raw":
         meta["encoding"] = layout.encoding

@@ -25,8 +25,8 @@ import numpy as np
 from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError
-from medannot.io._checks import check_declared_size, check_finite_values, check_world_affine
-from medannot.io._common import MGH_SUFFIXES, check_readable_file, parse_kind, to_label_array
+from medannot.io._checks import check_declared_size, check_world_affine, native_voxels
+from medannot.io._common import MGH_SUFFIXES, check_readable_file, parse_kind
 from medannot.io.bounded import BoundedGzipReader, InflateLimits, declared_nbytes, read_exactly
 
 __all__ = ["MGH_SUFFIXES", "read_mgh"]
@@ -130,14 +130,7 @@ def read_mgh(path: str | Path | bytes, kind: ImageKind | str | None = None, *, n
         arr = np.moveaxis(data, -1, 0)
     else:
         raise InputError(f"expected a 3D or 4D MGH volume, received shape {data.shape}", where)
-    if arr.dtype.byteorder == ">":
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    if kind is ImageKind.LABEL:
-        arr = to_label_array(arr, where)
-    else:
-        check_finite_values(arr, where)
-        if arr.dtype == np.float64:
-            arr = arr.astype(np.float32)
+    arr = native_voxels(arr, kind, where)
     try:
         geometry = Geometry.from_affine(affine)
     except GeometryError as exc:
