@@ -12,7 +12,7 @@ from typing import BinaryIO
 import numpy as np
 
 from medannot.data.image import ImageKind
-from medannot.errors import InputError
+from medannot.errors import InputError, OutputError
 from medannot.io.limits import ReadLimits, check_image_size
 
 #: Default of :attr:`medannot.io.limits.ReadLimits.max_image_bytes` (the limit in force is ``read_limits()``).
@@ -259,6 +259,27 @@ def label_dtype_for_writing(array: np.ndarray) -> np.dtype:
     if lo < 0:
         raise InputError(f"cannot store negative labels (min {lo}); labels must be >= 0")
     return smallest_unsigned(int(array.max()))
+
+
+def storable_array(arr: np.ndarray, label: bool, fmt: str, path: Path | None = None) -> np.ndarray:
+    """The voxels as a file format stores them: labels as uint8/uint16 (:func:`label_dtype_for_writing`), booleans as
+    uint8, floats as float32, 64-bit integers as int32 (float32 when their values do not fit), other integers as is.
+
+    Raises:
+        OutputError: A dtype no format stores (complex, strings, objects), naming ``fmt``.
+    """
+    if label:
+        return arr.astype(label_dtype_for_writing(arr), copy=False)
+    if arr.dtype == bool:
+        return arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.float32, copy=False)
+    if arr.dtype in (np.int64, np.uint64):
+        info = np.iinfo(np.int32)
+        return arr.astype(np.float32 if arr.size and (arr.min() < info.min or arr.max() > info.max) else np.int32)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise OutputError(f"cannot store dtype {arr.dtype} in {fmt}; expected integers or floats", path)
+    return arr
 
 
 def parse_kind(kind: ImageKind | str | None) -> ImageKind:

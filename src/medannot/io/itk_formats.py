@@ -44,7 +44,7 @@ from medannot.data.geometry import Geometry
 from medannot.data.image import Image, ImageKind
 from medannot.errors import GeometryError, InputError, OutputError
 from medannot.io._checks import MAX_ORIGIN_MM, check_declared_size, check_world_affine, native_voxels
-from medannot.io._common import ITK_SUFFIXES, check_readable_file, label_dtype_for_writing, parse_kind
+from medannot.io._common import ITK_SUFFIXES, check_readable_file, parse_kind, storable_array
 from medannot.io.atomic import atomic_path
 from medannot.io.bounded import CHUNK, BoundedGzipReader, InflateLimits, declared_nbytes, format_bytes
 
@@ -406,22 +406,6 @@ def read_itk(path: str | Path | bytes, kind: ImageKind | str | None = None, *, n
     return _read_path(p, kind, head, False, p)
 
 
-def _sitk_array(image: Image, path: Path) -> np.ndarray:
-    arr = image.array
-    if image.is_label:
-        arr = arr.astype(label_dtype_for_writing(arr), copy=False)
-    elif arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32, copy=False)
-    elif arr.dtype in (np.int64, np.uint64):
-        info = np.iinfo(np.int32)
-        arr = arr.astype(np.float32 if arr.size and (arr.min() < info.min or arr.max() > info.max) else np.int32)
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise OutputError(f"cannot store dtype {arr.dtype} in {path.suffix}; expected integers or floats", path)
-    return arr
-
-
 def write_itk(image: Image, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """Write an image as ``.nrrd`` or ``.mha`` (header and gzip-compressed data in one file), atomically.
 
@@ -446,7 +430,7 @@ def write_itk(image: Image, path: str | Path, metadata: dict[str, str] | None = 
     p = Path(path)
     if not p.name.lower().endswith(ITK_WRITE_SUFFIXES):
         raise OutputError(f"expected a {' or '.join(ITK_WRITE_SUFFIXES)} file name (header and data in one file)", p)
-    arr = _sitk_array(image, p)
+    arr = storable_array(image.array, image.is_label, p.suffix, p)
     g = image.geometry
     if image.ndim == 3:
         spatial = np.transpose(arr, (0, 3, 2, 1))  # (C, z, y, x)

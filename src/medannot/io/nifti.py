@@ -34,9 +34,9 @@ from medannot.io._common import (
     check_allocation,
     check_readable_file,
     count_nonfinite,
-    label_dtype_for_writing,
     open_regular,
     parse_kind,
+    storable_array,
     to_label_array,
 )
 from medannot.io.atomic import atomic_path
@@ -366,20 +366,7 @@ def _data_for_writing(image: Image) -> np.ndarray:
     arr = image.array
     if image.ndim == 2:
         arr = arr[..., None]
-    if image.is_label:
-        arr = arr.astype(label_dtype_for_writing(arr), copy=False)
-    elif arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32, copy=False)
-    elif arr.dtype in (np.int64, np.uint64):
-        info = np.iinfo(np.int32)
-        if arr.size and (arr.min() < info.min or arr.max() > info.max):
-            arr = arr.astype(np.float32)
-        else:
-            arr = arr.astype(np.int32)
-    elif not np.issubdtype(arr.dtype, np.integer):
-        raise OutputError(f"cannot store dtype {arr.dtype} in NIfTI; expected integers or floats")
+    arr = storable_array(arr, image.is_label, "NIfTI")
     return arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
 
 
