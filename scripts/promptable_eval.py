@@ -4,6 +4,8 @@
         --engine region-growing --engine random-walker --engine growcut --out /tmp/eval2d
     # engine parameters: NAME:key=value,key=value (crop keys: margin, box_margin, max_grow, max_voxels, seed_radius)
     # a promptable bundle (bundled name or folder): --engine promptable-2d  or  --engine runs/promptable-2d
+    # its inference settings (PromptableSettings): --engine promptable-2d:min_fov=0.5,zoom_in=1
+    # --synthetic N adds N SYNTHETIC objects (validation seed 12345, never trained on) to a TRAIN-split run
 
 Writes OUT/interactive.csv (one row per case and engine), OUT/summary.json and OUT/clicks_vs_dice.png, and
 prints one line per engine: Dice after 1 click, Dice after N, NoC@80/85/90, failure rate at 85, median time.
@@ -26,9 +28,11 @@ from medannot.evaluation.interactive import (
     simulate,
     write_interactive_csv,
 )
+from medannot.inference.promptable import PromptableSettings
 from medannot.tasks.promptable import create_engine
 from medannot.training.promptable_sources import object_cases
 
+CLASSICAL = {"region-growing", "random-walker", "growcut"}
 CROP_KEYS = {"margin", "box_margin", "max_grow", "max_voxels", "seed_radius"}
 
 
@@ -41,7 +45,12 @@ def parse_engine(text: str) -> Any:
         k, _, v = item.partition("=")
         val: Any = float(v) if any(c in v for c in ".e") else int(v)
         (crop if k in CROP_KEYS else params)[k] = val
-    engine = create_engine(name, **params) if params else create_engine(name, cache=False)
+    if name not in CLASSICAL:
+        engine = create_engine(name, cache=False)
+        settings = {**engine.settings.model_dump(), **params}
+        engine.settings = PromptableSettings.model_validate(settings)
+    else:
+        engine = create_engine(name, **params) if params else create_engine(name, cache=False)
     if crop:
         base = engine.crop
         engine.crop = CropSettings(**{**base.__dict__, **crop})
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-clicks", type=int, default=20)
     ap.add_argument("--limit", type=int, default=None, help="at most this many cases (evenly spaced)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--synthetic", type=int, default=0, help="add this many SYNTHETIC objects (TRAIN split only)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     import torch
@@ -79,6 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     cases = object_cases(a.split, a.ndim, a.source)
     if a.limit and len(cases) > a.limit:
         cases = [cases[int(i)] for i in np.linspace(0, len(cases) - 1, a.limit)]
+    if a.synthetic:
+        if a.split != "train":
+            ap.error("--synthetic adds validation objects to a TRAIN-split run only")
+        from medannot.training.promptable_synth import SyntheticObjects
+
+        synth = SyntheticObjects(a.ndim, patch=160, seed=12345)
+        cases += [synth.draw(i) for i in range(a.synthetic)]
     engines = [parse_engine(e) for e in a.engine]
     acc = InteractiveAccumulator()
     for engine in engines:

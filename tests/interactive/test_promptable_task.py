@@ -117,6 +117,57 @@ def test_the_field_of_view_doubles_while_the_mask_reaches_the_crop_border():
     assert whole.all()  # the field of view already holds the whole image: no growth
 
 
+class _Bright(torch.nn.Module):
+    """Says 'object' where the crop's normalised intensity is above its mean: a threshold in network form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bright: list[int] = []  # object voxels in each crop: 4x more at half the FOV
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.bright.append(int((x[:, :1] > 0).sum()))
+        return torch.where(x[:, :1] > 0, 5.0, -5.0)
+
+
+def _disc(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
+    yy, xx = np.indices(shape)
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def test_an_object_cut_by_the_image_edge_does_not_grow_the_field_of_view():
+    """The mask reaches the crop's side where that side is the image's edge: no growth (it once doubled the FOV
+    three times there, and the object shrank to a few crop voxels)."""
+    truth = _disc((200, 200), (100, 0), 12)  # a half disc on the image's left edge
+    img = Image.from_spatial(np.where(truth, 100.0, 10.0).astype(np.float32))
+    engine = NetworkEngine(_Bright(), PromptableSettings(crop=[32, 32], max_grow=3))
+    mask = engine.segment(img, Prompts().with_point((100, 3)))
+    assert engine.timings["forward_passes"] == 1
+    assert np.array_equal(mask, truth)
+    inside = NetworkEngine(_Bright(), PromptableSettings(crop=[32, 32], max_grow=3))
+    big = _disc((200, 200), (100, 100), 20)  # reaches the crop's inner sides: grows as before
+    got = inside.segment(Image.from_spatial(np.where(big, 100.0, 10.0).astype(np.float32)), Prompts().with_point((100, 100)))
+    assert inside.timings["forward_passes"] == 2 and 2 * (got & big).sum() / (got.sum() + big.sum()) > 0.97
+
+
+def test_zoom_in_predicts_a_small_object_again_at_a_finer_field_of_view():
+    truth = _disc((200, 200), (100.3, 99.6), 4.5)
+    img = Image.from_spatial(np.where(truth, 100.0, 10.0).astype(np.float32))
+    plain = NetworkEngine(_Bright(), PromptableSettings(crop=[32, 32]))
+    net = _Bright()
+    zoomed = NetworkEngine(net, PromptableSettings(crop=[32, 32], min_fov=0.5, zoom_in=True))
+    a = plain.segment(img, Prompts().with_point((100, 100)))
+    b = zoomed.segment(img, Prompts().with_point((100, 100)))
+    assert plain.timings["forward_passes"] == 1 and zoomed.timings["forward_passes"] == 2
+    assert net.bright[1] > 3.5 * net.bright[0], net.bright  # the second pass saw the object at 2x (FOV 16 mm, not 32)
+    dice = [2 * (m & truth).sum() / (m.sum() + truth.sum()) for m in (a, b)]
+    assert min(dice) > 0.9, dice
+    # with a previous mask the FOV fits it (down to min_fov of the native one) without a second pass
+    c = zoomed.segment(img, Prompts().with_point((100, 100)).with_previous(b))
+    assert zoomed.timings["forward_passes"] == 1 and np.array_equal(c, b)
+    with pytest.raises(ValueError):
+        PromptableSettings(crop=[32, 32], min_fov=0)
+
+
 def test_a_box_sets_the_field_of_view_and_is_encoded():
     net = _Everything()
     engine = NetworkEngine(net, PromptableSettings(crop=[16, 16], max_grow=0, keep_clicked=False))

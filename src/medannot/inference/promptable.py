@@ -10,8 +10,10 @@ crop and returns one logit map. One interaction:
    where it fits;
 2. image, prompts and previous mask are sampled into the crop (:func:`resample_crop` reads only the region it
    needs, so the cost follows the crop, not the volume) and encoded (:func:`encode_prompts`);
-3. while the mask reaches the crop's border (and the FOV does not yet hold the whole image), the FOV is
-   re-centred on the mask and doubled (at most ``max_grow`` times);
+3. while the mask reaches a side of the crop that lies inside the image (and the FOV does not yet hold the
+   whole image), the FOV is re-centred on the mask and doubled (at most ``max_grow`` times); with ``zoom_in``
+   a lone first click is predicted again in a FOV fitted to its first mask (small objects upsampled, down to
+   ``min_fov`` of the native FOV);
 4. the probabilities are sampled back (linear) onto the image voxels under the FOV and thresholded; with
    ``keep_clicked`` only the connected parts that hold a positive click or scribble are kept.
 
@@ -62,6 +64,10 @@ class PromptableSettings(BaseModel):
         max_grow: Times the FOV may double while the mask reaches the crop's border.
         threshold: Probability above which a voxel is object.
         keep_clicked: Keep only the connected parts of the mask that hold a positive click or scribble.
+        min_fov: Smallest FOV as a fraction of the native one (``crop`` voxels at the image's finest spacing):
+            below 1 a small object is upsampled (0.5: at most 2x, the most the training examples show).
+        zoom_in: After a lone first click (object size unknown, native FOV), predict again with the FOV fitted
+            to the first mask (``fov_margin`` x its extent, at least ``min_fov``); a click-only analogue of a box.
         channels: Names of the input channels, in order (:data:`CHANNELS`).
     """
 
@@ -73,6 +79,8 @@ class PromptableSettings(BaseModel):
     max_grow: int = Field(3, ge=0, le=6)
     threshold: float = Field(0.5, gt=0, lt=1)
     keep_clicked: bool = True
+    min_fov: float = Field(1.0, gt=0, le=1)
+    zoom_in: bool = False
     channels: list[str] = Field(default_factory=lambda: list(CHANNELS))
 
     @model_validator(mode="after")
@@ -258,14 +266,41 @@ class NetworkEngine:
         start = time.perf_counter()
         s = self.settings
         sp = np.asarray(spacing, float)
-        crop = tuple(int(c) for c in s.crop)
         lo, hi = vp.extent()
-        ext_mm = float(((hi - lo + 1) * sp).max())
-        native = float(max(crop)) * float(sp.min())
-        fov = max(native, s.fov_margin * ext_mm)
+        native = float(max(s.crop)) * float(sp.min())
+        prompted = s.fov_margin * float(((hi - lo + 1) * sp).max())
         pos = vp.points[vp.point_positive]
-        lone_click = not len(vp.boxes) and (vp.previous is None or not vp.previous.any()) and len(pos) and fov <= native
-        centre = pos[0].astype(float) if lone_click and len(vp.points) == 1 else (lo + hi) / 2.0
+        lone_click = not len(vp.boxes) and (vp.previous is None or not vp.previous.any()) and len(pos) and prompted <= native
+        if lone_click:  # clicks alone do not tell the object's size: start at the native resolution
+            fov = native
+            centre = pos[0].astype(float) if len(vp.points) == 1 else (lo + hi) / 2.0
+        else:
+            fov, centre = max(s.min_fov * native, prompted), (lo + hi) / 2.0
+        prob, view, n_forward = self._grow(array, vp, centre, fov, sp)
+        if lone_click and s.zoom_in:
+            m = prob > s.threshold
+            if m.any():
+                nz = np.argwhere(m)
+                zoom = max(s.min_fov * native, s.fov_margin * float(((nz.max(0) - nz.min(0) + 1) * view.step * sp).max()))
+                if zoom < 0.8 * fov:
+                    centre = view.offset + (nz.min(0) + nz.max(0)) / 2 * view.step
+                    prob, view, n_more = self._grow(array, vp, centre, zoom, sp)
+                    n_forward += n_more
+        out = self._paste(prob, view, array.shape)
+        if s.keep_clicked:
+            out = keep_clicked(out, vp)
+        self.timings = {"seconds": time.perf_counter() - start, "forward_passes": float(n_forward)}
+        return out
+
+    def _grow(self, array: np.ndarray, vp: VoxelPrompts, centre: np.ndarray, fov: float,
+              sp: np.ndarray) -> tuple[np.ndarray, _View, int]:
+        """Predict in a FOV of ``fov`` mm, re-centred and doubled while the mask reaches the crop's border.
+
+        Returns:
+            Probabilities in the last crop, that crop's view, and the number of forward passes.
+        """
+        s = self.settings
+        crop = tuple(int(c) for c in s.crop)
         full = np.asarray(array.shape) * sp
         n_forward = 0
         for k in range(s.max_grow + 1):
@@ -274,19 +309,13 @@ class NetworkEngine:
             prob = self._predict(array, vp, view)
             n_forward += 1
             m = prob > s.threshold
-            inner = np.zeros(m.shape, bool)
-            inner[tuple(slice(1, -1) for _ in m.shape)] = True
             whole = bool(np.all(fov >= full))
-            if not (m & ~inner).any() or whole or k == s.max_grow:
+            if not _reaches_open_side(m, view, array.shape) or whole or k == s.max_grow:
                 break
             nz = np.argwhere(m)
             centre = view.offset + (nz.min(0) + nz.max(0)) / 2 * view.step
             fov = min(2 * fov, float(full.max()) * 1.05)
-        out = self._paste(prob, view, array.shape)
-        if s.keep_clicked:
-            out = keep_clicked(out, vp)
-        self.timings = {"seconds": time.perf_counter() - start, "forward_passes": float(n_forward)}
-        return out
+        return prob, view, n_forward
 
     def _predict(self, array: np.ndarray, vp: VoxelPrompts, view: _View) -> np.ndarray:
         s = self.settings
@@ -327,6 +356,22 @@ class NetworkEngine:
         if self.bundle is not None:
             out.update(version=self.bundle.version, sha256=self.bundle.spec.sha256 or "")
         return {**out, **self.settings.model_dump(mode="json")}
+
+
+def _reaches_open_side(mask: np.ndarray, view: _View, shape: Sequence[int]) -> bool:
+    """Whether ``mask`` (in the crop) touches a side of the crop that lies inside the image.
+
+    A side on (or beyond) the image's border is closed: an object cut by the image's edge cannot grow there, and
+    widening the FOV for it only shrinks the object in the crop.
+    """
+    first = view.offset
+    last = view.offset + (np.asarray(view.crop, float) - 1) * view.step
+    for axis in range(mask.ndim):
+        if first[axis] > 0.5 and mask.take(0, axis=axis).any():
+            return True
+        if last[axis] < shape[axis] - 1.5 and mask.take(-1, axis=axis).any():
+            return True
+    return False
 
 
 def _inside(centre: np.ndarray, fov_voxels: np.ndarray, shape: np.ndarray) -> np.ndarray:
