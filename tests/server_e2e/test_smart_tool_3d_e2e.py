@@ -8,15 +8,13 @@ accepted version are checked against the ventricles of the MNI152 tissue maps
 (:mod:`medannot.training.promptable_sources`, source ``mni152-tissue-3d``), and so are the recorded interactions and
 the case's effort.
 
-The engine is the project default, GrowCut: classical, trained on nothing. Measured with the same clicks through the
-API's path (``medannot.server.interactive``, no previous mask): Dice 0.52 after the first click (one lateral
-ventricle, 7,211 voxels on 29 slices, 98 % of them inside the truth), 0.84 after the second (the other ventricle), 0.88
-after the third (the posterior horns), 0.90 after the fourth, a negative click on the largest false alarm; through the
-page (clicks land within half a voxel of the simulated user's) exactly the same. One correction may make the mask
-worse before the next one repairs it, and the test allows that: the template is symmetric, so the centre of the largest
-missed region is a tie between the hemispheres, and the case stored LPS breaks it on the other side, where GrowCut
-leaks from the third click (Dice 0.84 -> 0.80, 5,321 false-alarm voxels; the same off the page) and the negative
-fourth click brings it back to 0.89."""
+The engine is the project default, GrowCut: classical, trained on nothing. Each interaction refines the previous mask
+(the server passes it to the engine with every prompt so far, as the evaluation's simulated user does). Measured
+through the page (clicks land within half a voxel of the simulated user's): Dice 0.517 after the first click (one
+lateral ventricle, 7,211 voxels on 29 slices, 98 % of them inside the truth), 0.846 after the second (the other
+ventricle), 0.866 and 0.885 after the third and fourth (the posterior horns); stored LPS 0.517, 0.846, 0.864, 0.883.
+Every correction is positive here; negative clicks through the page are checked in 2D (test_smart_tool_e2e). Before
+the previous mask was passed, the case stored LPS leaked at the third click (Dice 0.84 -> 0.80)."""
 
 from __future__ import annotations
 
@@ -36,9 +34,9 @@ component of the tissue maps (20,270 voxels) inside it."""
 FIRST_DICE, FIRST_PRECISION, FIRST_SLICES = 0.40, 0.90, 15
 """After one click (measured 0.52, 0.98, 29 slices): a 3D mask, most of it inside the object."""
 CLICKS = 4
-"""The first click and three corrections (the simulated user's: two positives on the missed parts, then a negative)."""
+"""The first click and three corrections (the simulated user's: the centre of the largest error each time)."""
 FINAL_DICE, GAIN = 0.85, 0.30
-"""After the corrections (measured 0.898 stored RAS, 0.893 stored LPS: a gain of 0.38 over one click)."""
+"""After the corrections (measured 0.885 stored RAS, 0.883 stored LPS: a gain of 0.37 over one click)."""
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -179,8 +177,7 @@ def test_smart_tool_on_a_3d_mr_one_click_three_corrections_save_accept(browser, 
     assert dices[-1] > FINAL_DICE and dices[-1] >= dices[0] + GAIN, dices
     assert dices[-1] >= max(dices) - 0.01, f"the corrections did not end at the best mask: {dices}"
     assert dices[1] > dices[0] + 0.2, f"a positive click on the missed ventricle did not add it: {dices}"
-    false_alarm = [int((m & ~truth).sum()) for m in masks]
-    assert not clicks[-1].positive and false_alarm[-1] < false_alarm[-2], f"the negative click removed nothing: {false_alarm}"
+    assert all(b >= a - 0.01 for a, b in zip(dices, dices[1:])), f"a correction made the mask worse: {dices}"
     artifacts(page, "mr-corrected")
 
     page.click("#save-button")

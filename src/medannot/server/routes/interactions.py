@@ -27,7 +27,7 @@ from medannot.data import Image, ImageKind
 from medannot.server import learning
 from medannot.server.deps import ERRORS, GZIP_DOWNLOAD, ID_MAX, CaseId, case_access, ctx, current_user
 from medannot.server.imaging import case_geometry, to_nifti_bytes
-from medannot.server.interactive import InteractiveService, prompts_from
+from medannot.server.interactive import InteractiveService
 from medannot.server.models import CaseRecord, Interaction, User
 from medannot.server.routes.cases import locked
 from medannot.server.security import Action
@@ -133,7 +133,7 @@ def add_interaction(cid: CaseId, body: InteractionBody, request: Request, user: 
         steps = _steps(_session_rows(s, cid, session))
     new = Interaction(case_id=cid, user_id=user.id, session=session, kind=body.kind, positive=body.positive if body.kind == "point"
                       else True, coords=coords, label=body.label, engine=info["engine"][:500])
-    mask, seconds = service(request).segment(info["engine"], info["sha"], info["dims"], prompts_from([*steps, _Step(new.kind, new.positive, list(coords or []))], info["dims"]))
+    mask, seconds = service(request).segment(info["engine"], info["sha"], info["dims"], [*steps, _Step(new.kind, new.positive, list(coords or []))])
     new.voxels, new.seconds = int(mask.sum()), round(seconds, 4)
     for _ in range(5):
         try:
@@ -172,7 +172,7 @@ def undo_interaction(cid: CaseId, body: UndoBody, request: Request, user: User =
     import numpy as np
 
     if left:
-        mask, seconds = service(request).segment(info["engine"], info["sha"], info["dims"], prompts_from(left, info["dims"]))
+        mask, seconds = service(request).segment(info["engine"], info["sha"], info["dims"], left)
     else:
         mask, seconds = np.zeros(info["shape"], bool), 0.0
     return _mask_response(info, mask, {"X-Session": str(body.session), "X-Remaining": str(len(left)),
