@@ -20,7 +20,9 @@ def _weights(folder):
 def test_transfer_learning_copies_what_fits_freezes_it_and_records_the_parent(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "c").mkdir()
-    parent = train(tiny_segmentation_config(tmp_path / "p"), progress=False)
+    parent_config = tmp_path / "parent.json"  # trained from a file: the child's card names the command
+    parent_config.write_text(json.dumps(tiny_segmentation_config(tmp_path / "p")))
+    parent = train(parent_config, progress=False)
     three = {"0": {"name": "background"}, "1": {"name": "blob"}, "2": {"name": "other"}}  # a new head
     child = train(tiny_segmentation_config(tmp_path / "c", labels=three, epochs=2,
                                            init={"bundle": str(parent), "freeze": "loaded"}), progress=False)
@@ -33,8 +35,10 @@ def test_transfer_learning_copies_what_fits_freezes_it_and_records_the_parent(tm
     record = json.loads((child / "bundle.json").read_text())["training"]["run"]["parent"]
     assert record["sha256"] == Bundle.load(parent).spec.sha256 and record["bundle"] == "tiny"
     assert record["copied"] == len(same) and record["new"] == len(new)
+    assert record["config_path"] == parent_config.as_posix()
     card = (child / "MODEL_CARD.md").read_text()
     assert "## Transfer learning" in card and record["sha256"] in card
+    assert f"trained by `medannot train {parent_config.as_posix()}`" in card
 
 
 def test_unfreeze_epoch_lets_the_copied_weights_train(tmp_path):

@@ -136,7 +136,8 @@ def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dic
 
     Returns:
         ``(record, copied)``: the parent record for the card and ``bundle.json`` (``bundle`` (name), ``version``,
-        ``sha256``, ``path``, ``copied`` and ``new`` (tensor counts), ``new_tensors`` (names of the tensors that did
+        ``sha256``, ``path``, ``config_path`` (the config that trained the parent, when its bundle says),
+        ``copied`` and ``new`` (tensor counts), ``new_tensors`` (names of the tensors that did
         not fit, up to 20), ``frozen`` (parameter count), ``freeze``, ``unfreeze_epoch``) and the names of the
         tensors copied.
 
@@ -153,8 +154,10 @@ def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dic
     network.load_state_dict(fits, strict=False)
     new = sorted(set(own) - set(fits))
     frozen = set_frozen(network, init, set(fits), frozen=True)
+    trained_by = ((parent.spec.training or {}).get("run") or {}).get("config_path") or ""
     record = {"bundle": parent.name, "version": parent.version, "sha256": parent.spec.sha256 or "",
-              "path": str(parent.path) if parent.path else "", "copied": len(fits), "new": len(new), "new_tensors": new[:20],
+              "path": str(parent.path) if parent.path else "", "config_path": trained_by,
+              "copied": len(fits), "new": len(new), "new_tensors": new[:20],
               "frozen": frozen, "freeze": init.freeze if isinstance(init.freeze, list) else str(init.freeze),
               "unfreeze_epoch": init.unfreeze_epoch}
     return record, set(fits)
@@ -428,7 +431,8 @@ def parent_card_section(parent: dict[str, Any] | None) -> str:
     until = f", released from epoch {parent['unfreeze_epoch']}" if parent.get("unfreeze_epoch") else ""
     return (
         "\n## Transfer learning\n\n"
-        f"Started from bundle `{parent['bundle']}` {parent['version']} (weights sha256 `{parent['sha256']}`): "
+        f"Started from bundle `{parent['bundle']}` {parent['version']} (weights sha256 `{parent['sha256']}`"
+        + (f", trained by `medannot train {parent['config_path']}`" if parent.get("config_path") else "") + "): "
         f"{parent['copied']} tensors copied, {parent['new']} newly initialised"
         + (f" ({', '.join(parent['new_tensors'][:6])}{', ...' if parent['new'] > 6 else ''})" if parent["new"] else "")
         + f"; frozen: {freeze} ({parent['frozen']} parameters{until}).\n"

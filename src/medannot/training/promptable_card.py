@@ -95,6 +95,13 @@ def model_card(cfg: Any, metrics: dict[str, Any], run: dict[str, Any]) -> str:
     held = ", ".join(f"`{s.name}`" for s in object_sources(Split.HELD_OUT, nd) if not cfg.held_out.sources or s.name in cfg.held_out.sources)
     val = metrics.get("validation") or {}
     cmd = f"medannot train {run['config_path']}" if run.get("config_path") else "medannot train CONFIG"
+    parent = run.get("parent") or {}
+    if parent.get("config_path"):  # a second stage: its parent is trained first
+        cmd = f"medannot train {parent['config_path']}` (the parent, stage 1), then `{cmd}"
+    s = cfg.settings
+    zoom = ("; a lone first click is predicted again in a field of view fitted to its first mask (zoom-in)" if s.zoom_in else "")
+    zoom += (f"; the field of view fits the prompts and previous mask down to {s.min_fov} x the native one (small objects "
+             "upsampled)" if s.min_fov < 1 else "")
     card = cfg.card
     parts = [
         f"# {cfg.name} {cfg.version}\n",
@@ -109,7 +116,8 @@ def model_card(cfg: Any, metrics: dict[str, Any], run: dict[str, Any]) -> str:
         "and negative clicks as discs with a distance tail, box, previous mask), one object logit out. Inference crop "
         f"{cfg.settings.crop} voxels around the prompts, isotropic in mm, at the image's finest resolution or "
         f"{cfg.settings.fov_margin} x the prompts' extent; the field of view doubles while the mask reaches the crop's "
-        f"border (at most {cfg.settings.max_grow} times), so the cost of one interaction does not depend on the image size.\n",
+        f"border inside the image (at most {cfg.settings.max_grow} times){zoom}, so the cost of one interaction does not "
+        "depend on the image size.\n",
         "## Training data and split\n",
         f"TRAIN real objects: {train_sources}; SYNTHETIC objects ({cfg.data.p_synthetic:.0%} of each batch): random smooth shapes "
         "and liver outlines with random contrast, texture and blur pasted into real CT, MR, US, radiograph and microscopy "
