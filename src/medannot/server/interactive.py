@@ -137,14 +137,15 @@ class InteractiveService:
             t0 = time.perf_counter()
             for n in range(start + 1, len(rows) + 1):
                 previous = np.asarray(eng.segment(image, prompts_from(rows[:n], dims).with_previous(previous)), bool)
-                self.engine_calls += 1
                 self._remember(keys[n - 1], previous)
             seconds = time.perf_counter() - t0
         mask = previous if previous is not None else np.zeros(image.spatial_shape, bool)
         return (mask[..., None] if dims == 2 else mask), seconds
 
     def _remember(self, key: tuple[Any, ...], mask: np.ndarray) -> None:
+        """Keep a freshly computed mask (and count the engine call), dropping the oldest beyond the byte budget."""
         with self._lock:
+            self.engine_calls += 1
             self._masks[key] = mask
             total = sum(m.nbytes for m in self._masks.values())
             while total > self.max_mask_bytes and len(self._masks) > 1:
