@@ -134,7 +134,7 @@ def default_engine(ndim: int) -> str:
 
     A bundled promptable network of that dimensionality when, on its held-out real objects, it needed fewer clicks
     (mean NoC@85) than every classical engine measured in the same run; else :data:`CLASSICAL_DEFAULT`. The shipped
-    ``promptable-2d`` does not (NoC@85 4.41 against GrowCut's 2.29), so it is used when named.
+    ``promptable-2d`` 0.2.0 does not (NoC@85 2.52 against GrowCut's 2.29), so it is used when named.
     """
     for b in _promptable_bundles():
         if b.spatial_dims != ndim:
