@@ -14,8 +14,9 @@ the voxels outside it are 2 (for a box flat along one axis of a volume, only on 
 positive click or scribble lies in it, a ball at its centre (radius 15 % of its smallest side) is 1. For engines that need background seeds (random walker, GrowCut) the
 crop's sides that lie inside the image are 2 where they do not look like the object (farther than 2.5
 standard deviations from the mean around the object seeds), so an object cut by the crop reaches the side
-and the crop grows instead of meeting a background seed half way; a crop that is the whole image with no
-negative prompt gets its edges as background.
+and the crop grows instead of meeting a background seed half way. A crop that is the whole image treats the image's
+edges the same way (background where they do not look like the object, negative prompts or not: one negative click
+is no background for a whole volume), and gets all its edges as background when that leaves no background seed.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def crop_seeds(vp: VoxelPrompts, crop: Crop, factor: int = 1, seed_radius: int =
     seeds[tuple(pos.T)] = OBJECT
     if border:
         sides = np.zeros(shape, bool)
-        for ax, side in crop.inner_faces():
+        faces = crop.inner_faces() or [(ax, side) for ax in range(len(shape)) for side in (0, 1)]  # whole image: its edges
+        for ax, side in faces:
             idx: list[slice | int] = [slice(None)] * len(shape)
             idx[ax] = 0 if side == 0 else shape[ax] - 1
             sides[tuple(idx)] = True
@@ -190,7 +192,7 @@ def crop_seeds(vp: VoxelPrompts, crop: Crop, factor: int = 1, seed_radius: int =
             mean, std = float(ref.mean()), max(float(ref.std()), 0.05)
             sides &= np.abs(values - mean) > border_k * std
         seeds[sides & (seeds == 0)] = BACKGROUND
-        if not crop.inner_faces() and not (seeds == BACKGROUND).any():  # the whole image, no negative prompt: its edges
+        if not crop.inner_faces() and not (seeds == BACKGROUND).any():  # the whole image, edges like the object: all of them
             edge = np.ones(shape, bool)
             edge[tuple(slice(1, -1) for _ in shape)] = False
             seeds[edge & (seeds == 0)] = BACKGROUND
