@@ -109,7 +109,7 @@ def create_engine(name: str | Path, cache: bool = True, **params: Any) -> Prompt
 
 
 #: The engine used when no bundled network measured better: the classical engine with the fewest clicks on the
-#: held-out real objects (docs/promptable_experiments.md: GrowCut NoC@85 2.29 in 2D, random walker 3.80, region
+#: held-out real objects (docs/promptable_experiments.md: GrowCut NoC@85 2.24 in 2D, random walker 3.76, region
 #: growing 8.00).
 CLASSICAL_DEFAULT = "growcut"
 
@@ -134,7 +134,7 @@ def default_engine(ndim: int) -> str:
 
     A bundled promptable network of that dimensionality when, on its held-out real objects, it needed fewer clicks
     (mean NoC@85) than every classical engine measured in the same run; else :data:`CLASSICAL_DEFAULT`. The shipped
-    ``promptable-2d`` 0.2.0 does not (NoC@85 2.52 against GrowCut's 2.29), so it is used when named.
+    ``promptable-2d`` 0.2.0 does not (NoC@85 2.52 against GrowCut's 2.24), so it is used when named.
     """
     for b in _promptable_bundles():
         if b.spatial_dims != ndim:
