@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from medannot.classical.interactive import CropSettings
+from medannot.classical.interactive import CropSettings, list_engines
 from medannot.evaluation.interactive import (
     InteractiveAccumulator,
     plot_clicks_vs_dice,
@@ -32,7 +32,6 @@ from medannot.inference.promptable import PromptableSettings
 from medannot.tasks.promptable import create_engine
 from medannot.training.promptable_sources import object_cases
 
-CLASSICAL = {"region-growing", "random-walker", "growcut"}
 CROP_KEYS = {"margin", "box_margin", "max_grow", "max_voxels", "seed_radius"}
 
 
@@ -45,7 +44,7 @@ def parse_engine(text: str) -> Any:
         k, _, v = item.partition("=")
         val: Any = float(v) if any(c in v for c in ".e") else int(v)
         (crop if k in CROP_KEYS else params)[k] = val
-    if name not in CLASSICAL:
+    if name not in list_engines():
         engine = create_engine(name, cache=False)
         settings = {**engine.settings.model_dump(), **params}
         engine.settings = PromptableSettings.model_validate(settings)

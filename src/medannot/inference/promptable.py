@@ -215,6 +215,12 @@ class _View:
     def to_crop(self, idx: np.ndarray) -> np.ndarray:
         return (np.asarray(idx, float).reshape(-1, len(self.crop)) - self.offset) / self.step
 
+    def box_of(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Centre (image indices) and extent (image voxels) of a non-empty crop mask's bounding box."""
+        nz = np.argwhere(mask)
+        lo, hi = nz.min(0), nz.max(0)
+        return self.offset + (lo + hi) / 2 * self.step, (hi - lo + 1) * self.step
+
 
 @dataclass
 class NetworkEngine:
@@ -280,10 +286,9 @@ class NetworkEngine:
         if lone_click and s.zoom_in:
             m = prob > s.threshold
             if m.any():
-                nz = np.argwhere(m)
-                zoom = max(s.min_fov * native, s.fov_margin * float(((nz.max(0) - nz.min(0) + 1) * view.step * sp).max()))
+                centre, extent = view.box_of(m)
+                zoom = max(s.min_fov * native, s.fov_margin * float((extent * sp).max()))
                 if zoom < 0.8 * fov:
-                    centre = view.offset + (nz.min(0) + nz.max(0)) / 2 * view.step
                     prob, view, n_more = self._grow(array, vp, centre, zoom, sp)
                     n_forward += n_more
         out = self._paste(prob, view, array.shape)
@@ -312,8 +317,7 @@ class NetworkEngine:
             whole = bool(np.all(fov >= full))
             if not _reaches_open_side(m, view, array.shape) or whole or k == s.max_grow:
                 break
-            nz = np.argwhere(m)
-            centre = view.offset + (nz.min(0) + nz.max(0)) / 2 * view.step
+            centre = view.box_of(m)[0]
             fov = min(2 * fov, float(full.max()) * 1.05)
         return prob, view, n_forward
 

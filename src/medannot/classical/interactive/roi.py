@@ -181,21 +181,21 @@ def crop_seeds(vp: VoxelPrompts, crop: Crop, factor: int = 1, seed_radius: int =
     pos = local(vp.scribble_voxels[vp.scribble_positive])
     seeds[tuple(pos.T)] = OBJECT
     if border:
+        inner = crop.inner_faces()
+        faces = inner or [(ax, side) for ax in range(len(shape)) for side in (0, 1)]  # the whole image: its edges
         sides = np.zeros(shape, bool)
-        faces = crop.inner_faces() or [(ax, side) for ax in range(len(shape)) for side in (0, 1)]  # whole image: its edges
         for ax, side in faces:
             idx: list[slice | int] = [slice(None)] * len(shape)
             idx[ax] = 0 if side == 0 else shape[ax] - 1
             sides[tuple(idx)] = True
+        unlike = sides
         if values is not None and (seeds == OBJECT).any():
             ref = values[ndi.binary_dilation(seeds == OBJECT, iterations=2)]
             mean, std = float(ref.mean()), max(float(ref.std()), 0.05)
-            sides &= np.abs(values - mean) > border_k * std
-        seeds[sides & (seeds == 0)] = BACKGROUND
-        if not crop.inner_faces() and not (seeds == BACKGROUND).any():  # the whole image, edges like the object: all of them
-            edge = np.ones(shape, bool)
-            edge[tuple(slice(1, -1) for _ in shape)] = False
-            seeds[edge & (seeds == 0)] = BACKGROUND
+            unlike = sides & (np.abs(values - mean) > border_k * std)
+        seeds[unlike & (seeds == 0)] = BACKGROUND
+        if not inner and not (seeds == BACKGROUND).any():  # the whole image, edges like the object: all of them
+            seeds[sides & (seeds == 0)] = BACKGROUND
     return seeds
 
 
