@@ -123,12 +123,15 @@ class InitConfig(BaseModel):
         freeze: ``none``, ``loaded`` (see :class:`FreezeMode`), or a list of parameter-name prefixes to freeze
             (e.g. ``["model.0", "model.1.submodule.0"]`` for the first levels of a MONAI UNet encoder).
         unfreeze_epoch: From this epoch on (1-based) the frozen weights train too; None keeps them frozen.
+        inflate: Start a 3D network from a 2D parent of the same architecture: its 2D kernels are repeated along
+            depth and scaled (:mod:`medannot.training.inflate`); a parent that is already 3D is copied as usual.
     """
 
     model_config = ConfigDict(extra="forbid")
     bundle: str
     freeze: FreezeMode | list[str] = FreezeMode.NONE
     unfreeze_epoch: int | None = Field(None, ge=1)
+    inflate: bool = False
 
 
 class LoopConfig(BaseModel):

@@ -34,6 +34,7 @@ from medannot.io.atomic import atomic_folder, atomic_write_bytes, atomic_write_t
 from medannot.models.bundle import Bundle
 from medannot.training.callbacks import EarlyStopping, TensorBoardLogger
 from medannot.training.config import FreezeMode, InitConfig, LoopConfig, lr_at
+from medannot.training.inflate import inflate_state
 
 __all__ = ["LocalTraining", "Shipped", "TrainingHooks", "Validation", "checkpoint_path", "load_parent_weights", "run_training", "ship_bundle", "train_weights"]
 
@@ -137,6 +138,8 @@ def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dic
     Returns:
         ``(record, copied)``: the parent record for the card and ``bundle.json`` (``bundle`` (name), ``version``,
         ``sha256``, ``path``, ``config_path`` (the config that trained the parent, when its bundle says),
+        ``config_chain`` (the configs that trained the parent's ancestors and then the parent, in order),
+        ``inflated_from`` (the parent's dimensionality when ``init.inflate``, else None),
         ``copied`` and ``new`` (tensor counts), ``new_tensors`` (names of the tensors that did
         not fit, up to 20), ``frozen`` (parameter count), ``freeze``, ``unfreeze_epoch``) and the names of the
         tensors copied.
@@ -147,19 +150,26 @@ def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dic
     parent = Bundle.load(init.bundle)
     state = parent.read_weights()
     own = network.state_dict()
-    fits = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if init.inflate:
+        fits = inflate_state(network, state)
+    else:
+        fits = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
     if not fits:
         raise ModelError(f"no weight of the parent bundle {parent.name!r} fits this network ({parent.spec.network.name} vs the config's); "
                          "start from a bundle with the same network", parent.path)
     network.load_state_dict(fits, strict=False)
     new = sorted(set(own) - set(fits))
     frozen = set_frozen(network, init, set(fits), frozen=True)
-    trained_by = ((parent.spec.training or {}).get("run") or {}).get("config_path") or ""
+    parent_run = (parent.spec.training or {}).get("run") or {}
+    trained_by = parent_run.get("config_path") or ""
+    grand = parent_run.get("parent") or {}
+    ancestors = list(grand.get("config_chain") or ([grand["config_path"]] if grand.get("config_path") else []))
     record = {"bundle": parent.name, "version": parent.version, "sha256": parent.spec.sha256 or "",
               "path": str(parent.path) if parent.path else "", "config_path": trained_by,
+              "config_chain": ancestors + [trained_by] if trained_by else [],
               "copied": len(fits), "new": len(new), "new_tensors": new[:20],
               "frozen": frozen, "freeze": init.freeze if isinstance(init.freeze, list) else str(init.freeze),
-              "unfreeze_epoch": init.unfreeze_epoch}
+              "unfreeze_epoch": init.unfreeze_epoch, "inflated_from": parent.spec.spatial_dims if init.inflate else None}
     return record, set(fits)
 
 
@@ -429,11 +439,14 @@ def parent_card_section(parent: dict[str, Any] | None) -> str:
         return ""
     freeze = parent.get("freeze")
     until = f", released from epoch {parent['unfreeze_epoch']}" if parent.get("unfreeze_epoch") else ""
+    chain = parent.get("config_chain") or ([parent["config_path"]] if parent.get("config_path") else [])
+    inflated = (f", each {parent['inflated_from']}D kernel inflated to 3D (repeated along depth and scaled so that a "
+                "depth-constant volume gets the parent's answer, `medannot.training.inflate`)" if parent.get("inflated_from") else "")
     return (
         "\n## Transfer learning\n\n"
         f"Started from bundle `{parent['bundle']}` {parent['version']} (weights sha256 `{parent['sha256']}`"
-        + (f", trained by `medannot train {parent['config_path']}`" if parent.get("config_path") else "") + "): "
-        f"{parent['copied']} tensors copied, {parent['new']} newly initialised"
+        + (", trained by " + ", then ".join(f"`medannot train {c}`" for c in chain) if chain else "") + "): "
+        f"{parent['copied']} tensors copied{inflated}, {parent['new']} newly initialised"
         + (f" ({', '.join(parent['new_tensors'][:6])}{', ...' if parent['new'] > 6 else ''})" if parent["new"] else "")
         + f"; frozen: {freeze} ({parent['frozen']} parameters{until}).\n"
     )

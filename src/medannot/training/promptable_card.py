@@ -96,8 +96,9 @@ def model_card(cfg: Any, metrics: dict[str, Any], run: dict[str, Any]) -> str:
     val = metrics.get("validation") or {}
     cmd = f"medannot train {run['config_path']}" if run.get("config_path") else "medannot train CONFIG"
     parent = run.get("parent") or {}
-    if parent.get("config_path"):  # a second stage: its parent is trained first
-        cmd = f"medannot train {parent['config_path']}` (the parent, stage 1), then `{cmd}"
+    chain = parent.get("config_chain") or ([parent["config_path"]] if parent.get("config_path") else [])
+    if chain:  # a later stage: its ancestors are trained first, in order
+        cmd = "`, then `".join(f"medannot train {c}" for c in chain) + f"` (the parent{'s' if len(chain) > 1 else ''}), then `{cmd}"
     s = cfg.settings
     zoom = ("; a lone first click is predicted again in a field of view fitted to its first mask (zoom-in)" if s.zoom_in else "")
     zoom += (f"; the field of view fits the prompts and previous mask down to {s.min_fov} x the native one (small objects "
@@ -123,7 +124,10 @@ def model_card(cfg: Any, metrics: dict[str, Any], run: dict[str, Any]) -> str:
         "and liver outlines with random contrast, texture and blur pasted into real CT, MR, US, radiograph and microscopy "
         "backgrounds (no held-out image among them). Real objects are drawn source by source (each source equally often). "
         f"HELD-OUT (never trained on, never used for a choice): {held}. Nuclei of both halves come from the same image; the "
-        "Colin27 brain is another head than MNI152, same modality (T1).\n",
+        "Colin27 brain is another head than MNI152, same modality (T1)."
+        + (f" The weights started from `{parent['bundle']}` {parent['version']} (see Transfer learning): its TRAIN objects and "
+           "validation (its card) are this network's training data too; none of its sources is held out here."
+           if parent else "") + "\n",
         "Simulated iterative prompting (RITM-style): each example starts from a first click (centre or a random inside "
         "point), a jittered box, or a corrupted previous mask; then the network itself predicts without gradients "
         f"0..{cfg.data.max_iterations} times, a click goes to the centre of the largest error each time and the prediction "
