@@ -221,6 +221,8 @@ def test_rounds_start_by_themselves_and_cases_come_in_the_strategy_order(loop):
     assert r.status_code == 422 and "strategy" in r.json()["detail"] and "'diversity'" in r.json()["detail"], r.text
     r = admin.patch(f"/api/projects/{pid}/settings", json={"engine": "no-such-engine"})
     assert r.status_code == 422 and "growcut" in r.json()["detail"], r.text
+    r = admin.patch(f"/api/projects/{pid}/settings", json={"engine": "auto"})  # the default: per case dimensionality
+    assert r.status_code == 200 and r.json()["engine"] == "auto", r.text
 
     # accepting two more cases queues a round by itself
     before = {j["id"] for j in admin.get(f"/api/projects/{pid}/jobs").json()}

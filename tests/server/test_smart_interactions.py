@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from server_helpers import add_project, add_users, nifti_bytes, run_jobs, synthetic_volume, upload
 
+from medannot.tasks.promptable import default_engine
+
 SHAPE = (24, 20, 12)
 BLOCK = (slice(6, 14), slice(5, 12), slice(3, 8))
 """The bright block of :func:`synthetic_volume` (SYNTHETIC test data; identity affine: mm = voxel)."""
@@ -58,7 +60,8 @@ def test_clicks_undo_and_counts(smart):
     assert listed["counts"] == {"clicks": 2, "boxes": 1, "undone": 2, "sessions": 2}
     assert [(i["session"], i["seq"], i["kind"], i["undone"]) for i in listed["interactions"]] == [
         (1, 1, "point", True), (1, 2, "point", True), (2, 1, "box", False)]
-    assert listed["interactions"][0]["engine"] == "growcut"  # the project's default engine
+    # the project's default engine, auto: the default of a 3D case, recorded by its name
+    assert listed["interactions"][0]["engine"] == default_engine(3) != "auto"
 
 
 def test_bad_prompts_are_one_line_and_record_nothing(smart):

@@ -18,7 +18,7 @@ from medannot.workflows.learning.strategies import Candidate, order_cases, rando
 def test_settings_merge_sections_and_typos_name_the_valid_values():
     s = parse_settings({"gate": {"min_gain": 0.01}, "recipe": {"epochs": 2}, "strategy": "uncertainty"})
     assert (s.gate.min_gain, s.gate.max_label_drop, s.recipe.epochs, s.recipe.batch_size) == (0.01, 0.02, 2, 8)
-    assert s.strategy is Strategy.UNCERTAINTY and s.engine == "growcut"
+    assert s.strategy is Strategy.UNCERTAINTY and s.engine == "auto"
     again = parse_settings({"retrain_every": 5}, s)
     assert again.gate.min_gain == 0.01 and again.retrain_every == 5
     with pytest.raises(ConfigError, match="unknown learning setting 'retrain'; valid settings: retrain_every"):

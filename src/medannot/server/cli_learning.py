@@ -214,7 +214,7 @@ def simulate(
     retrain_every: int = typer.Option(8, "--retrain-every", help="Accepted cases between training rounds."),
     holdout: float = typer.Option(0.25, "--holdout", help="Share of the cases held out to measure the learning curve."),
     max_cases: Optional[int] = typer.Option(None, "--max-cases", help="Review at most this many cases (default: all)."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="Promptable engine of the simulated clicks (default growcut)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Promptable engine of the simulated clicks (default auto: the default engine of the data's dimensionality, GrowCut unless a bundled network measured better)."),
     target: float = typer.Option(0.90, "--target-dice", help="Dice the simulated annotator reaches with clicks."),
     setting: list[str] = typer.Option([], "--set", help="Learning setting KEY=VALUE (recipe.epochs=3, gate.min_gain=0, "
                                       "val_fraction=0.2, min_cases=3 ...); repeatable."),

@@ -1,7 +1,8 @@
 """The Smart tool's API: clicks and boxes on a case -> the mask of one object (:mod:`medannot.server.interactive`).
 
 ``POST /api/cases/{cid}/interactions`` adds a point (positive or negative) or a box to a session (a new one when
-``session`` is left out), recomputes the session's object with the project's engine and answers its mask: a
+``session`` is left out), recomputes the session's object with the project's engine (the setting ``auto``, the
+default, is the engine ``medannot segment`` uses for a case of that dimensionality) and answers its mask: a
 gzipped uint8 NIfTI on the case image's grid (1 = object), with ``X-Session``, ``X-Interaction``, ``X-Voxels`` and
 ``X-Seconds`` headers. ``POST .../interactions/undo`` marks the session's last interaction undone and answers the
 mask without it (all zeros when none is left). Every interaction is recorded, undone or not, so a case's correction
@@ -31,6 +32,7 @@ from medannot.server.interactive import InteractiveService
 from medannot.server.models import CaseRecord, Interaction, User
 from medannot.server.routes.cases import locked
 from medannot.server.security import Action
+from medannot.workflows.learning.engines import resolve_engine_name
 
 router = APIRouter(prefix="/api", tags=["interactions"], responses=ERRORS)
 MAX_MM = 1e6
@@ -111,7 +113,7 @@ def _case_info(c: object, user: User, cid: int) -> tuple[dict, object]:
             return {}, locked(case, "the Smart tool can change it")
         info = {"id": case.id, "sha": case.image_sha256, "dims": case.spatial_dims, "shape": list(case.shape),
                 "affine": case.affine, "labels": {int(lab["value"]) for lab in project.labels},
-                "engine": learning.learning_settings(project).engine}
+                "engine": resolve_engine_name(learning.learning_settings(project).engine, case.spatial_dims)}
     return info, None
 
 

@@ -15,7 +15,20 @@ from medannot.classical.interactive import list_engines
 from medannot.data.prompts import PromptableEngine
 from medannot.errors import ConfigError, MedannotError
 
-__all__ = ["check_engine_name", "create_promptable", "list_promptable"]
+__all__ = ["AUTO", "check_engine_name", "create_promptable", "list_promptable", "resolve_engine_name"]
+
+AUTO = "auto"
+"""The engine setting that means: the default of the case's dimensionality
+(:func:`medannot.tasks.promptable.default_engine`, the engine ``medannot segment`` uses without ``--engine``)."""
+
+
+def resolve_engine_name(name: str, ndim: int) -> str:
+    """The engine to run for a case of ``ndim`` spatial dimensions: ``name``, or the default when it is :data:`AUTO`."""
+    if name != AUTO:
+        return name
+    from medannot.tasks.promptable import default_engine
+
+    return default_engine(ndim)
 
 
 def list_promptable() -> list[str]:
@@ -44,11 +57,12 @@ def create_promptable(name: str, **params: Any) -> PromptableEngine:
 
 
 def check_engine_name(name: str) -> str:
-    """``name`` when :func:`create_promptable` can build it (a classical name is accepted without loading anything).
+    """``name`` when :func:`create_promptable` can build it, or :data:`AUTO` (a classical name is accepted without
+    loading anything).
 
     Raises:
         ConfigError: As :func:`create_promptable`.
     """
-    if name not in list_engines():
+    if name != AUTO and name not in list_engines():
         create_promptable(name)
     return name

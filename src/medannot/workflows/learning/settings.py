@@ -15,8 +15,10 @@ from medannot.errors import ConfigError
 
 __all__ = ["DEFAULT_ENGINE", "GateRule", "LearningSettings", "Strategy", "TrainingRecipe", "parse_settings"]
 
-DEFAULT_ENGINE = "growcut"
-"""The promptable engine a project uses unless it names another: the classical engine that needed the fewest clicks
+DEFAULT_ENGINE = "auto"
+"""The promptable engine a project uses unless it names another: ``auto``, the default of the case's dimensionality
+(:func:`medannot.tasks.promptable.default_engine`, as ``medannot segment`` without ``--engine``): a bundled network
+where its held-out run needed fewer clicks than every classical engine, else GrowCut. GrowCut needed the fewest clicks
 to bring the 32 tiles (64x64) of the held-out right half of the stardist nuclei sample from nothing to Dice 0.90
 with the simulated annotator of :mod:`.effort`: GrowCut 546 clicks for 98 nuclei (6 gave up at 20 clicks), region
 growing 597 (9), random walker 718 (6); GrowCut was also the fastest (1.3 s in the engine for all, against 4.7 s
@@ -103,8 +105,8 @@ class LearningSettings(BaseModel):
         mc_dropout: Monte-Carlo dropout passes for the uncertainty score (0: softmax entropy; needs dropout).
         gate: :class:`GateRule`.
         repropose_on_activate: When a version becomes active, queue new proposals for the cases nobody edited yet.
-        engine: Promptable engine of the review page's Smart tool (a classical engine by name, or a promptable
-            bundle once one is installed).
+        engine: Promptable engine of the review page's Smart tool: ``auto`` (see :data:`DEFAULT_ENGINE`), a classical
+            engine by name, or a promptable bundle.
         recipe: :class:`TrainingRecipe`.
     """
 

@@ -233,10 +233,10 @@ class _Run:
 class _Simulation:
     def __init__(self, data: SimDataset, out: Path, options: SimulationOptions, say: Callable[[str], None]) -> None:
         from medannot.io import write_image
-        from medannot.workflows.learning.engines import create_promptable
+        from medannot.workflows.learning.engines import create_promptable, resolve_engine_name
 
         self.data, self.out, self.options, self.say = data, out, options, say
-        self.engine = create_promptable(options.settings.engine)
+        self.engine = create_promptable(resolve_engine_name(options.settings.engine, data.spatial_dims))
         order = sorted(data.cases, key=lambda c: random_key(f"holdout-{options.seed}", c.name))
         n_hold = min(max(1, int(round(len(order) * options.holdout_fraction))), len(order) - options.settings.min_cases)
         if n_hold < 1:
@@ -324,7 +324,7 @@ def simulate(dataset: str | Path | SimDataset, out: str | Path, options: Simulat
     start = time.monotonic()
     sim = _Simulation(data, out, opts, speak)
     speak(f"dataset {data.name}: {len(data.cases)} cases ({data.spatial_dims}D, labels {data.label_values}); "
-          f"held out {len(sim.holdout)}, pool {len(sim.pool)}; engine {opts.settings.engine}")
+          f"held out {len(sim.holdout)}, pool {len(sim.pool)}; engine {sim.engine.name}")
     runs = []
     for name in [NO_LEARNING, *[s for s in opts.strategies if s != NO_LEARNING]]:
         run = _Run(name, sim)
