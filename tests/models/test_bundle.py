@@ -90,6 +90,20 @@ def test_unknown_name_lists_bundled():
         assert n in str(info.value)
 
 
+def test_a_killed_runs_staging_folder_is_not_a_bundle(tmp_path, monkeypatch):
+    """A training run killed while shipping leaves ``.NAME.tmp-*`` beside the bundles; it is not listed (it was,
+    twice under one name, in the engines an error message offered)."""
+    import shutil
+
+    from medannot.models import bundle as bundle_module
+
+    src = bundle_module.bundled_root() / "nuclei"
+    shutil.copytree(src, tmp_path / "nuclei")
+    shutil.copytree(src, tmp_path / ".nuclei.tmp-1234abcd")
+    monkeypatch.setattr(bundle_module, "bundled_root", lambda: tmp_path)
+    assert [b.name for b in list_bundles()] == ["nuclei"]
+
+
 def test_weights_that_do_not_fit(tmp_path):
     b = _bundle()
     b.spec = b.spec.model_copy(update={"network": b.spec.network.model_copy(update={"params": {"channels": [8, 16], "strides": [2]}})})

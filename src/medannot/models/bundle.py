@@ -380,14 +380,15 @@ def _resolve(path_or_name: str | Path) -> Path:
 def list_bundles() -> list[Bundle]:
     """The bundles shipped in ``medannot/bundled/`` (folders with a valid ``bundle.json``), sorted by name.
 
-    Invalid folders are skipped. Each bundle exposes ``name``, ``version``, ``task``,
-    ``labels`` and ``card_path``; weights are only read by ``build_network``.
+    Invalid folders are skipped, and so are hidden ones (``.NAME.tmp-*``: the staging folder a killed training run
+    leaves behind). Each bundle exposes ``name``, ``version``, ``task``, ``labels`` and ``card_path``; weights are
+    only read by ``build_network``.
     """
     root = bundled_root()
     out = []
     if root.is_dir():
         for sub in sorted(root.iterdir()):
-            if (sub / BUNDLE_JSON).is_file():
+            if not sub.name.startswith(".") and (sub / BUNDLE_JSON).is_file():
                 try:
                     out.append(Bundle.load(sub))
                 except ModelError:
