@@ -106,3 +106,18 @@ def test_a_failure_while_measuring_leaves_the_previous_bundle(tmp_path, monkeypa
     assert (first / "bundle.json").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bundle.tmp")]
     assert np.isfinite(json.loads(before)["metrics"]["mean_dice"])
+
+
+def test_a_run_resumed_with_select_best_false_ships_its_last_weights(tmp_path):
+    """Changing ``select_best`` to false after a run and resuming it ships the last epoch's weights, not the best
+    validation's weights the checkpoint kept (they are made different here, so the old behaviour fails)."""
+    cfg = tiny_segmentation_config(tmp_path, epochs=2)
+    train(cfg, progress=False)
+    ckpt = tmp_path / "logs" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=False)
+    state["best_state"] = {k: (v + 1.0 if v.is_floating_point() else v) for k, v in state["model"].items()}
+    torch.save(state, ckpt)
+    again = train(dict(cfg, select_best=False, resume=True), progress=False)
+    shipped = _weights(again)
+    assert all(torch.allclose(shipped[k].float(), state["model"][k].float(), atol=1e-6) for k in shipped)
+    assert json.loads((again / "bundle.json").read_text())["training"]["run"]["selection"] == "last epoch"

@@ -334,7 +334,8 @@ def run_training(cfg: LoopConfig, build_hooks: Callable[[LoopConfig], TrainingHo
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"]) + 1
-        best_state, best_metrics = state["best_state"], state["best_metrics"]
+        if cfg.select_best:  # a run resumed with select_best: false ships its last weights, whatever it kept before
+            best_state, best_metrics = state["best_state"], state["best_metrics"]
         last_metrics = state.get("last_metrics", {})
         stopper.load_state_dict(state["stopper"])
         rng.bit_generator.state = state["numpy_rng"]
