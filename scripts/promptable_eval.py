@@ -6,6 +6,9 @@
     # a promptable bundle (bundled name or folder): --engine promptable-2d  or  --engine runs/promptable-2d
     # its inference settings (PromptableSettings): --engine promptable-2d:min_fov=0.5,zoom_in=1
     # --synthetic N adds N SYNTHETIC objects (validation seed 12345, never trained on) to a TRAIN-split run
+    #   (--synthetic-patch: their background patch side, 160 as in 2D training, 96 as in 3D training)
+    # --min-voxels / --max-voxels leave out objects outside that size (e.g. the whole-hemisphere MNI152 GM / WM
+    #   regions, or a 5-voxel synthetic speck)
 
 Writes OUT/interactive.csv (one row per case and engine), OUT/summary.json and OUT/clicks_vs_dice.png, and
 prints one line per engine: Dice after 1 click, Dice after N, NoC@80/85/90, failure rate at 85, median time.
@@ -44,9 +47,10 @@ def parse_engine(text: str) -> Any:
         k, _, v = item.partition("=")
         val: Any = float(v) if any(c in v for c in ".e") else int(v)
         (crop if k in CROP_KEYS else params)[k] = val
-    if name not in list_engines():
+    if name not in list_engines():  # a network: every key is one of its PromptableSettings (max_grow included)
         engine = create_engine(name, cache=False)
-        settings = {**engine.settings.model_dump(), **params}
+        settings = {**engine.settings.model_dump(), **params, **crop}
+        crop = {}
         engine.settings = PromptableSettings.model_validate(settings)
     else:
         engine = create_engine(name, **params) if params else create_engine(name, cache=False)
@@ -80,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="at most this many cases (evenly spaced)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--synthetic", type=int, default=0, help="add this many SYNTHETIC objects (TRAIN split only)")
+    ap.add_argument("--synthetic-patch", type=int, default=160, help="background patch side of the SYNTHETIC objects")
+    ap.add_argument("--min-voxels", type=int, default=0, help="leave out objects with fewer voxels")
+    ap.add_argument("--max-voxels", type=int, default=None, help="leave out objects with more voxels")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     import torch
@@ -93,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--synthetic adds validation objects to a TRAIN-split run only")
         from medannot.training.promptable_synth import SyntheticObjects
 
-        synth = SyntheticObjects(a.ndim, patch=160, seed=12345)
+        synth = SyntheticObjects(a.ndim, patch=a.synthetic_patch, seed=12345)
         cases += [synth.draw(i) for i in range(a.synthetic)]
+    cases = [c for c in cases if a.min_voxels <= int(c.mask.sum()) <= (a.max_voxels or c.mask.size)]
+    print(f"{len(cases)} objects: {', '.join(c.name for c in cases)}", flush=True)
     engines = [parse_engine(e) for e in a.engine]
     acc = InteractiveAccumulator()
     for engine in engines:

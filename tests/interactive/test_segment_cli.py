@@ -176,7 +176,29 @@ def test_3d_colin27_with_a_box_and_a_2d_network_refused_on_a_volume(tmp_path):
     inside = np.zeros_like(labels)
     inside[tuple(slice(a, b + 1) for a, b in zip(lo, hi))] = True
     assert labels.any() and not (labels & ~inside).any()  # the object stays within its box
-    result = _run(ch2, "--point", "0,0,0", "--engine", "promptable-2d" if default_engine(2) == "promptable-2d" else "growcut",
-                  "--out", tmp_path / "net")
-    if default_engine(2) == "promptable-2d":
-        assert result.exit_code == 2 and "2D images and the image is 3D" in result.output
+    result = _run(ch2, "--point", "0,0,0", "--engine", "promptable-2d", "--out", tmp_path / "net")
+    assert result.exit_code == 2 and "works on 2D images and the image is 3D" in result.output, result.output
+    assert result.output.count("promptable-3d") == 1  # the 3D network is offered, once
+    assert not (tmp_path / "net").exists() or not any((tmp_path / "net").iterdir())
+
+
+def test_3d_network_from_the_shell_gives_the_mask_its_card_measured(tmp_path):
+    """One click with the bundled 3D network on a held-out Colin27 structure: the shell's mask is the one the bundle's
+    held-out run scored (same Dice after one click), and the provenance names the bundle."""
+    import csv
+
+    from medannot.models.bundle import Bundle, bundled_root
+    from medannot.training.promptable_training import HELD_OUT_CSV
+
+    case = next(c for c in object_cases("held-out", 3, ["colin27-aal"]) if c.name.endswith("Thalamus_L"))
+    with (bundled_root() / "promptable-3d" / HELD_OUT_CSV).open() as fh:
+        stored = next(float(r["dice_1"]) for r in csv.DictReader(fh) if r["engine"] == "promptable-3d" and r["case"] == case.name)
+    click = first_click(case.mask, case.image.spacing).index
+    out = tmp_path / "out"
+    result = _run(MRICRON / "ch2.nii.gz", "--point", ",".join(map(str, click)), "--voxel", "--engine", "promptable-3d", "--out", out)
+    assert result.exit_code == 0, result.output
+    labels = _labels(out) == 1
+    dice = 2 * (labels & case.mask).sum() / (labels.sum() + case.mask.sum())
+    assert dice == pytest.approx(stored, abs=0.01)
+    engine = json.loads((_case(out) / "annotation.json").read_text())["provenance"]["parameters"]["engine"]
+    assert (engine["engine"], engine["version"]) == ("promptable-3d", Bundle.load("promptable-3d").version)
