@@ -134,8 +134,11 @@ def model_card(cfg: Any, metrics: dict[str, Any], run: dict[str, Any]) -> str:
         "becomes the previous mask; loss = binary cross-entropy weighted "
         f"x{1 + cfg.data.click_weight:.0f} at the clicks (falling to x1 at {cfg.data.click_weight_radius:.0f} crop voxels) + soft Dice.\n",
         "## Which choices saw which data\n",
-        "- Checkpoint selection (best validation score: mean Dice over the validation clicks), the inference settings and "
-        f"every hyper-parameter: TRAIN-split validation only ({run.get('validation_objects', {})}: SYNTHETIC objects of another "
+        ("- Checkpoint selection (best validation score: mean Dice over the validation clicks), the inference settings and "
+         if run.get("selection") != "last epoch" else
+         "- The weights are the last epoch's (`select_best: false`, chosen against the best-validation epoch on TRAIN-split "
+         "objects; the config says how); the inference settings and ")
+        + f"every hyper-parameter: TRAIN-split validation only ({run.get('validation_objects', {})}: SYNTHETIC objects of another "
         "seed and real TRAIN objects; the real ones were trained on, so validation is optimistic).\n"
         "- The held-out objects were scored once per shipped bundle (below); nothing was tuned on them.\n",
         f"Selected validation: {', '.join(f'{k} {_fmt(v)}' for k, v in val.items())}.\n" if val else "",
