@@ -36,7 +36,8 @@ from medannot.training.callbacks import EarlyStopping, TensorBoardLogger
 from medannot.training.config import FreezeMode, InitConfig, LoopConfig, lr_at
 from medannot.training.inflate import inflate_state
 
-__all__ = ["LocalTraining", "Shipped", "TrainingHooks", "Validation", "checkpoint_path", "load_parent_weights", "run_training", "ship_bundle", "train_weights"]
+__all__ = ["LocalTraining", "Shipped", "TrainingHooks", "Validation", "checkpoint_path", "config_chain", "load_parent_weights",
+           "run_training", "ship_bundle", "train_weights"]
 
 
 @dataclass
@@ -128,6 +129,14 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def config_chain(parent: dict[str, Any] | None) -> list[str]:
+    """The configs that trained a parent record's bundle, its ancestors first (``config_chain``, or the lone
+    ``config_path`` of a record written before chains were kept); empty when none is known."""
+    if not parent:
+        return []
+    return list(parent.get("config_chain") or ([parent["config_path"]] if parent.get("config_path") else []))
+
+
 def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dict[str, Any], set[str]]:
     """Copy the weights of ``init.bundle`` that fit ``network`` (same name and shape) and freeze as asked.
 
@@ -162,8 +171,7 @@ def load_parent_weights(network: torch.nn.Module, init: InitConfig) -> tuple[dic
     frozen = set_frozen(network, init, set(fits), frozen=True)
     parent_run = (parent.spec.training or {}).get("run") or {}
     trained_by = parent_run.get("config_path") or ""
-    grand = parent_run.get("parent") or {}
-    ancestors = list(grand.get("config_chain") or ([grand["config_path"]] if grand.get("config_path") else []))
+    ancestors = config_chain(parent_run.get("parent"))
     record = {"bundle": parent.name, "version": parent.version, "sha256": parent.spec.sha256 or "",
               "path": str(parent.path) if parent.path else "", "config_path": trained_by,
               "config_chain": ancestors + [trained_by] if trained_by else [],
@@ -440,7 +448,7 @@ def parent_card_section(parent: dict[str, Any] | None) -> str:
         return ""
     freeze = parent.get("freeze")
     until = f", released from epoch {parent['unfreeze_epoch']}" if parent.get("unfreeze_epoch") else ""
-    chain = parent.get("config_chain") or ([parent["config_path"]] if parent.get("config_path") else [])
+    chain = config_chain(parent)
     inflated = (f", each {parent['inflated_from']}D kernel inflated to 3D (repeated along depth and scaled so that a "
                 "depth-constant volume gets the parent's answer, `medannot.training.inflate`)" if parent.get("inflated_from") else "")
     return (

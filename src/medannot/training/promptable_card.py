@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from medannot.training.loop import config_chain
 from medannot.training.promptable_sources import Split, object_sources
 
 __all__ = ["held_out_notes", "model_card"]
@@ -96,7 +97,7 @@ def model_card(cfg: Any, metrics: dict[str, Any], run: dict[str, Any]) -> str:
     val = metrics.get("validation") or {}
     cmd = f"medannot train {run['config_path']}" if run.get("config_path") else "medannot train CONFIG"
     parent = run.get("parent") or {}
-    chain = parent.get("config_chain") or ([parent["config_path"]] if parent.get("config_path") else [])
+    chain = config_chain(parent)
     if chain:  # a later stage: its ancestors are trained first, in order
         cmd = "`, then `".join(f"medannot train {c}" for c in chain) + f"` (the parent{'s' if len(chain) > 1 else ''}), then `{cmd}"
     s = cfg.settings

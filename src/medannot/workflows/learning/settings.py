@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_ENGINE", "GateRule", "LearningSettings", "Strategy", "Traini
 DEFAULT_ENGINE = "auto"
 """The promptable engine a project uses unless it names another: ``auto``, the default of the case's dimensionality
 (:func:`medannot.tasks.promptable.default_engine`, as ``medannot segment`` without ``--engine``): a bundled network
-where its held-out run needed fewer clicks than every classical engine, else GrowCut. GrowCut needed the fewest clicks
+where its held-out run needed fewer clicks than every classical engine with a first mask as good, else GrowCut. GrowCut needed the fewest clicks
 to bring the 32 tiles (64x64) of the held-out right half of the stardist nuclei sample from nothing to Dice 0.90
 with the simulated annotator of :mod:`.effort`: GrowCut 546 clicks for 98 nuclei (6 gave up at 20 clicks), region
 growing 597 (9), random walker 718 (6); GrowCut was also the fastest (1.3 s in the engine for all, against 4.7 s
